@@ -1,0 +1,3 @@
+from exoplane.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""``create_app()``: the ASGI application and the lifespan that owns its resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from redis.asyncio import ConnectionPool
+from starlette.middleware.cors import CORSMiddleware
+
+from exoplane import __version__
+from exoplane.config import Settings
+from exoplane.db import create_engine, create_session_factory
+from exoplane.errors import install_error_handlers
+from exoplane.health import router as health_router
+from exoplane.integrations.endpoints import router as integrations_router
+from exoplane.logs import configure_logging
+from exoplane.middleware import RequestContextMiddleware
+from exoplane.ratelimit import RateLimiter
+from exoplane.security import Vault, load_secret_key
+from exoplane.state import AppState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        secret_key = load_secret_key(settings)
+        engine = create_engine(settings.database_url)
+        redis_pool = ConnectionPool.from_url(settings.redis_url) if settings.redis_url else None
+        state = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=create_session_factory(engine),
+            vault=Vault(secret_key),
+            rate_limiter=RateLimiter.from_settings(settings, redis_pool),
+            redis_pool=redis_pool,
+        )
+        try:
+            yield {"exoplane": state}
+        finally:
+            await engine.dispose()
+            if redis_pool is not None:
+                await redis_pool.aclose()
+
+    app = FastAPI(
+        title="exoplane",
+        version=__version__,
+        description="Self-hostable implementation of Exotel's integration platform.",
+        lifespan=lifespan,
+        # Exotel's clients are not all careful with Content-Type; auth is by header, not
+        # cookie, so reading any body as JSON opens no cross-site hole.
+        strict_content_type=False,
+    )
+    install_error_handlers(app)
+
+    app.include_router(health_router)
+    app.include_router(integrations_router)
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=["*"],
+        allow_methods=["*"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
+        expose_headers=["X-Request-ID", "ETag", "Retry-After", "RateLimit-Limit"],
+    )
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,132 @@
+"""The ``exoplane`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+import typer
+
+from exoplane.config import Settings
+
+app = typer.Typer(
+    help="exoplane: a self-hostable implementation of Exotel's integration platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+customers_app = typer.Typer(
+    help="Customers (integrators) and their credentials.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(customers_app, name="customers")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _emit(data: dict[str, object], as_json: bool, lines: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(data))
+    else:
+        for line in lines:
+            typer.echo(line)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run the webhook worker in this process.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Serve the API, console and media core. On SQLite the schema is created or upgraded."""
+    import uvicorn
+
+    from exoplane.app import create_app
+
+    settings = Settings()
+    if settings.is_sqlite:
+        asyncio.run(_upgrade(settings))
+    _emit(
+        {"url": f"http://{host}:{port}", "database": _safe_url(settings.database_url)},
+        as_json,
+        [f"exoplane serving on http://{host}:{port} ({_safe_url(settings.database_url)})"],
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
+    )
+
+
+async def _upgrade(settings: Settings) -> None:
+    from exoplane.db import create_engine, upgrade_schema
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Apply all pending migrations (required before `serve` on PostgreSQL)."""
+    settings = Settings()
+    asyncio.run(_upgrade(settings))
+    _emit(
+        {"database": _safe_url(settings.database_url), "status": "up to date"},
+        as_json,
+        [f"Schema of {_safe_url(settings.database_url)} is up to date."],
+    )
+
+
+@customers_app.command("create")
+def customers_create(
+    name: Annotated[str, typer.Option("--name", help="The customer's name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a customer and print its CustomerID and CustomerSecret (shown only once)."""
+    if not name.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--name")
+    customer_id, secret = asyncio.run(_create_customer(Settings(), name.strip()))
+    _emit(
+        {"CustomerID": customer_id, "CustomerSecret": secret, "Name": name.strip()},
+        as_json,
+        [
+            f"CustomerID:     {customer_id}",
+            f"CustomerSecret: {secret}",
+            "The secret is shown only now; store it safely.",
+        ],
+    )
+
+
+async def _create_customer(settings: Settings, name: str) -> tuple[str, str]:
+    from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+    from exoplane.integrations.service import create_customer
+
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            customer, secret = await create_customer(session, name)
+            return customer.id, secret
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    app()

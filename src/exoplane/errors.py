@@ -1,0 +1,183 @@
+"""The error model, and the handlers that render errors in both envelopes (SPEC §4.2).
+
+Exotel-compatible endpoints answer ``{RequestId, Status, Code, Error, Data}``; everything else
+answers ``{"success": false, "error": {code, message, request_id}}``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from exoplane.responses import JSONBytesResponse, request_id_of
+
+LEGACY_PATH = re.compile(
+    r"^/v2/integrations/(token|app|app_setting|usermapping|device|users|call)(/|$)"
+)
+
+
+class ExoplaneError(Exception):
+    """An expected failure: a 4xx (or 502) with a stable snake_case code and a clear message."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.field = field
+        self.headers = dict(headers or {})
+
+
+class BadRequest(ExoplaneError):
+    status = 400
+    code = "invalid_request"
+
+
+class Unauthorized(ExoplaneError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ExoplaneError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ExoplaneError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ExoplaneError):
+    status = 409
+    code = "conflict"
+
+
+class RateLimited(ExoplaneError):
+    status = 429
+    code = "rate_limited"
+
+
+class UpstreamError(ExoplaneError):
+    status = 502
+    code = "upstream_error"
+
+
+def is_legacy_path(path: str) -> bool:
+    return LEGACY_PATH.match(path) is not None
+
+
+def error_body(
+    request_id: str, path: str, status: int, code: str, message: str, field: str | None = None
+) -> dict[str, Any]:
+    if is_legacy_path(path):
+        return {
+            "RequestId": request_id,
+            "Status": "Failed",
+            "Code": status,
+            "Error": message,
+            "Data": None,
+        }
+    error: dict[str, Any] = {"code": code, "message": message, "request_id": request_id}
+    if field is not None:
+        error["field"] = field
+    return {"success": False, "error": error}
+
+
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = error_body(request_id_of(request.scope), request.url.path, status, code, message, field)
+    return JSONBytesResponse(body, status_code=status, headers=headers)
+
+
+def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """Turn pydantic errors into one sentence naming each offending field."""
+    parts: list[str] = []
+    first_field: str | None = None
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
+        kind = error.get("type", "")
+        if kind == "json_invalid":
+            return "Request body is not valid JSON", None
+        if isinstance(error.get("input"), bytes | bytearray):
+            return "Request body must be JSON, sent with Content-Type: application/json", None
+        where = error.get("loc", ("body",))[0]
+        field = ".".join(location)
+        if first_field is None and field:
+            first_field = field
+        if not field:
+            if kind == "missing":
+                parts.append("a JSON request body is required")
+            else:
+                parts.append(f"request body: {error.get('msg', 'invalid')}")
+        elif kind == "missing":
+            parts.append(f"'{field}' is required")
+        elif kind == "extra_forbidden":
+            parts.append(f"'{field}' is not a known field")
+        else:
+            noun = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
+                str(where), "field"
+            )
+            detail = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+            parts.append(f"{noun} '{field}': {detail}")
+    message = "; ".join(parts) or "invalid request"
+    return message[0].upper() + message[1:], first_field
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_exoplane_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ExoplaneError)
+        return error_response(
+            request, exc.status, exc.code, exc.message, field=exc.field, headers=exc.headers
+        )
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        message, field = describe_validation_errors(exc.errors())
+        return error_response(request, 400, "validation_error", message, field=field)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No endpoint at {request.url.path}"
+        elif exc.status_code == 405 and message == "Method Not Allowed":
+            message = f"{request.method} is not allowed on {request.url.path}"
+        return error_response(
+            request,
+            exc.status_code,
+            codes.get(exc.status_code, "http_error"),
+            message,
+            headers=exc.headers,
+        )
+
+    app.add_exception_handler(ExoplaneError, on_exoplane_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(HTTPException, on_http_error)

@@ -1,0 +1,1 @@
+"""Everything that speaks Exotel's upstream formats."""

@@ -1,0 +1,40 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from exoplane.db import ping
+from exoplane.responses import JSONBytesResponse
+from exoplane.state import State
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> Response:
+    """The process is up and serving."""
+    return JSONBytesResponse({"status": "ok"})
+
+
+@router.get("/readyz")
+async def readyz(state: State) -> Response:
+    """The database (and Redis, when configured) answer."""
+    checks: dict[str, str] = {}
+    try:
+        await ping(state.engine)
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unavailable: {type(exc).__name__}"
+    if state.settings.redis_url:
+        try:
+            ok = await state.rate_limiter.check_storage()
+            checks["redis"] = "ok" if ok else "unavailable"
+        except Exception as exc:
+            checks["redis"] = f"unavailable: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONBytesResponse(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status_code=200 if ready else 503,
+    )

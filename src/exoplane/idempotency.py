@@ -1,0 +1,126 @@
+"""``Idempotency-Key``: a retried create returns the first response instead of acting twice.
+
+The key row is inserted in the same transaction as the work it guards, under a savepoint, so
+the stored response exists exactly when the work was committed. Two concurrent requests with
+one key: the second waits on the unique index (PostgreSQL) or the write lock (SQLite), then
+finds the first one's committed answer and replays it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.errors import BadRequest, Conflict
+from exoplane.models import IdempotencyKey
+from exoplane.models.base import utcnow
+from exoplane.security import Vault
+
+KEY_LIFETIME = timedelta(hours=24)
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: int
+    data: Any
+    replayed: bool
+
+
+def fingerprint(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    if not _KEY.match(key):
+        raise BadRequest(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters without spaces",
+            code="invalid_idempotency_key",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+async def _find(session: AsyncSession, principal: str, key: str) -> IdempotencyKey | None:
+    query = select(IdempotencyKey).where(
+        IdempotencyKey.principal == principal,
+        IdempotencyKey.key == key,
+        IdempotencyKey.expires_at > utcnow(),
+    )
+    return await session.scalar(query)
+
+
+def _replay(row: IdempotencyKey, request_hash: str, vault: Vault) -> Outcome:
+    if row.request_hash != request_hash:
+        raise Conflict(
+            "This Idempotency-Key was already used with a different request; "
+            "use a new key for a new request",
+            code="idempotency_key_reused",
+        )
+    return Outcome(row.status_code, json.loads(vault.decrypt(row.response_enc)), replayed=True)
+
+
+async def run_once(
+    session: AsyncSession,
+    vault: Vault,
+    *,
+    principal: str,
+    key: str | None,
+    request_hash: str,
+    action: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Outcome:
+    """Run ``action`` unless ``key`` already has an answer for this principal; then replay it."""
+    if key is None:
+        status, data = await action()
+        return Outcome(status, data, replayed=False)
+
+    check_key(key)
+    existing = await _find(session, principal, key)
+    if existing is not None:
+        return _replay(existing, request_hash, vault)
+
+    now = utcnow()
+    row = IdempotencyKey(
+        principal=principal,
+        key=key,
+        request_hash=request_hash,
+        status_code=0,
+        response_enc="",
+        created_at=now,
+        expires_at=now + KEY_LIFETIME,
+    )
+    try:
+        async with session.begin_nested():
+            await session.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.principal == principal,
+                    IdempotencyKey.key == key,
+                    IdempotencyKey.expires_at <= now,
+                )
+            )
+            session.add(row)
+            await session.flush()
+    except IntegrityError:
+        winner = await _find(session, principal, key)
+        if winner is None or winner.status_code == 0:
+            raise Conflict(
+                "A request with this Idempotency-Key is still in progress; retry shortly",
+                code="idempotency_key_in_progress",
+            ) from None
+        return _replay(winner, request_hash, vault)
+
+    status, data = await action()
+    row.status_code = status
+    row.response_enc = vault.encrypt(json.dumps(data))
+    await session.flush()
+    return Outcome(status, data, replayed=False)

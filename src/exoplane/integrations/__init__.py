@@ -1,0 +1,1 @@
+"""The integrationscore API: tokens, apps, users (``/v2/integrations``)."""

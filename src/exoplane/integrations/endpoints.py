@@ -1,0 +1,385 @@
+"""``/v2/integrations``: Exotel-compatible endpoints (seed 01, exotel-facts §1) and the
+resource-style user endpoints (SPEC §4.4)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from pydantic import Field
+from starlette.responses import Response
+
+from exoplane.db import Session
+from exoplane.errors import BadRequest, Forbidden
+from exoplane.idempotency import fingerprint, run_once
+from exoplane.integrations import service
+from exoplane.integrations.auth import (
+    AnyAuth,
+    AppAuth,
+    AppPrincipal,
+    CustomerAuth,
+    client_key,
+    enforce_rate_limit,
+)
+from exoplane.integrations.schemas import (
+    AppCreate,
+    SecretRotation,
+    TokenRequest,
+    UserCreate,
+    UserId,
+    UserMappingIn,
+    UserMappingUpdate,
+    UserUpdate,
+    app_data,
+    app_resource,
+    user_mapping,
+    user_resource,
+)
+from exoplane.integrations.sdk_secret import encode_for_sdk
+from exoplane.models import App, User
+from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
+from exoplane.state import AppState, State
+
+router = APIRouter(prefix="/v2/integrations")
+legacy = APIRouter(tags=["integrations (Exotel-compatible)"])
+resources = APIRouter(tags=["users"])
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+def _with_replay_flag(response: JSONBytesResponse, replayed: bool) -> JSONBytesResponse:
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@legacy.post("/token")
+async def create_token(
+    request: Request, state: State, session: Session, body: TokenRequest
+) -> Response:
+    """Exchange an Id and Secret (customer or app) for a token valid up to 90 days."""
+    await enforce_rate_limit(request, state, client_key(request))
+    issued = await service.issue_token(session, body)
+    response = legacy_ok(request.scope, issued.token)
+    response.headers["X-Token-Expires-At"] = issued.row.expires_at.isoformat()
+    return response
+
+
+@legacy.get("/token")
+async def introspect_token(request: Request, principal: AnyAuth) -> Response:
+    """Describe the presented token: its entity, owner and expiry."""
+    return legacy_ok(request.scope, service.describe_token(principal))
+
+
+@legacy.delete("/token")
+async def revoke_token(request: Request, session: Session, principal: AnyAuth) -> Response:
+    """Revoke the presented token at once."""
+    await service.revoke_token(session, principal)
+    return legacy_ok(request.scope, "Token revoked")
+
+
+# --- apps ---------------------------------------------------------------------------------
+
+
+@legacy.post("/app")
+async def register_app(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: CustomerAuth,
+    body: AppCreate,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Register a WebRTC calling app; the only response that shows AppSecret."""
+
+    async def register() -> tuple[int, Any]:
+        return 200, await service.register_app(session, state.vault, principal, body)
+
+    outcome = await run_once(
+        session,
+        state.vault,
+        principal=principal.key,
+        key=idempotency_key,
+        request_hash=fingerprint("POST", "/app", body.model_dump(mode="json")),
+        action=register,
+    )
+    return _with_replay_flag(legacy_ok(request.scope, outcome.data), outcome.replayed)
+
+
+@legacy.get("/app")
+async def get_apps(
+    request: Request,
+    session: Session,
+    principal: AnyAuth,
+    entity: Annotated[Literal["app", "customer"], Query()] = "app",
+) -> Response:
+    """``?entity=app`` (default, app token): this app. ``?entity=customer``: list all apps."""
+    if entity == "customer":
+        if isinstance(principal, AppPrincipal):
+            raise Forbidden(
+                "GET /app?entity=customer lists a customer's apps and needs a customer token",
+                code="wrong_entity",
+            )
+        apps = await service.list_apps(session, principal)
+        return legacy_ok(request.scope, [app_data(app) for app in apps])
+    if not isinstance(principal, AppPrincipal):
+        raise Forbidden(
+            "GET /app returns one app and needs an app token; "
+            "use GET /app?entity=customer to list apps with a customer token",
+            code="wrong_entity",
+        )
+    app = await service.get_app(session, principal)
+    return legacy_ok(request.scope, app_data(app))
+
+
+@legacy.delete("/app")
+async def delete_app(request: Request, session: Session, principal: AppAuth) -> Response:
+    """Delete this app with its users and tokens. Irreversible."""
+    await service.delete_app(session, principal)
+    return legacy_ok(request.scope, "Deleted Successfully")
+
+
+@legacy.post("/app/secret")
+async def rotate_app_secret(
+    request: Request,
+    session: Session,
+    principal: AppAuth,
+    body: Annotated[SecretRotation | None, Body()] = None,
+) -> Response:
+    """Issue a new AppSecret; the old one stays valid for GraceSeconds (default 24 h)."""
+    grace = (body or SecretRotation()).GraceSeconds
+    return legacy_ok(request.scope, await service.rotate_app_secret(session, principal, grace))
+
+
+# --- users, Exotel-compatible -------------------------------------------------------------
+
+
+async def _mappings(
+    session: Session, state: AppState, principal: AppPrincipal, users: list[User]
+) -> list[dict[str, Any]]:
+    app: App = await service.get_app(session, principal)
+    return [
+        user_mapping(user, app, encode_for_sdk(service.sip_secret_of(state.vault, user)))
+        for user in users
+    ]
+
+
+@legacy.post("/usermapping")
+async def create_user_mappings(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    body: Annotated[list[UserMappingIn], Field(min_length=1, max_length=500)],
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Map one or more users (a JSON array) to this app, with generated SIP credentials."""
+
+    async def create() -> tuple[int, Any]:
+        created = await service.create_users(
+            session,
+            state.vault,
+            state.settings,
+            principal,
+            [item.fields() for item in body],
+            account_sids={item.ExotelAccountSid for item in body},
+        )
+        return 200, await _mappings(session, state, principal, [c.user for c in created])
+
+    outcome = await run_once(
+        session,
+        state.vault,
+        principal=principal.key,
+        key=idempotency_key,
+        request_hash=fingerprint("POST", "/usermapping", [i.model_dump(mode="json") for i in body]),
+        action=create,
+    )
+    return _with_replay_flag(legacy_ok(request.scope, outcome.data), outcome.replayed)
+
+
+@legacy.get("/usermapping")
+async def get_user_mappings(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    user_id: Annotated[str | None, Query(min_length=1)] = None,
+    last_value: Annotated[int, Query(ge=0)] = 0,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings."""
+    if user_id is not None:
+        user = await service.get_user(session, principal, user_id)
+        return legacy_ok(request.scope, (await _mappings(session, state, principal, [user]))[0])
+    users, next_cursor = await service.list_users(
+        session, principal, after=last_value, limit=page_size
+    )
+    data = {
+        "Users": await _mappings(session, state, principal, list(users)),
+        "PageSize": page_size,
+        "LastEvaluatedValue": str(next_cursor) if next_cursor is not None else "",
+    }
+    return legacy_ok(request.scope, data)
+
+
+@legacy.put("/usermapping/{user_id}")
+async def update_user_mapping(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    user_id: str,
+    body: list[UserMappingUpdate] | UserMappingUpdate,
+) -> Response:
+    """Change a mapping's names, numbers or role; its SIP credentials stay as they are."""
+    if isinstance(body, list):
+        if len(body) != 1:
+            raise BadRequest("The body must hold exactly one mapping", field="body")
+        body = body[0]
+    user = await service.update_user(session, principal, user_id, body.changes())
+    return legacy_ok(request.scope, (await _mappings(session, state, principal, [user]))[0])
+
+
+@legacy.delete("/usermapping")
+async def delete_user_mappings(
+    request: Request,
+    session: Session,
+    principal: AppAuth,
+    user_id: Annotated[str | None, Query(min_length=1)] = None,
+) -> Response:
+    """Without ``?user_id=``: delete every user of this app (Exotel's behaviour)."""
+    if user_id is not None:
+        await service.delete_user(session, principal, user_id)
+    else:
+        await service.delete_all_users(session, principal)
+    return legacy_ok(request.scope, "Deleted Successfully")
+
+
+@legacy.delete("/users/{user_id}")
+async def delete_user_by_id(
+    request: Request, session: Session, principal: AppAuth, user_id: str
+) -> Response:
+    """Delete one user."""
+    await service.delete_user(session, principal, user_id)
+    return legacy_ok(request.scope, "Deleted Successfully")
+
+
+@legacy.delete("/users")
+async def delete_users_by_list(
+    request: Request,
+    session: Session,
+    principal: AppAuth,
+    body: Annotated[list[UserId], Body(min_length=1, max_length=500)],
+) -> Response:
+    """Delete the users whose ids the JSON array lists."""
+    deleted = await service.delete_users(session, principal, body)
+    return legacy_ok(request.scope, {"Deleted": deleted})
+
+
+# --- resource style -----------------------------------------------------------------------
+
+
+@resources.get("/{customer_id}/apps/{app_id}", tags=["apps"])
+async def get_app_resource(
+    session: Session, principal: AnyAuth, customer_id: str, app_id: str
+) -> Response:
+    """One app, for its customer (customer token) or itself (app token); never a secret."""
+    app = await service.get_app_in_path(session, principal, customer_id, app_id)
+    return resource_ok(app_resource(app))
+
+
+USERS = "/{customer_id}/apps/{app_id}/users"
+
+
+@resources.post(USERS, status_code=201)
+async def create_user(
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    body: UserCreate,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Create a user (agent) with generated SIP credentials; the SIP secret is shown once."""
+    service.check_app_path(principal, customer_id, app_id)
+
+    async def create() -> tuple[int, Any]:
+        created = await service.create_users(
+            session, state.vault, state.settings, principal, [body.fields()]
+        )
+        return 201, user_resource(created[0].user, sip_secret=created[0].sip_secret)
+
+    outcome = await run_once(
+        session,
+        state.vault,
+        principal=principal.key,
+        key=idempotency_key,
+        request_hash=fingerprint("POST", USERS, body.model_dump(mode="json")),
+        action=create,
+    )
+    return _with_replay_flag(resource_ok(outcome.data, status=outcome.status), outcome.replayed)
+
+
+@resources.get(USERS)
+async def list_users(
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """A page of users in creation order; pass ``next_cursor`` back as ``cursor``."""
+    service.check_app_path(principal, customer_id, app_id)
+    users, next_cursor = await service.list_users(session, principal, after=cursor, limit=limit)
+    return resource_ok(
+        {
+            "users": [user_resource(user) for user in users],
+            "has_more": next_cursor is not None,
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+        }
+    )
+
+
+@resources.get(USERS + "/{user_id}")
+async def get_user(
+    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+) -> Response:
+    """One user with its devices."""
+    service.check_app_path(principal, customer_id, app_id)
+    return resource_ok(user_resource(await service.get_user(session, principal, user_id)))
+
+
+@resources.put(USERS + "/{user_id}")
+async def update_user(
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    user_id: str,
+    body: UserUpdate,
+) -> Response:
+    """Change a user's fields; fields not sent keep their value."""
+    service.check_app_path(principal, customer_id, app_id)
+    changes = body.model_dump(exclude_unset=True)
+    return resource_ok(
+        user_resource(await service.update_user(session, principal, user_id, changes))
+    )
+
+
+@resources.delete(USERS + "/{user_id}")
+async def delete_user(
+    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+) -> Response:
+    """Delete a user and its devices."""
+    service.check_app_path(principal, customer_id, app_id)
+    await service.delete_user(session, principal, user_id)
+    return resource_ok({"user_id": user_id, "deleted": True})
+
+
+router.include_router(legacy)
+router.include_router(resources)

@@ -1,0 +1,75 @@
+"""All SQL of the integrations API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.models import App, Customer, Token, User
+
+
+async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def get_app(session: AsyncSession, app_id: str) -> App | None:
+    return await session.get(App, app_id)
+
+
+async def list_apps(session: AsyncSession, customer_id: str) -> Sequence[App]:
+    query = select(App).where(App.customer_id == customer_id).order_by(App.created_at, App.id)
+    return (await session.scalars(query)).all()
+
+
+async def delete_app(session: AsyncSession, app_id: str) -> None:
+    # Users and tokens go with it (ON DELETE CASCADE); delete them explicitly as well so the
+    # outcome does not depend on the backend enforcing foreign keys.
+    await session.execute(delete(Token).where(Token.app_id == app_id))
+    await session.execute(delete(User).where(User.app_id == app_id))
+    await session.execute(delete(App).where(App.id == app_id))
+
+
+async def get_token_by_hash(session: AsyncSession, token_hash: str) -> Token | None:
+    return await session.scalar(select(Token).where(Token.token_hash == token_hash))
+
+
+async def revoke_token(session: AsyncSession, token_id: str, when: datetime) -> None:
+    await session.execute(update(Token).where(Token.id == token_id).values(revoked_at=when))
+
+
+async def get_user(session: AsyncSession, app_id: str, user_id: str) -> User | None:
+    query = select(User).where(User.app_id == app_id, User.user_id == user_id)
+    return await session.scalar(query)
+
+
+async def find_existing_users(
+    session: AsyncSession, app_id: str, user_ids: Sequence[str], emails: Sequence[str]
+) -> Sequence[User]:
+    query = select(User).where(
+        User.app_id == app_id, (User.user_id.in_(user_ids)) | (User.email.in_(emails))
+    )
+    return (await session.scalars(query)).all()
+
+
+async def list_users(
+    session: AsyncSession, app_id: str, *, after_id: int, limit: int
+) -> Sequence[User]:
+    query = (
+        select(User).where(User.app_id == app_id, User.id > after_id).order_by(User.id).limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def delete_users(session: AsyncSession, app_id: str, user_ids: Sequence[str]) -> int:
+    result = await session.execute(
+        delete(User).where(User.app_id == app_id, User.user_id.in_(user_ids))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delete_all_users(session: AsyncSession, app_id: str) -> int:
+    result = await session.execute(delete(User).where(User.app_id == app_id))
+    return int(getattr(result, "rowcount", 0) or 0)

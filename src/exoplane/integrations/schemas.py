@@ -1,0 +1,261 @@
+"""Request bodies (validated) and response shapes of the integrations API.
+
+Field names follow the wire: PascalCase on the Exotel-compatible endpoints, snake_case on the
+resource-style ones.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from exoplane.exotel.numbers import normalise_phone_number
+from exoplane.models import App, User
+from exoplane.responses import legacy_time, resource_time
+
+MAX_TOKEN_TTL_SECONDS = 90 * 24 * 3600
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value.lower()
+
+
+def _phone(value: str) -> str:
+    return normalise_phone_number(value)
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+SecretText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+UserId = Annotated[str, StringConstraints(pattern=r"^[^\s/?#%]{1,200}$")]
+EmailAddress = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_email)
+]
+PhoneNumber = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+RoleName = Literal["admin", "supervisor", "user"]
+
+
+class Strict(BaseModel):
+    """Types are checked, not coerced: ``"true"`` is not a boolean."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class StrictClosed(Strict):
+    """Resource-style bodies also refuse unknown fields, so typos do not pass silently."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+class TokenRequest(Strict):
+    Id: SecretText
+    Secret: SecretText
+    Entity: Literal["customer", "app"]
+    TTLSeconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_TTL_SECONDS)
+
+
+class SecretRotation(Strict):
+    GraceSeconds: int = Field(default=24 * 3600, ge=0, le=MAX_GRACE_SECONDS)
+
+
+# --- apps ---------------------------------------------------------------------------------
+
+
+class AppCreate(Strict):
+    AppName: Text
+    ExotelAccountSid: Text
+    ExotelApiKey: SecretText
+    ExotelApiToken: SecretText
+    ExotelDomain: Literal["mumbai", "singapore"]
+    IsActive: bool
+
+
+def app_data(app: App) -> dict[str, Any]:
+    """An app as GET and list show it: never a secret."""
+    return {
+        "AppID": app.id,
+        "CustomerID": app.customer_id,
+        "AppName": app.name,
+        "ExotelAccountSid": app.exotel_account_sid,
+        "ExotelDomain": app.exotel_domain,
+        "IsActive": app.is_active,
+        "CreatedAt": legacy_time(app.created_at),
+        "UpdatedAt": legacy_time(app.updated_at),
+    }
+
+
+def app_resource(app: App) -> dict[str, Any]:
+    return {
+        "app_id": app.id,
+        "customer_id": app.customer_id,
+        "name": app.name,
+        "exotel_account_sid": app.exotel_account_sid,
+        "exotel_domain": app.exotel_domain,
+        "is_active": app.is_active,
+        "created_at": resource_time(app.created_at),
+        "updated_at": resource_time(app.updated_at),
+    }
+
+
+def created_app_data(app: App, app_secret: str, api_key: str, api_token: str) -> dict[str, Any]:
+    """An app as its creation shows it, once: with the secret and the Exotel credentials."""
+    data = app_data(app)
+    return {
+        "AppID": data["AppID"],
+        "AppSecret": app_secret,
+        "CustomerID": data["CustomerID"],
+        "AppName": data["AppName"],
+        "ExotelAccountSid": data["ExotelAccountSid"],
+        "ExotelApiKey": api_key,
+        "ExotelApiToken": api_token,
+        "ExotelDomain": data["ExotelDomain"],
+        "IsActive": data["IsActive"],
+        "CreatedAt": data["CreatedAt"],
+        "UpdatedAt": data["UpdatedAt"],
+    }
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+class UserFields(BaseModel):
+    """The one internal shape both user interfaces are translated into."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    name: str
+    email: str
+    phone_number: str | None = None
+    virtual_number: str | None = None
+    role: str = "user"
+    exotel_user_name: str | None = None
+
+
+class UserCreate(StrictClosed):
+    user_id: UserId
+    name: Text
+    email: EmailAddress
+    phone_number: PhoneNumber | None = None
+    virtual_number: PhoneNumber | None = None
+    role: RoleName = "user"
+
+    def fields(self) -> UserFields:
+        return UserFields(**self.model_dump())
+
+
+class UserUpdate(StrictClosed):
+    name: Text | None = None
+    email: EmailAddress | None = None
+    phone_number: PhoneNumber | None = None
+    virtual_number: PhoneNumber | None = None
+    role: RoleName | None = None
+
+
+class UserMappingIn(Strict):
+    """One element of ``POST /usermapping`` (exotel-facts §1.7.1)."""
+
+    AppUserId: UserId
+    AppUsername: Text
+    Email: EmailAddress
+    ExotelAccountSid: Text
+    ExotelUserName: Text
+    AgentNumber: PhoneNumber | None = None
+    VirtualNumber: PhoneNumber
+    Role: RoleName = "user"
+
+    def fields(self) -> UserFields:
+        return UserFields(
+            user_id=self.AppUserId,
+            name=self.AppUsername,
+            email=self.Email,
+            phone_number=self.AgentNumber,
+            virtual_number=self.VirtualNumber,
+            role=self.Role,
+            exotel_user_name=self.ExotelUserName,
+        )
+
+
+class UserMappingUpdate(Strict):
+    """``PUT /usermapping/{user_id}``: the POST shape with every field optional."""
+
+    AppUsername: Text | None = None
+    Email: EmailAddress | None = None
+    ExotelUserName: Text | None = None
+    AgentNumber: PhoneNumber | None = None
+    VirtualNumber: PhoneNumber | None = None
+    Role: RoleName | None = None
+
+    def changes(self) -> dict[str, Any]:
+        names = {
+            "AppUsername": "name",
+            "Email": "email",
+            "ExotelUserName": "exotel_user_name",
+            "AgentNumber": "phone_number",
+            "VirtualNumber": "virtual_number",
+            "Role": "role",
+        }
+        return {names[key]: value for key, value in self.model_dump(exclude_unset=True).items()}
+
+
+def sip_domain_of(user: User) -> str:
+    return user.sip_username.split("@", 1)[1]
+
+
+def user_resource(user: User, *, sip_secret: str | None = None) -> dict[str, Any]:
+    sip: dict[str, Any] = {"username": user.sip_username, "domain": sip_domain_of(user)}
+    if sip_secret is not None:
+        sip["secret"] = sip_secret
+    return {
+        "user_id": user.user_id,
+        "name": user.name,
+        "email": user.email,
+        "phone_number": user.phone_number,
+        "virtual_number": user.virtual_number,
+        "role": user.role,
+        "sip": sip,
+        "devices": {
+            "phone": {"enabled": user.phone_enabled, "number": user.phone_number},
+            "sip": {"enabled": user.sip_enabled, "username": user.sip_username},
+        },
+        "created_at": resource_time(user.created_at),
+        "updated_at": resource_time(user.updated_at),
+    }
+
+
+def user_mapping(user: User, app: App, sdk_sip_secret: str) -> dict[str, Any]:
+    """A user as Exotel's ``/usermapping`` returns it (exotel-facts §1.7.2)."""
+    phone_device, sip_device = f"phone-{user.id}", f"sip-{user.id}"
+    return {
+        "CustomerId": app.customer_id,
+        "customer_id": app.customer_id,
+        "AppID": app.id,
+        "AppUserId": user.user_id,
+        "ExotelAccountSid": app.exotel_account_sid,
+        "ExotelUserId": str(user.id),
+        "AppUsername": user.name,
+        "ExotelUserName": user.exotel_user_name,
+        "AgentNumber": user.phone_number or "",
+        "ActiveDeviceId": sip_device if user.sip_enabled else phone_device,
+        "PhoneDeviceID": phone_device,
+        "SipDeviceID": sip_device,
+        "VirtualNumber": user.virtual_number or "",
+        "Email": user.email,
+        "OutboundActive": True,
+        "Role": user.role,
+        "SipId": "sip:" + user.sip_username.split("@", 1)[0],
+        "SipSecret": sdk_sip_secret,
+        "IsActive": True,
+        "UserDetail": None,
+        "CreatedAt": legacy_time(user.created_at),
+        "UpdatedAt": legacy_time(user.updated_at),
+    }

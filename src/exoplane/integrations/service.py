@@ -1,0 +1,351 @@
+"""The rules of the integrations API. Never commits: the request's unit of work does."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.config import Settings
+from exoplane.integrations import repository
+from exoplane.integrations.auth import AppPrincipal, CustomerPrincipal, Principal
+from exoplane.integrations.errors import (
+    AccountMismatch,
+    AppNotFound,
+    InvalidCredentials,
+    UserExists,
+    UserNotFound,
+)
+from exoplane.integrations.schemas import (
+    MAX_TOKEN_TTL_SECONDS,
+    AppCreate,
+    TokenRequest,
+    UserFields,
+    created_app_data,
+)
+from exoplane.models import App, Customer, Token, User
+from exoplane.models.base import utcnow
+from exoplane.responses import legacy_time
+from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token, secret_matches
+
+# --- customers ----------------------------------------------------------------------------
+
+
+async def create_customer(session: AsyncSession, name: str) -> tuple[Customer, str]:
+    """A new customer and its secret; the secret is returned here and never again."""
+    secret = new_secret()
+    customer = Customer(id=new_id(), name=name, secret_hash=hash_secret(secret))
+    session.add(customer)
+    await session.flush()
+    return customer, secret
+
+
+# --- tokens -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    row: Token
+
+
+async def issue_token(session: AsyncSession, request: TokenRequest) -> IssuedToken:
+    app_id: str | None = None
+    if request.Entity == "customer":
+        customer = await repository.get_customer(session, request.Id)
+        if customer is None or not secret_matches(request.Secret, customer.secret_hash):
+            raise _bad_credentials()
+        customer_id = customer.id
+    else:
+        app = await repository.get_app(session, request.Id)
+        if app is None or not _app_secret_matches(app, request.Secret):
+            raise _bad_credentials()
+        customer_id, app_id = app.customer_id, app.id
+
+    now = utcnow()
+    ttl = request.TTLSeconds or MAX_TOKEN_TTL_SECONDS
+    token = new_token()
+    row = Token(
+        id=new_id(),
+        token_hash=hash_secret(token),
+        entity=request.Entity,
+        customer_id=customer_id,
+        app_id=app_id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=ttl),
+    )
+    session.add(row)
+    await session.flush()
+    return IssuedToken(token, row)
+
+
+def _bad_credentials() -> InvalidCredentials:
+    return InvalidCredentials("Invalid Id or Secret for this Entity")
+
+
+def _app_secret_matches(app: App, secret: str) -> bool:
+    current = secret_matches(secret, app.secret_hash)
+    previous = (
+        app.previous_secret_hash is not None
+        and app.previous_secret_expires_at is not None
+        and app.previous_secret_expires_at > utcnow()
+        and secret_matches(secret, app.previous_secret_hash)
+    )
+    return current or previous
+
+
+def describe_token(principal: Principal) -> dict[str, Any]:
+    return {
+        "Entity": principal.entity,
+        "Id": principal.app_id if isinstance(principal, AppPrincipal) else principal.customer_id,
+        "CustomerID": principal.customer_id,
+        "AppID": principal.app_id if isinstance(principal, AppPrincipal) else None,
+        "ExpiresAt": legacy_time(principal.expires_at),
+    }
+
+
+async def revoke_token(session: AsyncSession, principal: Principal) -> None:
+    await repository.revoke_token(session, principal.token_id, utcnow())
+
+
+async def rotate_app_secret(
+    session: AsyncSession, principal: AppPrincipal, grace_seconds: int
+) -> dict[str, Any]:
+    """Issue a new app secret; the current one keeps working for ``grace_seconds``."""
+    app = await _own_app(session, principal)
+    secret = new_secret()
+    now = utcnow()
+    app.previous_secret_hash = app.secret_hash if grace_seconds > 0 else None
+    app.previous_secret_expires_at = now + timedelta(seconds=grace_seconds)
+    app.secret_hash = hash_secret(secret)
+    app.updated_at = now
+    await session.flush()
+    return {
+        "AppID": app.id,
+        "AppSecret": secret,
+        "PreviousSecretExpiresAt": legacy_time(app.previous_secret_expires_at),
+    }
+
+
+# --- apps ---------------------------------------------------------------------------------
+
+
+async def register_app(
+    session: AsyncSession, vault: Vault, principal: CustomerPrincipal, body: AppCreate
+) -> dict[str, Any]:
+    secret = new_secret()
+    now = utcnow()
+    app = App(
+        id=new_id(),
+        customer_id=principal.customer_id,
+        name=body.AppName,
+        exotel_account_sid=body.ExotelAccountSid,
+        exotel_api_key_enc=vault.encrypt(body.ExotelApiKey),
+        exotel_api_token_enc=vault.encrypt(body.ExotelApiToken),
+        exotel_domain=body.ExotelDomain,
+        is_active=body.IsActive,
+        secret_hash=hash_secret(secret),
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(app)
+    await session.flush()
+    return created_app_data(app, secret, body.ExotelApiKey, body.ExotelApiToken)
+
+
+async def _own_app(session: AsyncSession, principal: AppPrincipal) -> App:
+    app = await repository.get_app(session, principal.app_id)
+    if app is None:  # deleted while this request was in flight
+        raise AppNotFound("App not found; it may have been deleted")
+    return app
+
+
+async def get_app(session: AsyncSession, principal: AppPrincipal) -> App:
+    return await _own_app(session, principal)
+
+
+async def list_apps(session: AsyncSession, principal: CustomerPrincipal) -> Sequence[App]:
+    return await repository.list_apps(session, principal.customer_id)
+
+
+async def delete_app(session: AsyncSession, principal: AppPrincipal) -> None:
+    """Delete the app with its users and tokens. Irreversible."""
+    await repository.delete_app(session, principal.app_id)
+
+
+async def get_app_in_path(
+    session: AsyncSession, principal: Principal, customer_id: str, app_id: str
+) -> App:
+    app = await repository.get_app(session, app_id)
+    visible = (
+        app is not None
+        and app.customer_id == customer_id == principal.customer_id
+        and (not isinstance(principal, AppPrincipal) or principal.app_id == app_id)
+    )
+    if app is None or not visible:
+        raise AppNotFound(f"No app {app_id} for customer {customer_id}")
+    return app
+
+
+def check_app_path(principal: AppPrincipal, customer_id: str, app_id: str) -> None:
+    """Resource paths name the app; another tenant's ids look exactly like missing ones."""
+    if principal.customer_id != customer_id or principal.app_id != app_id:
+        raise AppNotFound(f"No app {app_id} for customer {customer_id}")
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedUser:
+    user: User
+    sip_secret: str
+
+
+async def create_users(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    principal: AppPrincipal,
+    users: Sequence[UserFields],
+    *,
+    account_sids: Collection[str] = (),
+) -> list[CreatedUser]:
+    """Create every user or none: duplicates (in the request or the app) are a conflict.
+
+    ``account_sids`` are the Exotel accounts the request claims the users belong to; each
+    must be the app's own.
+    """
+    if account_sids:
+        app = await _own_app(session, principal)
+        for account_sid in sorted(account_sids):
+            if account_sid != app.exotel_account_sid:
+                raise AccountMismatch(
+                    f"ExotelAccountSid {account_sid!r} is not this app's Exotel account",
+                    field="ExotelAccountSid",
+                )
+    _reject_duplicates_within(users)
+    existing = await repository.find_existing_users(
+        session,
+        principal.app_id,
+        [user.user_id for user in users],
+        [user.email for user in users],
+    )
+    if existing:
+        _raise_taken(existing[0], users)
+
+    now = utcnow()
+    created: list[CreatedUser] = []
+    for fields in users:
+        sip_secret = secrets.token_urlsafe(18)
+        user = User(
+            app_id=principal.app_id,
+            user_id=fields.user_id,
+            name=fields.name,
+            exotel_user_name=fields.exotel_user_name or fields.name,
+            email=fields.email,
+            phone_number=fields.phone_number,
+            virtual_number=fields.virtual_number,
+            role=fields.role,
+            sip_username=_sip_username(fields.user_id, principal.app_id, settings.sip_domain),
+            sip_secret_enc=vault.encrypt(sip_secret),
+            phone_enabled=True,
+            sip_enabled=True,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(user)
+        created.append(CreatedUser(user, sip_secret))
+    await _flush_unique(session, "A user with this user id or email was just created")
+    return created
+
+
+def _sip_username(user_id: str, app_id: str, sip_domain: str) -> str:
+    return f"{quote(user_id, safe='')}@{app_id}.{sip_domain}"
+
+
+def _reject_duplicates_within(users: Sequence[UserFields]) -> None:
+    seen_ids: set[str] = set()
+    seen_emails: set[str] = set()
+    for user in users:
+        if user.user_id in seen_ids:
+            raise UserExists(f"User id {user.user_id!r} appears twice in the request")
+        if user.email in seen_emails:
+            raise UserExists(f"Email {user.email!r} appears twice in the request")
+        seen_ids.add(user.user_id)
+        seen_emails.add(user.email)
+
+
+def _raise_taken(taken: User, wanted: Sequence[UserFields]) -> None:
+    if any(user.user_id == taken.user_id for user in wanted):
+        raise UserExists(f"User id {taken.user_id!r} is already mapped in this app")
+    raise UserExists(f"Email {taken.email!r} is already used by user {taken.user_id!r}")
+
+
+async def _flush_unique(session: AsyncSession, message: str) -> None:
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise UserExists(message) from exc
+
+
+async def get_user(session: AsyncSession, principal: AppPrincipal, user_id: str) -> User:
+    user = await repository.get_user(session, principal.app_id, user_id)
+    if user is None:
+        raise UserNotFound(f"No user {user_id!r} in this app")
+    return user
+
+
+async def list_users(
+    session: AsyncSession, principal: AppPrincipal, *, after: int, limit: int
+) -> tuple[Sequence[User], int | None]:
+    """A page of users in creation order, and the cursor of the next page (None at the end)."""
+    rows = await repository.list_users(session, principal.app_id, after_id=after, limit=limit + 1)
+    page = rows[:limit]
+    next_cursor = page[-1].id if len(rows) > limit else None
+    return page, next_cursor
+
+
+async def update_user(
+    session: AsyncSession, principal: AppPrincipal, user_id: str, changes: dict[str, Any]
+) -> User:
+    user = await get_user(session, principal, user_id)
+    if "email" in changes and changes["email"] != user.email:
+        clash = await repository.find_existing_users(
+            session, principal.app_id, [], [changes["email"]]
+        )
+        if clash:
+            _raise_taken(clash[0], [])
+    for name, value in changes.items():
+        if value is None and name in ("name", "email", "role", "exotel_user_name"):
+            continue  # required fields: an explicit null leaves them as they are
+        setattr(user, name, value)
+    user.updated_at = utcnow()
+    await _flush_unique(session, "Another user already has this email")
+    return user
+
+
+async def delete_user(session: AsyncSession, principal: AppPrincipal, user_id: str) -> None:
+    deleted = await repository.delete_users(session, principal.app_id, [user_id])
+    if deleted == 0:
+        raise UserNotFound(f"No user {user_id!r} in this app")
+
+
+async def delete_users(
+    session: AsyncSession, principal: AppPrincipal, user_ids: Sequence[str]
+) -> int:
+    return await repository.delete_users(session, principal.app_id, user_ids)
+
+
+async def delete_all_users(session: AsyncSession, principal: AppPrincipal) -> int:
+    return await repository.delete_all_users(session, principal.app_id)
+
+
+def sip_secret_of(vault: Vault, user: User) -> str:
+    return vault.decrypt(user.sip_secret_enc)

@@ -1,0 +1,54 @@
+"""Structured logging: one JSON object per line, with the request id bound per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from exoplane.config import Settings
+
+SENSITIVE_KEY = re.compile(r"secret|token|password|api_key|authorization|cookie", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def redact_sensitive_fields(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Last line of defence: no field whose name suggests a credential reaches the output."""
+    for key in event:
+        if SENSITIVE_KEY.search(key):
+            event[key] = REDACTED
+    return event
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    output = stream if stream is not None else sys.stderr
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if settings.log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    level = getattr(logging, settings.log_level.upper())
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_sensitive_fields,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=output),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries log through the standard library; keep them quiet but visible on trouble.
+    logging.basicConfig(stream=output, level=logging.WARNING, force=True)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

@@ -1,0 +1,119 @@
+"""Pure ASGI middleware: request ids, access logs, body limits, last-resort error handling."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from exoplane.errors import error_body
+from exoplane.logs import get_logger
+from exoplane.responses import REQUEST_ID, JSONBytesResponse
+
+RATE_LIMIT_HEADERS = "rate_limit_headers"
+
+log = get_logger("exoplane.http")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (``X-Request-ID``), logs it once, and never leaks a traceback.
+
+    Also applies the headers that the rate limiter leaves in the request state, so that they
+    are present on error responses too.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = str(uuid.uuid4())
+        state = scope.setdefault("state", {})
+        state[REQUEST_ID] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                for name, value in state.get(RATE_LIMIT_HEADERS, {}).items():
+                    headers[name] = value
+            await send(message)
+
+        try:
+            await self._check_declared_length(scope)
+            await self.app(scope, self._limited(receive), send_with_headers)
+        except HTTPException as exc:  # raised before routing, e.g. by the body limit
+            status = exc.status_code
+            await self._send_error(scope, send_with_headers, status, "payload_too_large", exc)
+        except Exception:
+            log.exception("unhandled error", method=scope["method"], path=scope["path"])
+            if not response_started:
+                await self._send_error(
+                    scope,
+                    send_with_headers,
+                    500,
+                    "internal_error",
+                    f"Internal server error; quote request id {request_id} when reporting it",
+                )
+        finally:
+            log.info(
+                "request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _check_declared_length(self, scope: Scope) -> None:
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large_message())
+                return
+
+    def _limited(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large_message())
+            return message
+
+        return limited_receive
+
+    def _too_large_message(self) -> str:
+        return f"Request body is larger than the limit of {self.max_body_bytes} bytes"
+
+    @staticmethod
+    async def _send_error(
+        scope: Scope, send: Send, status: int, code: str, error: Exception | str
+    ) -> None:
+        message = error.detail if isinstance(error, HTTPException) else str(error)
+        state = scope.get("state", {})
+        body = error_body(str(state.get(REQUEST_ID, "")), scope["path"], status, code, message)
+        response = JSONBytesResponse(body, status_code=status)
+        await response(scope, _drain, send)
+
+
+async def _drain() -> Message:
+    return {"type": "http.disconnect"}

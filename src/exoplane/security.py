@@ -1,0 +1,108 @@
+"""Secrets at rest: hashing of credentials, encryption of stored secrets, the server key."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import uuid
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from exoplane.config import Settings
+
+SECRET_KEY_FILE = "secret.key"
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SecretKeyError(RuntimeError):
+    """The configured or stored server key cannot be used."""
+
+
+def load_secret_key(settings: Settings) -> bytes:
+    """Return the server key: ``EXOPLANE_SECRET_KEY``, else ``$EXOPLANE_HOME/secret.key``.
+
+    The file is created with mode 0600 on first use; concurrent first starts agree on one key
+    because only the process that wins the exclusive create writes it.
+    """
+    if settings.secret_key is not None:
+        key = settings.secret_key.get_secret_value().encode()
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise SecretKeyError(
+                f"EXOPLANE_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long"
+            )
+        return key
+    path = Path(settings.home) / SECRET_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key_file(path)
+    key = secrets.token_urlsafe(48).encode()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key + b"\n")
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    key = path.read_bytes().strip()
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise SecretKeyError(f"{path} is empty or too short; remove it to generate a new one")
+    return key
+
+
+def derive_key(secret_key: bytes, purpose: str) -> bytes:
+    """A 32-byte key for one purpose, so no two uses ever share key material."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=f"exoplane/{purpose}".encode()
+    ).derive(secret_key)
+
+
+class Vault:
+    """Encrypts secrets that must be read back (Exotel credentials, SIP secrets)."""
+
+    def __init__(self, secret_key: bytes) -> None:
+        self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret_key, "vault")))
+
+    def encrypt(self, plaintext: str) -> str:
+        return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._fernet.decrypt(ciphertext.encode()).decode()
+        except InvalidToken as exc:
+            raise SecretKeyError(
+                "a stored secret cannot be decrypted: EXOPLANE_SECRET_KEY differs from the key "
+                "it was written with"
+            ) from exc
+
+
+def hash_secret(value: str) -> str:
+    """Hash of a high-entropy credential (token, app or customer secret).
+
+    The inputs carry at least 122 random bits, so a fast hash is the right tool here: a
+    password hash would only slow every authenticated request down.
+    """
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def secret_matches(value: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_secret(value), stored_hash)
+
+
+def new_secret() -> str:
+    """A fresh credential in the shape Exotel issues them (a random UUID)."""
+    return str(uuid.uuid4())
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,32 @@
+"""The typed state the lifespan builds once and every request reaches through ``State``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import ConnectionPool
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from exoplane.config import Settings
+from exoplane.ratelimit import RateLimiter
+from exoplane.security import Vault
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    rate_limiter: RateLimiter
+    redis_pool: ConnectionPool | None
+
+
+async def get_state(request: Request) -> AppState:
+    state: AppState = request.state.exoplane
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
