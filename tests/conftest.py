@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -143,8 +144,8 @@ def redis_url() -> str:
 # --- the app ------------------------------------------------------------------------------
 
 
-def make_settings(home: Path, database_url: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {
+def make_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
         "home": home,
         "database_url": database_url,
         "redis_url": REDIS_URL if BACKEND == "postgres" else None,
@@ -152,7 +153,7 @@ def make_settings(home: Path, database_url: str, **overrides: object) -> Setting
         "log_level": "debug",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -216,7 +217,8 @@ class ServerProcess:
         raise RuntimeError(f"server did not come up:\n{self.output()}")
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def stop(self) -> None:
