@@ -1,4 +1,4 @@
-"""``Idempotency-Key``: a retried create returns the first response instead of acting twice.
+"""Running a keyed create once.
 
 The key row is inserted in the same transaction as the work it guards, under a savepoint, so
 the stored response exists exactly when the work was committed. Two concurrent requests with
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.errors import BadRequest, Conflict
+from exoplane.idempotency import repository
 from exoplane.models import IdempotencyKey
 from exoplane.models.base import utcnow
 from exoplane.security import Vault
@@ -51,15 +51,6 @@ def check_key(key: str) -> str:
     return key
 
 
-async def _find(session: AsyncSession, principal: str, key: str) -> IdempotencyKey | None:
-    query = select(IdempotencyKey).where(
-        IdempotencyKey.principal == principal,
-        IdempotencyKey.key == key,
-        IdempotencyKey.expires_at > utcnow(),
-    )
-    return await session.scalar(query)
-
-
 def _replay(row: IdempotencyKey, request_hash: str, vault: Vault) -> Outcome:
     if row.request_hash != request_hash:
         raise Conflict(
@@ -85,7 +76,7 @@ async def run_once(
         return Outcome(status, data, replayed=False)
 
     check_key(key)
-    existing = await _find(session, principal, key)
+    existing = await repository.find_live(session, principal, key, utcnow())
     if existing is not None:
         return _replay(existing, request_hash, vault)
 
@@ -101,17 +92,11 @@ async def run_once(
     )
     try:
         async with session.begin_nested():
-            await session.execute(
-                delete(IdempotencyKey).where(
-                    IdempotencyKey.principal == principal,
-                    IdempotencyKey.key == key,
-                    IdempotencyKey.expires_at <= now,
-                )
-            )
+            await repository.delete_expired(session, principal, key, now)
             session.add(row)
             await session.flush()
     except IntegrityError:
-        winner = await _find(session, principal, key)
+        winner = await repository.find_live(session, principal, key, utcnow())
         if winner is None or winner.status_code == 0:
             raise Conflict(
                 "A request with this Idempotency-Key is still in progress; retry shortly",
