@@ -94,3 +94,17 @@ def test_customers_create_on_a_fresh_sqlite_home_creates_the_schema(tmp_path: Pa
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "exoplane.db").exists()
+
+
+def test_serve_refuses_a_postgresql_database_that_was_not_upgraded(
+    tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite databases are upgraded by serve itself")
+    base, _, _ = database_url.rpartition("/")
+    empty = f"{base}/postgres"
+
+    result = exoplane(tmp_path, "serve", "--port", "1", database_url=empty)
+
+    assert result.returncode == 1
+    assert "exoplane db upgrade" in result.stderr

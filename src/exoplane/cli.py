@@ -50,6 +50,8 @@ def serve(
     settings = Settings()
     if settings.is_sqlite:
         asyncio.run(_upgrade(settings))
+    else:
+        _require_current_schema(settings)
     _emit(
         {"url": f"http://{host}:{port}", "database": _safe_url(settings.database_url)},
         as_json,
@@ -73,6 +75,26 @@ async def _upgrade(settings: Settings) -> None:
         await upgrade_schema(engine)
     finally:
         await engine.dispose()
+
+
+def _require_current_schema(settings: Settings) -> None:
+    from exoplane.db import create_engine, pending_migrations
+
+    async def pending() -> list[str]:
+        engine = create_engine(settings.database_url)
+        try:
+            return await pending_migrations(engine)
+        finally:
+            await engine.dispose()
+
+    missing = asyncio.run(pending())
+    if missing:
+        typer.echo(
+            f"The database schema is behind by {len(missing)} migration(s); "
+            "run `exoplane db upgrade` first.",
+            err=True,
+        )
+        raise typer.Exit(code=1)
 
 
 def _safe_url(url: str) -> str:

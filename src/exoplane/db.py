@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from fastapi import Depends
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
@@ -86,6 +88,21 @@ async def upgrade_schema(engine: AsyncEngine) -> None:
 
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+async def pending_migrations(engine: AsyncEngine) -> list[str]:
+    """Revisions not yet applied to this engine's database (empty when it is current)."""
+
+    def _pending(connection: Connection) -> list[str]:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+        script = ScriptDirectory.from_config(alembic_config())
+        applied: set[str] = set()
+        for head in current:
+            applied.update(rev.revision for rev in script.iterate_revisions(head, "base"))
+        return [rev.revision for rev in script.walk_revisions() if rev.revision not in applied]
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(_pending)
 
 
 async def ping(engine: AsyncEngine) -> None:
