@@ -1,0 +1,31 @@
+"""All SQL of idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.models import IdempotencyKey
+
+
+async def find_live(
+    session: AsyncSession, principal: str, key: str, now: datetime
+) -> IdempotencyKey | None:
+    query = select(IdempotencyKey).where(
+        IdempotencyKey.principal == principal,
+        IdempotencyKey.key == key,
+        IdempotencyKey.expires_at > now,
+    )
+    return await session.scalar(query)
+
+
+async def delete_expired(session: AsyncSession, principal: str, key: str, now: datetime) -> None:
+    await session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.principal == principal,
+            IdempotencyKey.key == key,
+            IdempotencyKey.expires_at <= now,
+        )
+    )
