@@ -1,0 +1,1 @@
+"""Benchmarks for exoplane; run with ``make bench``."""
