@@ -100,7 +100,7 @@ def mapping_body(n: int = 1, **overrides: Any) -> dict[str, Any]:
         "Email": f"agent{n}@example.com",
         "ExotelAccountSid": "exoteldemo",
         "ExotelUserName": f"Agent Number{n}",
-        "AgentNumber": f"09876{n:05d}",
+        "AgentNumber": f"09876{n:06d}",
         "VirtualNumber": "08047491899",
         **overrides,
     }

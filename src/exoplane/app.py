@@ -12,7 +12,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
 from exoplane.config import Settings
-from exoplane.db import create_engine, create_session_factory
+from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import install_error_handlers
 from exoplane.health import router as health_router
 from exoplane.integrations.endpoints import router as integrations_router
@@ -39,10 +39,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             vault=Vault(secret_key),
             rate_limiter=RateLimiter.from_settings(settings, redis_pool),
             redis_pool=redis_pool,
+            reader=Reader(engine),
         )
         try:
             yield {"exoplane": state}
         finally:
+            state.reader.close()
             await engine.dispose()
             if redis_pool is not None:
                 await redis_pool.aclose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +12,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, Engine, Executable, Row, event, text
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import StaticPool
 
 from exoplane.state import State
 
@@ -59,6 +61,45 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # Take the write lock up front: a deferred transaction that reads and then writes
         # fails at once (not after busy_timeout) when another process wrote in between.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Reader:
+    """Single-row reads outside any unit of work, for the hot path (token lookups).
+
+    On PostgreSQL a read is one autocommit round trip. On SQLite it runs inline on the event
+    loop through a plain synchronous connection: a point lookup takes microseconds, far less
+    than handing it to a driver thread, and WAL mode means a reader never waits for a writer.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._inline: Engine | None = None
+        if engine.dialect.name == "sqlite":
+            self._inline = create_sync_engine(
+                engine.url.set(drivername="sqlite"),
+                poolclass=StaticPool,
+                connect_args={"timeout": 0.25},
+            )
+            event.listen(self._inline, "connect", _read_only_wal)
+
+    async def first(self, statement: Executable, params: Mapping[str, Any]) -> Row[Any] | None:
+        if self._inline is not None:
+            with self._inline.connect() as connection:
+                return connection.execute(statement, params).first()
+        async with self._engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await autocommit.execute(statement, params)).first()
+
+    def close(self) -> None:
+        if self._inline is not None:
+            self._inline.dispose()
+
+
+def _read_only_wal(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -116,4 +157,6 @@ async def get_session(state: State) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# "function" scope: the commit happens before the response is sent, so a client never sees
+# a success for work that was not committed, and a failed commit becomes an error response.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

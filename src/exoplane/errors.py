@@ -116,35 +116,40 @@ def error_response(
     return JSONBytesResponse(body, status_code=status, headers=headers)
 
 
+_SOURCES = {
+    "body": "field",
+    "query": "query parameter",
+    "path": "path parameter",
+    "header": "header",
+}
+
+
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
     """Turn pydantic errors into one sentence naming each offending field."""
     parts: list[str] = []
     first_field: str | None = None
     for error in errors:
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
         kind = error.get("type", "")
         if kind == "json_invalid":
             return "Request body is not valid JSON", None
         if isinstance(error.get("input"), bytes | bytearray):
             return "Request body must be JSON, sent with Content-Type: application/json", None
-        where = error.get("loc", ("body",))[0]
-        field = ".".join(location)
-        if first_field is None and field:
-            first_field = field
+        source, *path = [str(part) for part in error.get("loc", ("body",))]
+        noun = _SOURCES.get(source, "field")
+        field = ".".join(path)
+        first_field = first_field or field or None
+        detail = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         if not field:
-            if kind == "missing":
-                parts.append("a JSON request body is required")
-            else:
-                parts.append(f"request body: {error.get('msg', 'invalid')}")
+            parts.append(
+                "a JSON request body is required"
+                if kind == "missing"
+                else f"request body: {detail}"
+            )
         elif kind == "missing":
-            parts.append(f"'{field}' is required")
+            parts.append(f"{noun} '{field}' is required")
         elif kind == "extra_forbidden":
             parts.append(f"'{field}' is not a known field")
         else:
-            noun = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
-                str(where), "field"
-            )
-            detail = str(error.get("msg", "invalid")).removeprefix("Value error, ")
             parts.append(f"{noun} '{field}': {detail}")
     message = "; ".join(parts) or "invalid request"
     return message[0].upper() + message[1:], first_field

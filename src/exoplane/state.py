@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import ConnectionPool
@@ -12,6 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from exoplane.config import Settings
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault
+
+if TYPE_CHECKING:  # db.py depends on this module for its session dependency
+    from exoplane.db import Reader
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,7 @@ class AppState:
     vault: Vault
     rate_limiter: RateLimiter
     redis_pool: ConnectionPool | None
+    reader: Reader
 
 
 async def get_state(request: Request) -> AppState:

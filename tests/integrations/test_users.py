@@ -1032,3 +1032,15 @@ async def test_a_customer_token_on_a_user_endpoint_is_403(
 
     assert error(response, 403)["code"] == "wrong_entity"
     assert ok(await client.get(user_path(app, "agent_001"), headers=auth(app)))["name"] == "Agent 1"
+
+
+async def test_renaming_a_user_renames_the_display_name_the_sdk_shows(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await create_user(client, app, 1)
+
+    await client.put(f"{app.users_path}/agent_001", headers=auth(app), json={"name": "New Name"})
+    mapping = await client.get("/v2/integrations/usermapping?user_id=agent_001", headers=auth(app))
+
+    assert mapping.json()["Data"]["ExotelUserName"] == "New Name"

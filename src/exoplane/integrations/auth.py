@@ -9,9 +9,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from exoplane.db import Session
 from exoplane.errors import Forbidden, RateLimited, Unauthorized
 from exoplane.integrations import repository
+from exoplane.integrations.repository import AppRecord
 from exoplane.logs import get_logger
 from exoplane.middleware import RATE_LIMIT_HEADERS
 from exoplane.models.base import utcnow
@@ -42,6 +42,7 @@ class AppPrincipal:
     app_id: str
     token_id: str
     expires_at: datetime
+    app: AppRecord
 
     entity = "app"
 
@@ -92,10 +93,10 @@ def presented_token(request: Request) -> str:
     return token
 
 
-async def authenticate(request: Request, state: State, session: Session) -> Principal:
+async def authenticate(request: Request, state: State) -> Principal:
     try:
         token = presented_token(request)
-        row = await repository.get_token_by_hash(session, hash_secret(token))
+        row = await repository.find_credential(state.reader, hash_secret(token))
         if row is None:
             raise Unauthorized(
                 "Invalid token: it was never issued here, or its app was deleted",
@@ -112,10 +113,10 @@ async def authenticate(request: Request, state: State, session: Session) -> Prin
         await enforce_rate_limit(request, state, client_key(request))
         raise
     principal: Principal
-    if row.entity == "app" and row.app_id is not None:
-        principal = AppPrincipal(row.customer_id, row.app_id, row.id, row.expires_at)
+    if row.app is not None:
+        principal = AppPrincipal(row.customer_id, row.app.id, row.token_id, row.expires_at, row.app)
     else:
-        principal = CustomerPrincipal(row.customer_id, row.id, row.expires_at)
+        principal = CustomerPrincipal(row.customer_id, row.token_id, row.expires_at)
     await enforce_rate_limit(request, state, principal.key)
     return principal
 

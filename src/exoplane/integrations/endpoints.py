@@ -10,7 +10,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from exoplane.db import Session
-from exoplane.errors import BadRequest, Forbidden
+from exoplane.errors import Forbidden
 from exoplane.idempotency import fingerprint, run_once
 from exoplane.integrations import service
 from exoplane.integrations.auth import (
@@ -28,15 +28,15 @@ from exoplane.integrations.schemas import (
     UserCreate,
     UserId,
     UserMappingIn,
-    UserMappingUpdate,
     UserUpdate,
     app_data,
     app_resource,
+    mapping_update_from,
     user_mapping,
     user_resource,
 )
 from exoplane.integrations.sdk_secret import encode_for_sdk
-from exoplane.models import App, User
+from exoplane.models import User
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.state import AppState, State
 
@@ -131,8 +131,7 @@ async def get_apps(
             "use GET /app?entity=customer to list apps with a customer token",
             code="wrong_entity",
         )
-    app = await service.get_app(session, principal)
-    return legacy_ok(request.scope, app_data(app))
+    return legacy_ok(request.scope, app_data(service.get_app(principal)))
 
 
 @legacy.delete("/app")
@@ -157,10 +156,8 @@ async def rotate_app_secret(
 # --- users, Exotel-compatible -------------------------------------------------------------
 
 
-async def _mappings(
-    session: Session, state: AppState, principal: AppPrincipal, users: list[User]
-) -> list[dict[str, Any]]:
-    app: App = await service.get_app(session, principal)
+def _mappings(state: AppState, principal: AppPrincipal, users: list[User]) -> list[dict[str, Any]]:
+    app = service.get_app(principal)
     return [
         user_mapping(user, app, encode_for_sdk(service.sip_secret_of(state.vault, user)))
         for user in users
@@ -187,7 +184,7 @@ async def create_user_mappings(
             [item.fields() for item in body],
             account_sids={item.ExotelAccountSid for item in body},
         )
-        return 200, await _mappings(session, state, principal, [c.user for c in created])
+        return 200, _mappings(state, principal, [c.user for c in created])
 
     outcome = await run_once(
         session,
@@ -213,12 +210,12 @@ async def get_user_mappings(
     """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings."""
     if user_id is not None:
         user = await service.get_user(session, principal, user_id)
-        return legacy_ok(request.scope, (await _mappings(session, state, principal, [user]))[0])
+        return legacy_ok(request.scope, (_mappings(state, principal, [user]))[0])
     users, next_cursor = await service.list_users(
         session, principal, after=last_value, limit=page_size
     )
     data = {
-        "Users": await _mappings(session, state, principal, list(users)),
+        "Users": _mappings(state, principal, list(users)),
         "PageSize": page_size,
         "LastEvaluatedValue": str(next_cursor) if next_cursor is not None else "",
     }
@@ -232,15 +229,12 @@ async def update_user_mapping(
     session: Session,
     principal: AppAuth,
     user_id: str,
-    body: list[UserMappingUpdate] | UserMappingUpdate,
+    body: Annotated[Any, Body()],
 ) -> Response:
     """Change a mapping's names, numbers or role; its SIP credentials stay as they are."""
-    if isinstance(body, list):
-        if len(body) != 1:
-            raise BadRequest("The body must hold exactly one mapping", field="body")
-        body = body[0]
-    user = await service.update_user(session, principal, user_id, body.changes())
-    return legacy_ok(request.scope, (await _mappings(session, state, principal, [user]))[0])
+    changes = mapping_update_from(body).changes()
+    user = await service.update_user(session, principal, user_id, changes)
+    return legacy_ok(request.scope, _mappings(state, principal, [user])[0])
 
 
 @legacy.delete("/usermapping")
@@ -366,9 +360,8 @@ async def update_user(
     """Change a user's fields; fields not sent keep their value."""
     service.check_app_path(principal, customer_id, app_id)
     changes = body.model_dump(exclude_unset=True)
-    return resource_ok(
-        user_resource(await service.update_user(session, principal, user_id, changes))
-    )
+    user = await service.update_user(session, principal, user_id, changes, rename_display_name=True)
+    return resource_ok(user_resource(user))
 
 
 @resources.delete(USERS + "/{user_id}")

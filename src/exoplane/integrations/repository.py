@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exoplane.db import Reader
 from exoplane.models import App, Customer, Token, User
 
 
@@ -32,8 +34,60 @@ async def delete_app(session: AsyncSession, app_id: str) -> None:
     await session.execute(delete(App).where(App.id == app_id))
 
 
-async def get_token_by_hash(session: AsyncSession, token_hash: str) -> Token | None:
-    return await session.scalar(select(Token).where(Token.token_hash == token_hash))
+@dataclass(frozen=True, slots=True)
+class AppRecord:
+    """An app as read on the hot path, outside any session."""
+
+    id: str
+    customer_id: str
+    name: str
+    exotel_account_sid: str
+    exotel_domain: str
+    is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A token with, for app tokens, the app it belongs to."""
+
+    token_id: str
+    entity: str
+    customer_id: str
+    expires_at: datetime
+    revoked_at: datetime | None
+    app: AppRecord | None
+
+
+_CREDENTIAL = (
+    select(
+        Token.id,
+        Token.entity,
+        Token.customer_id,
+        Token.expires_at,
+        Token.revoked_at,
+        App.id,
+        App.customer_id,
+        App.name,
+        App.exotel_account_sid,
+        App.exotel_domain,
+        App.is_active,
+        App.created_at,
+        App.updated_at,
+    )
+    .outerjoin(App, Token.app_id == App.id)
+    .where(Token.token_hash == bindparam("token_hash"))
+)
+
+
+async def find_credential(reader: Reader, token_hash: str) -> Credential | None:
+    row = await reader.first(_CREDENTIAL, {"token_hash": token_hash})
+    if row is None:
+        return None
+    token_id, entity, customer_id, expires_at, revoked_at, *app_columns = tuple(row)
+    app = AppRecord(*app_columns) if app_columns[0] is not None else None
+    return Credential(token_id, entity, customer_id, expires_at, revoked_at, app)
 
 
 async def revoke_token(session: AsyncSession, token_id: str, when: datetime) -> None:

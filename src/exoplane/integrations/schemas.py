@@ -9,9 +9,18 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
 
 from exoplane.exotel.numbers import normalise_phone_number
+from exoplane.integrations.repository import AppRecord
 from exoplane.models import App, User
 from exoplane.responses import legacy_time, resource_time
 
@@ -79,7 +88,7 @@ class AppCreate(Strict):
     IsActive: bool
 
 
-def app_data(app: App) -> dict[str, Any]:
+def app_data(app: App | AppRecord) -> dict[str, Any]:
     """An app as GET and list show it: never a secret."""
     return {
         "AppID": app.id,
@@ -207,6 +216,23 @@ class UserMappingUpdate(Strict):
         return {names[key]: value for key, value in self.model_dump(exclude_unset=True).items()}
 
 
+def mapping_update_from(body: Any) -> UserMappingUpdate:
+    """Read ``PUT /usermapping/{id}``'s body: one mapping, alone or as an array of one."""
+    item: Any = body
+    where: tuple[str, ...] = ("body",)
+    if isinstance(body, list):  # an array of one, the shape of the POST body
+        if len(body) != 1:
+            error = {"type": "value_error", "loc": where, "msg": "send exactly one mapping"}
+            raise RequestValidationError([{**error, "input": body}])
+        item, where = body[0], ("body", "0")
+    try:
+        return UserMappingUpdate.model_validate(item)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": (*where, *error["loc"])} for error in exc.errors()]
+        ) from None
+
+
 def sip_domain_of(user: User) -> str:
     return user.sip_username.split("@", 1)[1]
 
@@ -232,7 +258,7 @@ def user_resource(user: User, *, sip_secret: str | None = None) -> dict[str, Any
     }
 
 
-def user_mapping(user: User, app: App, sdk_sip_secret: str) -> dict[str, Any]:
+def user_mapping(user: User, app: App | AppRecord, sdk_sip_secret: str) -> dict[str, Any]:
     """A user as Exotel's ``/usermapping`` returns it (exotel-facts §1.7.2)."""
     phone_device, sip_device = f"phone-{user.id}", f"sip-{user.id}"
     return {

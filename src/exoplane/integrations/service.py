@@ -22,6 +22,7 @@ from exoplane.integrations.errors import (
     UserExists,
     UserNotFound,
 )
+from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.schemas import (
     MAX_TOKEN_TTL_SECONDS,
     AppCreate,
@@ -166,8 +167,9 @@ async def _own_app(session: AsyncSession, principal: AppPrincipal) -> App:
     return app
 
 
-async def get_app(session: AsyncSession, principal: AppPrincipal) -> App:
-    return await _own_app(session, principal)
+def get_app(principal: AppPrincipal) -> AppRecord:
+    """The token's app, as read when the token was checked in this request."""
+    return principal.app
 
 
 async def list_apps(session: AsyncSession, principal: CustomerPrincipal) -> Sequence[App]:
@@ -223,9 +225,8 @@ async def create_users(
     must be the app's own.
     """
     if account_sids:
-        app = await _own_app(session, principal)
         for account_sid in sorted(account_sids):
-            if account_sid != app.exotel_account_sid:
+            if account_sid != principal.app.exotel_account_sid:
                 raise AccountMismatch(
                     f"ExotelAccountSid {account_sid!r} is not this app's Exotel account",
                     field="ExotelAccountSid",
@@ -313,8 +314,16 @@ async def list_users(
 
 
 async def update_user(
-    session: AsyncSession, principal: AppPrincipal, user_id: str, changes: dict[str, Any]
+    session: AsyncSession,
+    principal: AppPrincipal,
+    user_id: str,
+    changes: dict[str, Any],
+    *,
+    rename_display_name: bool = False,
 ) -> User:
+    """Apply ``changes``. With ``rename_display_name`` (the resource API, which has no
+    display-name field), a new name also becomes the display name the SDK shows, unless the
+    two had been set apart through ``/usermapping``."""
     user = await get_user(session, principal, user_id)
     if "email" in changes and changes["email"] != user.email:
         clash = await repository.find_existing_users(
@@ -322,6 +331,8 @@ async def update_user(
         )
         if clash:
             _raise_taken(clash[0], [])
+    if rename_display_name and "name" in changes and user.exotel_user_name == user.name:
+        changes = {**changes, "exotel_user_name": changes["name"]}
     for name, value in changes.items():
         if value is None and name in ("name", "email", "role", "exotel_user_name"):
             continue  # required fields: an explicit null leaves them as they are
