@@ -15,7 +15,7 @@ from exoplane.config import Settings
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import install_error_handlers
 from exoplane.health import router as health_router
-from exoplane.integrations.endpoints import router as integrations_router
+from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
 from exoplane.middleware import RequestContextMiddleware
 from exoplane.ratelimit import RateLimiter
@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health_router)
-    app.include_router(integrations_router)
+    for router in integrations_routers:
+        app.include_router(router)
 
     app.add_middleware(
         CORSMiddleware,

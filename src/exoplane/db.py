@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +14,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends
-from sqlalchemy import Connection, Engine, Executable, Row, event, text
-from sqlalchemy import create_engine as create_sync_engine
+from sqlalchemy import Connection, Dialect, Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -21,7 +22,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import StaticPool
 
 from exoplane.state import State
 
@@ -63,43 +63,85 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+AnySelect = Select[*tuple[Any, ...]]
+
+
 class Reader:
-    """Single-row reads outside any unit of work, for the hot path (token lookups).
+    """Reads outside any unit of work, for the hot path (token lookups, listings).
 
     On PostgreSQL a read is one autocommit round trip. On SQLite it runs inline on the event
-    loop through a plain synchronous connection: a point lookup takes microseconds, far less
-    than handing it to a driver thread, and WAL mode means a reader never waits for a writer.
+    loop through the standard library's driver: a point lookup takes a few microseconds, far
+    less than handing each statement to a driver thread, and in WAL mode a reader never waits
+    for a writer. Rows come back as plain tuples, their values converted by the column types.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._inline: Engine | None = None
-        if engine.dialect.name == "sqlite":
-            self._inline = create_sync_engine(
-                engine.url.set(drivername="sqlite"),
-                poolclass=StaticPool,
-                connect_args={"timeout": 0.25},
-            )
-            event.listen(self._inline, "connect", _read_only_wal)
+        self._sqlite_path = engine.url.database if engine.dialect.name == "sqlite" else None
+        self._sqlite: sqlite3.Connection | None = None
+        self._compiled: dict[AnySelect, _CompiledRead] = {}
 
-    async def first(self, statement: Executable, params: Mapping[str, Any]) -> Row[Any] | None:
-        if self._inline is not None:
-            with self._inline.connect() as connection:
-                return connection.execute(statement, params).first()
+    async def first(
+        self, statement: AnySelect, params: Mapping[str, Any]
+    ) -> tuple[Any, ...] | None:
+        rows = await self.all(statement, params)
+        return rows[0] if rows else None
+
+    async def all(self, statement: AnySelect, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        if self._sqlite_path is not None:
+            return self._read_inline(statement, params)
         async with self._engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await autocommit.execute(statement, params)).first()
+            return [tuple(row) for row in await autocommit.execute(statement, params)]
+
+    def _read_inline(
+        self, statement: AnySelect, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = _CompiledRead.of(statement, self._engine.dialect)
+            self._compiled[statement] = compiled
+        if self._sqlite is None:
+            self._sqlite = sqlite3.connect(self._sqlite_path or ":memory:", timeout=0.25)
+            self._sqlite.execute("PRAGMA journal_mode=WAL")
+            self._sqlite.execute("PRAGMA query_only=ON")
+        cursor = self._sqlite.execute(compiled.sql, [params[name] for name in compiled.names])
+        try:
+            return [compiled.convert(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
 
     def close(self) -> None:
-        if self._inline is not None:
-            self._inline.dispose()
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
 
-def _read_only_wal(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA query_only=ON")
-    cursor.close()
+@dataclass(frozen=True, slots=True)
+class _CompiledRead:
+    """A read statement compiled once for the SQLite driver, with its column converters."""
+
+    sql: str
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def of(cls, statement: AnySelect, dialect: Dialect) -> _CompiledRead:
+        compiled = statement.compile(dialect=dialect)
+        return cls(
+            sql=str(compiled),
+            names=tuple(compiled.positiontup or ()),
+            processors=tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in statement.selected_columns
+            ),
+        )
+
+    def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.processors, row, strict=True)
+        )
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -108,9 +150,23 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 @asynccontextmanager
 async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One transaction: committed when the block succeeds, rolled back when it raises."""
-    async with factory() as session, session.begin():
+    """One transaction: committed when the block succeeds, rolled back when it raises.
+
+    The transaction begins on first use, so a request that never touches the session costs
+    no database round trip at all.
+    """
+    session = factory()
+    try:
         yield session
+        if session.in_transaction():
+            await session.commit()
+    except BaseException:
+        if session.in_transaction():
+            await session.rollback()
+        raise
+    finally:
+        if session.sync_session.identity_map or session.in_transaction():
+            await session.close()
 
 
 def alembic_config() -> Config:

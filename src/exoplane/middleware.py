@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 
@@ -17,6 +18,12 @@ from exoplane.responses import REQUEST_ID, JSONBytesResponse
 RATE_LIMIT_HEADERS = "rate_limit_headers"
 
 log = get_logger("exoplane.http")
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID. Request ids need uniqueness, not secrecy, so they come from
+    the process's PRNG rather than a system call per request."""
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
 class RequestContextMiddleware:
@@ -35,7 +42,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         state = scope.setdefault("state", {})
         state[REQUEST_ID] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)

@@ -1,7 +1,8 @@
 """Per-principal request budgets (seed 05: 200 requests a minute), shared through Redis.
 
 Without ``EXOPLANE_REDIS_URL`` the budget lives in process memory, which is right for one
-process; with it, every process draws on the same budget.
+process; with it, every process draws on the same budget. The sliding-window counter costs the
+same whatever the limit (two counters a key), where a moving window keeps every hit.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import ConnectionPool
 
 from exoplane.config import Settings
@@ -40,7 +41,7 @@ class RateLimiter:
     def __init__(self, storage: Storage, limit: RateLimitItem) -> None:
         self._storage = storage
         self._limit = limit
-        self._strategy = MovingWindowRateLimiter(storage)
+        self._strategy = SlidingWindowCounterRateLimiter(storage)
 
     @classmethod
     def from_settings(cls, settings: Settings, redis_pool: ConnectionPool | None) -> RateLimiter:

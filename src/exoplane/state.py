@@ -28,9 +28,13 @@ class AppState:
     reader: Reader
 
 
-async def get_state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
     state: AppState = request.state.exoplane
     return state
+
+
+async def get_state(request: Request) -> AppState:
+    return app_state(request)
 
 
 State = Annotated[AppState, Depends(get_state)]

@@ -16,7 +16,7 @@ from exoplane.logs import get_logger
 from exoplane.middleware import RATE_LIMIT_HEADERS
 from exoplane.models.base import utcnow
 from exoplane.security import hash_secret
-from exoplane.state import State
+from exoplane.state import State, app_state
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_\-.~+/=]{16,512}$")
 
@@ -93,7 +93,8 @@ def presented_token(request: Request) -> str:
     return token
 
 
-async def authenticate(request: Request, state: State) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    state = app_state(request)
     try:
         token = presented_token(request)
         row = await repository.find_credential(state.reader, hash_secret(token))

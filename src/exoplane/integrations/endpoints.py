@@ -38,11 +38,10 @@ from exoplane.integrations.schemas import (
 from exoplane.integrations.sdk_secret import encode_for_sdk
 from exoplane.models import User
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
-from exoplane.state import AppState, State
+from exoplane.state import AppState, State, app_state
 
-router = APIRouter(prefix="/v2/integrations")
-legacy = APIRouter(tags=["integrations (Exotel-compatible)"])
-resources = APIRouter(tags=["users"])
+legacy = APIRouter(prefix="/v2/integrations", tags=["integrations (Exotel-compatible)"])
+resources = APIRouter(prefix="/v2/integrations", tags=["users"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key")]
 
@@ -112,7 +111,6 @@ async def register_app(
 @legacy.get("/app")
 async def get_apps(
     request: Request,
-    session: Session,
     principal: AnyAuth,
     entity: Annotated[Literal["app", "customer"], Query()] = "app",
 ) -> Response:
@@ -123,7 +121,7 @@ async def get_apps(
                 "GET /app?entity=customer lists a customer's apps and needs a customer token",
                 code="wrong_entity",
             )
-        apps = await service.list_apps(session, principal)
+        apps = await service.list_apps(app_state(request).reader, principal)
         return legacy_ok(request.scope, [app_data(app) for app in apps])
     if not isinstance(principal, AppPrincipal):
         raise Forbidden(
@@ -374,5 +372,4 @@ async def delete_user(
     return resource_ok({"user_id": user_id, "deleted": True})
 
 
-router.include_router(legacy)
-router.include_router(resources)
+routers = (legacy, resources)

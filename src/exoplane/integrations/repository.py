@@ -21,9 +21,9 @@ async def get_app(session: AsyncSession, app_id: str) -> App | None:
     return await session.get(App, app_id)
 
 
-async def list_apps(session: AsyncSession, customer_id: str) -> Sequence[App]:
-    query = select(App).where(App.customer_id == customer_id).order_by(App.created_at, App.id)
-    return (await session.scalars(query)).all()
+async def list_apps(reader: Reader, customer_id: str) -> list[AppRecord]:
+    rows = await reader.all(_APPS_OF_CUSTOMER, {"customer_id": customer_id})
+    return [AppRecord(*row) for row in rows]
 
 
 async def delete_app(session: AsyncSession, app_id: str) -> None:
@@ -60,24 +60,26 @@ class Credential:
     app: AppRecord | None
 
 
+_APP_RECORD = (
+    App.id,
+    App.customer_id,
+    App.name,
+    App.exotel_account_sid,
+    App.exotel_domain,
+    App.is_active,
+    App.created_at,
+    App.updated_at,
+)
 _CREDENTIAL = (
-    select(
-        Token.id,
-        Token.entity,
-        Token.customer_id,
-        Token.expires_at,
-        Token.revoked_at,
-        App.id,
-        App.customer_id,
-        App.name,
-        App.exotel_account_sid,
-        App.exotel_domain,
-        App.is_active,
-        App.created_at,
-        App.updated_at,
-    )
+    select(Token.id, Token.entity, Token.customer_id, Token.expires_at, Token.revoked_at)
+    .add_columns(*_APP_RECORD)
     .outerjoin(App, Token.app_id == App.id)
     .where(Token.token_hash == bindparam("token_hash"))
+)
+_APPS_OF_CUSTOMER = (
+    select(*_APP_RECORD)
+    .where(App.customer_id == bindparam("customer_id"))
+    .order_by(App.created_at, App.id)
 )
 
 
@@ -85,7 +87,7 @@ async def find_credential(reader: Reader, token_hash: str) -> Credential | None:
     row = await reader.first(_CREDENTIAL, {"token_hash": token_hash})
     if row is None:
         return None
-    token_id, entity, customer_id, expires_at, revoked_at, *app_columns = tuple(row)
+    token_id, entity, customer_id, expires_at, revoked_at, *app_columns = row
     app = AppRecord(*app_columns) if app_columns[0] is not None else None
     return Credential(token_id, entity, customer_id, expires_at, revoked_at, app)
 

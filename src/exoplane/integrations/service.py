@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.config import Settings
+from exoplane.db import Reader
 from exoplane.integrations import repository
 from exoplane.integrations.auth import AppPrincipal, CustomerPrincipal, Principal
 from exoplane.integrations.errors import (
@@ -172,8 +173,8 @@ def get_app(principal: AppPrincipal) -> AppRecord:
     return principal.app
 
 
-async def list_apps(session: AsyncSession, principal: CustomerPrincipal) -> Sequence[App]:
-    return await repository.list_apps(session, principal.customer_id)
+async def list_apps(reader: Reader, principal: CustomerPrincipal) -> list[AppRecord]:
+    return await repository.list_apps(reader, principal.customer_id)
 
 
 async def delete_app(session: AsyncSession, principal: AppPrincipal) -> None:
