@@ -7,7 +7,6 @@ import time
 import uuid
 
 import structlog
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,6 +14,7 @@ from exoplane.errors import error_body
 from exoplane.logs import get_logger
 from exoplane.responses import REQUEST_ID, JSONBytesResponse
 
+# Request-state key of the rate limiter's response headers, as raw ASGI header pairs.
 RATE_LIMIT_HEADERS = "rate_limit_headers"
 
 log = get_logger("exoplane.http")
@@ -55,10 +55,11 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 response_started = True
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                for name, value in state.get(RATE_LIMIT_HEADERS, {}).items():
-                    headers[name] = value
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-request-id", request_id.encode()),
+                    *state.get(RATE_LIMIT_HEADERS, ()),
+                ]
             await send(message)
 
         try:

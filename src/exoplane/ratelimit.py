@@ -26,14 +26,15 @@ class Decision:
     remaining: int
     reset_after: int
 
-    def headers(self) -> dict[str, str]:
-        headers = {
-            "RateLimit-Limit": str(self.limit),
-            "RateLimit-Remaining": str(self.remaining),
-            "RateLimit-Reset": str(self.reset_after),
-        }
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``RateLimit-*`` (and ``Retry-After`` when refused) as ASGI header pairs."""
+        headers = [
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % self.reset_after),
+        ]
         if not self.allowed:
-            headers["Retry-After"] = str(self.reset_after)
+            headers.append((b"retry-after", b"%d" % self.reset_after))
         return headers
 
 

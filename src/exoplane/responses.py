@@ -44,7 +44,7 @@ def resource_ok(data: Any, *, status: int = 200) -> JSONBytesResponse:
 
 def legacy_time(moment: datetime) -> str:
     """RFC 3339 with an offset and whole seconds, as Exotel's envelope endpoints write it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return moment.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "+00:00"
 
 
 def resource_time(moment: datetime) -> str:

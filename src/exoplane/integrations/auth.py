@@ -61,13 +61,11 @@ async def enforce_rate_limit(request: Request, state: State, key: str) -> None:
     except Exception as exc:  # the limiter's store is down: serve rather than fail every call
         log.warning("rate limiter unavailable", error=type(exc).__name__)
         return
-    headers = decision.headers()
-    setattr(request.state, RATE_LIMIT_HEADERS, headers)
+    setattr(request.state, RATE_LIMIT_HEADERS, decision.raw_headers())
     if not decision.allowed:
-        raise RateLimited(
+        raise RateLimited(  # its headers come from the request state, as on every response
             f"Rate limit of {state.settings.rate_limit} exceeded; "
-            f"retry after {decision.reset_after} seconds",
-            headers=headers,
+            f"retry after {decision.reset_after} seconds"
         )
 
 
