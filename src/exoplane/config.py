@@ -9,6 +9,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RATE_LIMIT = "200/minute"
+# About 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h and 6 h after the first failure.
+DEFAULT_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0)
 
 
 class Settings(BaseSettings):
@@ -27,6 +29,14 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     sip_domain: str = "exotel.com"
 
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+    )
+    webhook_concurrency: int = Field(default=64, ge=1, le=1024)
+    webhook_poll_seconds: float = Field(default=0.25, gt=0, le=10)
+    sip_registration_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+
     rate_limit: str = DEFAULT_RATE_LIMIT
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -38,6 +48,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("a comma-separated list of non-negative delays in seconds")
+        return value
+
+    @property
+    def webhook_lease_seconds(self) -> float:
+        """How long a claimed delivery stays with its worker before another may take it."""
+        return self.webhook_timeout_seconds * 2 + 5
 
     @field_validator("rate_limit")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import Field
 from starlette.responses import Response
 
 from exoplane.db import Session
-from exoplane.errors import Forbidden
+from exoplane.errors import Forbidden, NotFound
 from exoplane.idempotency import fingerprint, run_once
 from exoplane.integrations import service
 from exoplane.integrations.auth import (
@@ -23,7 +23,12 @@ from exoplane.integrations.auth import (
 )
 from exoplane.integrations.schemas import (
     AppCreate,
+    AppSettingIn,
+    DeviceIn,
+    DevicesUpdate,
     SecretRotation,
+    SettingsUpdate,
+    SipRegistration,
     TokenRequest,
     UserCreate,
     UserId,
@@ -31,12 +36,15 @@ from exoplane.integrations.schemas import (
     UserUpdate,
     app_data,
     app_resource,
+    devices_resource,
     mapping_update_from,
+    settings_resource,
     user_mapping,
     user_resource,
 )
 from exoplane.integrations.sdk_secret import encode_for_sdk
-from exoplane.models import User
+from exoplane.models import AppSettings, User
+from exoplane.models.base import utcnow
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.state import AppState, State, app_state
 
@@ -373,3 +381,144 @@ async def delete_user(
 
 
 routers = (legacy, resources)
+
+
+# --- app settings (seed 02) ---------------------------------------------------------------
+
+SETTINGS = "/{customer_id}/apps/{app_id}/settings"
+
+
+def _settings_response(row: AppSettings, *, with_created: bool) -> Response:
+    response = resource_ok(settings_resource(row, with_created=with_created))
+    response.headers["ETag"] = service.etag(row)
+    return response
+
+
+@resources.put(SETTINGS, tags=["settings"])
+async def update_settings(
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    body: SettingsUpdate,
+    if_match: Annotated[str | None, Header(alias="If-Match")] = None,
+) -> Response:
+    """Change webhook URLs, recording and streaming; fields not sent keep their value."""
+    service.check_app_path(principal, customer_id, app_id)
+    changes = body.model_dump(exclude_unset=True)
+    row = await service.update_settings(
+        session, state.vault, state.settings, principal, changes, if_match
+    )
+    return _settings_response(row, with_created=False)
+
+
+@resources.get(SETTINGS, tags=["settings"])
+async def get_settings(
+    state: State, session: Session, principal: AppAuth, customer_id: str, app_id: str
+) -> Response:
+    """The app's settings, with an ETag to send back as If-Match."""
+    service.check_app_path(principal, customer_id, app_id)
+    row = await service.app_settings(session, state.vault, principal.app_id)
+    return _settings_response(row, with_created=True)
+
+
+@legacy.post("/app_setting", tags=["settings"])
+async def add_app_setting(
+    request: Request, state: State, session: Session, principal: AppAuth, body: AppSettingIn
+) -> Response:
+    """Add or replace one setting by Exotel key (popup, missedCall, callback, record, ...)."""
+    await service.set_app_setting(
+        session, state.vault, state.settings, principal, body.Key, body.Value
+    )
+    data = {
+        "CustomerID": principal.customer_id,
+        "AppID": principal.app_id,
+        "Key": body.Key,
+        "Value": body.Value,
+    }
+    return legacy_ok(request.scope, data)
+
+
+@legacy.get("/app_setting", tags=["settings"])
+async def list_app_settings(
+    request: Request,
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    key: Annotated[str | None, Query(min_length=1)] = None,
+) -> Response:
+    """Every setting as Key/Value pairs, or the one named by ``?key=``."""
+    row = await service.app_settings(session, state.vault, principal.app_id)
+    items = service.app_setting_items(row, principal)
+    if key is None:
+        return legacy_ok(request.scope, items)
+    for item in items:
+        if item["Key"] == key:
+            return legacy_ok(request.scope, item)
+    raise NotFound(f"No setting {key!r} in this app", code="setting_not_found")
+
+
+# --- devices (seed 03) --------------------------------------------------------------------
+
+DEVICES = USERS + "/{user_id}/devices"
+
+
+@resources.put(DEVICES, tags=["devices"])
+async def update_devices(
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    user_id: str,
+    body: DevicesUpdate,
+) -> Response:
+    """Turn the user's phone and/or SIP device on or off; at least one must stay on."""
+    service.check_app_path(principal, customer_id, app_id)
+    user = await service.set_devices(session, principal, user_id, phone=body.phone, sip=body.sip)
+    return resource_ok(devices_resource(user, now=utcnow(), detailed=False))
+
+
+@resources.get(DEVICES, tags=["devices"])
+async def get_devices(
+    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+) -> Response:
+    """The user's devices, with the SIP device's registration."""
+    service.check_app_path(principal, customer_id, app_id)
+    user = await service.get_user(session, principal, user_id)
+    return resource_ok(devices_resource(user, now=utcnow(), detailed=True))
+
+
+@resources.post(DEVICES + "/sip/registration", tags=["devices"])
+async def report_sip_registration(
+    state: State,
+    session: Session,
+    principal: AppAuth,
+    customer_id: str,
+    app_id: str,
+    user_id: str,
+    body: SipRegistration,
+) -> Response:
+    """A registrar reports the SIP device (un)registered; registration lapses after its TTL."""
+    service.check_app_path(principal, customer_id, app_id)
+    user = await service.report_sip_registration(
+        session,
+        state.settings,
+        principal,
+        user_id,
+        registered=body.registered,
+        expires_in=body.expires_in,
+    )
+    return resource_ok(devices_resource(user, now=utcnow(), detailed=True))
+
+
+@legacy.put("/device", tags=["devices"])
+async def update_device(
+    request: Request, state: State, session: Session, principal: AppAuth, body: DeviceIn
+) -> Response:
+    """Exotel's form: turn one device (``phone`` or ``sip``) on or off for a user."""
+    flags = {body.DeviceName: body.DeviceStatus}
+    user = await service.set_devices(
+        session, principal, body.UserId, phone=flags.get("phone"), sip=flags.get("sip")
+    )
+    return legacy_ok(request.scope, _mappings(state, principal, [user])[0])

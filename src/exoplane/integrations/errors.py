@@ -23,3 +23,11 @@ class UserExists(Conflict):
 
 class AccountMismatch(BadRequest):
     code = "account_mismatch"
+
+
+class SettingsConflict(Conflict):
+    code = "settings_conflict"
+
+
+class DeviceRuleViolation(BadRequest):
+    code = "device_rule_violation"

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader
-from exoplane.models import App, Customer, Token, User
+from exoplane.models import App, AppSettings, Customer, Token, User
 
 
 async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
@@ -129,3 +129,54 @@ async def delete_users(session: AsyncSession, app_id: str, user_ids: Sequence[st
 async def delete_all_users(session: AsyncSession, app_id: str) -> int:
     result = await session.execute(delete(User).where(User.app_id == app_id))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def get_settings(session: AsyncSession, app_id: str) -> AppSettings | None:
+    return await session.get(AppSettings, app_id)
+
+
+def add_settings(session: AsyncSession, settings: AppSettings) -> None:
+    session.add(settings)
+
+
+async def set_devices(
+    session: AsyncSession,
+    user_pk: int,
+    *,
+    phone: bool | None,
+    sip: bool | None,
+    when: datetime,
+) -> bool:
+    """Change the device flags in one statement that also enforces "at least one enabled".
+
+    The rule is checked against the row as it is when the update runs, not as it was read,
+    so two concurrent requests that each disable a different device cannot both succeed.
+    Returns False (and changes nothing) when the result would leave both disabled.
+    """
+    new_phone = User.phone_enabled if phone is None else literal(phone)
+    new_sip = User.sip_enabled if sip is None else literal(sip)
+    result = await session.execute(
+        update(User)
+        .where(User.id == user_pk, or_(new_phone, new_sip))
+        .values(phone_enabled=new_phone, sip_enabled=new_sip, devices_updated_at=when)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def set_sip_registration(
+    session: AsyncSession, user_pk: int, registered_until: datetime | None, seen: datetime | None
+) -> None:
+    values: dict[str, datetime | None] = {"sip_registered_until": registered_until}
+    if seen is not None:
+        values["sip_last_seen"] = seen
+    await session.execute(
+        update(User)
+        .where(User.id == user_pk)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def refresh(session: AsyncSession, instance: object) -> None:
+    await session.refresh(instance)

@@ -7,6 +7,7 @@ resource-style ones.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +22,7 @@ from pydantic import (
 
 from exoplane.exotel.numbers import normalise_phone_number
 from exoplane.integrations.repository import AppRecord
-from exoplane.models import App, User
+from exoplane.models import App, AppSettings, User
 from exoplane.responses import legacy_time, resource_time
 
 MAX_TOKEN_TTL_SECONDS = 90 * 24 * 3600
@@ -285,3 +286,84 @@ def user_mapping(user: User, app: App | AppRecord, sdk_sip_secret: str) -> dict[
         "CreatedAt": legacy_time(user.created_at),
         "UpdatedAt": legacy_time(user.updated_at),
     }
+
+
+# --- app settings (seed 02) ---------------------------------------------------------------
+
+Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+WEBHOOK_URL_FIELDS = ("popup_url", "missed_call_url", "callback_url", "recording_url")
+
+
+class SettingsUpdate(StrictClosed):
+    """Seed 02's body: every field optional; a field sent as null clears it."""
+
+    popup_url: Url | None = None
+    missed_call_url: Url | None = None
+    callback_url: Url | None = None
+    recording_enabled: bool | None = None
+    recording_url: Url | None = None
+    streaming_enabled: bool | None = None
+    streaming_url: Url | None = None
+
+
+class AppSettingIn(Strict):
+    """``POST /app_setting``: one Exotel-style key and its (string) value."""
+
+    Key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]{0,63}$")]
+    Value: Annotated[str, StringConstraints(max_length=2048)]
+
+
+def settings_resource(row: AppSettings, *, with_created: bool) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "popup_url": row.popup_url,
+        "missed_call_url": row.missed_call_url,
+        "callback_url": row.callback_url,
+        "recording_enabled": row.recording_enabled,
+        "recording_url": row.recording_url,
+        "streaming_enabled": row.streaming_enabled,
+        "streaming_url": row.streaming_url,
+    }
+    if with_created:
+        settings["created_at"] = resource_time(row.created_at)
+    settings["updated_at"] = resource_time(row.updated_at)
+    return {"app_id": row.app_id, "settings": settings}
+
+
+# --- devices (seed 03) --------------------------------------------------------------------
+
+
+class DevicesUpdate(StrictClosed):
+    phone: bool | None = None
+    sip: bool | None = None
+
+
+class SipRegistration(StrictClosed):
+    registered: bool
+    expires_in: int | None = Field(default=None, ge=10, le=86_400)
+
+
+class DeviceIn(Strict):
+    """``PUT /device`` (exotel-facts §1.8)."""
+
+    UserId: UserId
+    DeviceName: Literal["phone", "sip"]
+    DeviceStatus: bool
+
+
+def devices_resource(user: User, *, now: datetime, detailed: bool) -> dict[str, Any]:
+    """Seed 03's shape: the PUT answer has ``updated_at``; the GET adds SIP registration."""
+    sip: dict[str, Any] = {"enabled": user.sip_enabled, "username": user.sip_username}
+    data: dict[str, Any] = {
+        "user_id": user.user_id,
+        "devices": {
+            "phone": {"enabled": user.phone_enabled, "number": user.phone_number},
+            "sip": sip,
+        },
+    }
+    if detailed:
+        registered = user.sip_registered_until is not None and user.sip_registered_until > now
+        sip["registered"] = registered
+        sip["last_seen"] = resource_time(user.sip_last_seen) if user.sip_last_seen else None
+    else:
+        data["updated_at"] = resource_time(user.devices_updated_at or user.updated_at)
+    return data

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from exoplane.config import Settings
 from exoplane.db import Reader
+from exoplane.errors import BadRequest
 from exoplane.integrations import repository
 from exoplane.integrations.auth import AppPrincipal, CustomerPrincipal, Principal
 from exoplane.integrations.errors import (
     AccountMismatch,
     AppNotFound,
+    DeviceRuleViolation,
     InvalidCredentials,
+    SettingsConflict,
     UserExists,
     UserNotFound,
 )
@@ -31,10 +36,12 @@ from exoplane.integrations.schemas import (
     UserFields,
     created_app_data,
 )
-from exoplane.models import App, Customer, Token, User
+from exoplane.models import App, AppSettings, Customer, Token, User
 from exoplane.models.base import utcnow
 from exoplane.responses import legacy_time
 from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token, secret_matches
+from exoplane.webhooks.signing import new_signing_secret
+from exoplane.webhooks.targets import check_target
 
 # --- customers ----------------------------------------------------------------------------
 
@@ -157,6 +164,8 @@ async def register_app(
         updated_at=now,
     )
     session.add(app)
+    await session.flush()
+    repository.add_settings(session, new_app_settings(vault, app.id, now))
     await session.flush()
     return created_app_data(app, secret, body.ExotelApiKey, body.ExotelApiToken)
 
@@ -361,3 +370,177 @@ async def delete_all_users(session: AsyncSession, principal: AppPrincipal) -> in
 
 def sip_secret_of(vault: Vault, user: User) -> str:
     return vault.decrypt(user.sip_secret_enc)
+
+
+# --- app settings (seed 02) ---------------------------------------------------------------
+
+# Exotel-compatible keys of /app_setting and the setting each one is (SPEC §4.5).
+SETTING_KEYS = {
+    "popup": "popup_url",
+    "missedCall": "missed_call_url",
+    "callback": "callback_url",
+    "record": "recording_enabled",
+    "streaming": "streaming_url",
+}
+
+
+def new_app_settings(vault: Vault, app_id: str, now: datetime) -> AppSettings:
+    return AppSettings(
+        app_id=app_id,
+        recording_enabled=False,
+        streaming_enabled=False,
+        extra_json="{}",
+        webhook_secret_enc=vault.encrypt(new_signing_secret()),
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def app_settings(session: AsyncSession, vault: Vault, app_id: str) -> AppSettings:
+    """The app's settings row, created on first use for apps that predate settings."""
+    row = await repository.get_settings(session, app_id)
+    if row is None:
+        row = new_app_settings(vault, app_id, utcnow())
+        repository.add_settings(session, row)
+        await session.flush()
+    return row
+
+
+def etag(row: AppSettings) -> str:
+    return f'"{row.version}"'
+
+
+async def update_settings(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    principal: AppPrincipal,
+    changes: dict[str, Any],
+    if_match: str | None,
+) -> AppSettings:
+    """Partial update: fields not sent keep their value. A stale ``If-Match`` is a 409."""
+    row = await app_settings(session, vault, principal.app_id)
+    if if_match is not None and if_match.strip() not in (etag(row), "*"):
+        raise SettingsConflict(
+            f"The settings changed since you read them (now {etag(row)}, you sent "
+            f"{if_match.strip()}); read them again and resend",
+        )
+    for field, value in changes.items():
+        if isinstance(value, str):
+            await _check_setting_url(field, value, settings)
+        setattr(row, field, value)
+    row.updated_at = utcnow()
+    try:
+        await session.flush()
+    except StaleDataError as exc:
+        raise SettingsConflict("The settings were changed by another request; retry") from exc
+    return row
+
+
+async def _check_setting_url(field: str, value: str, settings: Settings) -> None:
+    if field == "streaming_url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            raise BadRequest(
+                f"'streaming_url' must be an absolute http(s) or ws(s) URL; got {value!r}",
+                code="invalid_url",
+                field=field,
+            )
+        return
+    await check_target(value, field, allow_private=settings.allow_private_networks)
+
+
+async def set_app_setting(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    principal: AppPrincipal,
+    key: str,
+    value: str,
+) -> AppSettings:
+    """``POST /app_setting``: known keys map onto the settings, others are kept as given."""
+    field = SETTING_KEYS.get(key)
+    if field is None:
+        row = await app_settings(session, vault, principal.app_id)
+        extra = json.loads(row.extra_json)
+        extra[key] = value
+        row.extra_json = json.dumps(extra)
+        row.updated_at = utcnow()
+        await session.flush()
+        return row
+    typed: Any = value.strip() or None
+    if field == "recording_enabled":
+        if value.strip().lower() not in ("true", "false"):
+            raise BadRequest(
+                f'The value of \'record\' must be "true" or "false"; got {value!r}',
+                field="Value",
+            )
+        typed = value.strip().lower() == "true"
+    return await update_settings(session, vault, settings, principal, {field: typed}, None)
+
+
+def app_setting_items(row: AppSettings, principal: AppPrincipal) -> list[dict[str, Any]]:
+    """Every set key in Exotel's shape, with both name pairs the SDKs read."""
+    values: dict[str, str] = {}
+    for key, field in SETTING_KEYS.items():
+        value = getattr(row, field)
+        if isinstance(value, bool):
+            values[key] = "true" if value else "false"
+        elif value:
+            values[key] = value
+    values.update(json.loads(row.extra_json))
+    return [
+        {
+            "CustomerID": principal.customer_id,
+            "AppID": principal.app_id,
+            "Key": key,
+            "Value": value,
+            "SettingKey": key,
+            "SettingVal": value,
+        }
+        for key, value in values.items()
+    ]
+
+
+# --- devices (seed 03) --------------------------------------------------------------------
+
+
+async def set_devices(
+    session: AsyncSession,
+    principal: AppPrincipal,
+    user_id: str,
+    *,
+    phone: bool | None,
+    sip: bool | None,
+) -> User:
+    user = await get_user(session, principal, user_id)
+    if phone is None and sip is None:
+        raise BadRequest("Send 'phone', 'sip' or both, as true or false", field="phone")
+    changed = await repository.set_devices(session, user.id, phone=phone, sip=sip, when=utcnow())
+    if not changed:
+        raise DeviceRuleViolation(
+            "At least one device must stay enabled: this change would disable both the "
+            "phone and the SIP device"
+        )
+    await repository.refresh(session, user)
+    return user
+
+
+async def report_sip_registration(
+    session: AsyncSession,
+    settings: Settings,
+    principal: AppPrincipal,
+    user_id: str,
+    *,
+    registered: bool,
+    expires_in: int | None,
+) -> User:
+    """A registrar's report: registered until the TTL runs out, unless renewed."""
+    user = await get_user(session, principal, user_id)
+    now = utcnow()
+    ttl = expires_in or settings.sip_registration_ttl_seconds
+    until = now + timedelta(seconds=ttl) if registered else None
+    await repository.set_sip_registration(session, user.id, until, now if registered else None)
+    await repository.refresh(session, user)
+    return user

@@ -1,10 +1,25 @@
 """SQLAlchemy models, one module per table."""
 
 from exoplane.models.app import App
+from exoplane.models.app_settings import AppSettings
 from exoplane.models.base import Base
+from exoplane.models.call import Call
 from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
 from exoplane.models.token import Token
 from exoplane.models.user import User
+from exoplane.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEvent
 
-__all__ = ["App", "Base", "Customer", "IdempotencyKey", "Token", "User"]
+__all__ = [
+    "App",
+    "AppSettings",
+    "Base",
+    "Call",
+    "Customer",
+    "IdempotencyKey",
+    "Token",
+    "User",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEvent",
+]

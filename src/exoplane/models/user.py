@@ -31,5 +31,9 @@ class User(Base):
     sip_secret_enc: Mapped[str] = mapped_column(Text)
     phone_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     sip_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    devices_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Fed by SIP registration reports; registered while the report's TTL lasts.
+    sip_registered_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sip_last_seen: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,1 @@
+"""Webhooks: the outbox, signing, the delivery worker, the delivery log and replay."""

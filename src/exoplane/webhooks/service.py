@@ -1,0 +1,192 @@
+"""The rules of webhooks: which event goes where, retry policy, the delivery log, replay."""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.errors import Conflict, NotFound
+from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models.base import utcnow
+from exoplane.webhooks import repository
+
+# Seed 02's events and the setting that names each one's target.
+EVENT_TARGETS = {
+    "incoming_call": "popup_url",
+    "call_missed": "missed_call_url",
+    "call_answered": "callback_url",
+    "call_completed": "callback_url",
+    "recording_ready": "recording_url",
+}
+STATUSES = ("pending", "succeeded", "failed")
+RESPONSE_BODY_LIMIT = 1024
+
+
+def new_event_id() -> str:
+    return "evt_" + uuid.uuid4().hex
+
+
+def emit(
+    session: AsyncSession, settings: AppSettings, event_type: str, payload: dict[str, Any]
+) -> WebhookEvent:
+    """Write the event to the outbox in the caller's transaction, with its delivery.
+
+    The event is recorded even when no URL is configured for it, so the log is complete;
+    only then is there nothing to deliver.
+    """
+    event_id = new_event_id()
+    now = utcnow()
+    body = {"event": event_type, **payload, "event_id": event_id}
+    event = WebhookEvent(
+        id=event_id,
+        app_id=settings.app_id,
+        type=event_type,
+        payload=json.dumps(body, separators=(",", ":")),
+        created_at=now,
+    )
+    repository.add_event(session, event)
+    url = getattr(settings, EVENT_TARGETS[event_type])
+    if url:
+        repository.add_delivery(
+            session,
+            WebhookDelivery(
+                event_id=event_id,
+                app_id=settings.app_id,
+                event_type=event_type,
+                url=url,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            ),
+        )
+    return event
+
+
+# --- outcome of an attempt ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    response_body: str | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def retryable(self) -> bool:
+        """Timeouts, connection errors, 408, 429 and 5xx are worth another try; other 4xx
+        are the receiver's final word."""
+        if self.status_code is None:
+            return self.error is not None and not self.error.startswith("forbidden target")
+        if self.status_code in (408, 429):
+            return True
+        return not 400 <= self.status_code < 500
+
+
+def retry_delay(attempt_number: int, schedule: Sequence[float]) -> float | None:
+    """Seconds until the next try after ``attempt_number`` failures, or None to give up.
+
+    Each delay is jittered by up to 20 % either way, so receivers recovering from an outage
+    are not met by every retry at the same instant.
+    """
+    if attempt_number > len(schedule):
+        return None
+    return schedule[attempt_number - 1] * random.uniform(0.8, 1.2)
+
+
+def apply_result(
+    delivery: WebhookDelivery,
+    result: AttemptResult,
+    schedule: Sequence[float],
+    now: datetime,
+) -> WebhookAttempt:
+    """Record an attempt on the delivery and decide what happens next."""
+    delivery.attempts += 1
+    delivery.last_status_code = result.status_code
+    delivery.last_error = result.error
+    delivery.leased_until = None
+    delivery.lease_token = None
+    delivery.updated_at = now
+    if result.succeeded:
+        delivery.status = "succeeded"
+    else:
+        delay = retry_delay(delivery.attempts, schedule) if result.retryable else None
+        if delay is None:
+            delivery.status = "failed"
+        else:
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+    return WebhookAttempt(
+        delivery_id=delivery.id,
+        number=delivery.attempts,
+        status_code=result.status_code,
+        latency_ms=result.latency_ms,
+        error=result.error,
+        response_body=result.response_body,
+        created_at=now,
+    )
+
+
+# --- the delivery log ---------------------------------------------------------------------
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    app_id: str,
+    *,
+    status: str | None,
+    event_type: str | None,
+    cursor: int | None,
+    limit: int,
+) -> tuple[Sequence[WebhookDelivery], int | None]:
+    """Newest first; the cursor of the next (older) page, or None at the end."""
+    rows = await repository.list_deliveries(
+        session, app_id, status=status, event_type=event_type, before_id=cursor, limit=limit + 1
+    )
+    page = rows[:limit]
+    return page, (page[-1].id if len(rows) > limit else None)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDetail:
+    delivery: WebhookDelivery
+    event: WebhookEvent
+    attempts: Sequence[WebhookAttempt]
+
+
+async def get_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> DeliveryDetail:
+    delivery = await repository.get_delivery(session, app_id, delivery_id)
+    if delivery is None:
+        raise NotFound(f"No webhook delivery {delivery_id} for this app", code="delivery_not_found")
+    event = await repository.get_event(session, delivery.event_id)
+    assert event is not None  # deliveries are deleted with their events
+    return DeliveryDetail(delivery, event, await repository.list_attempts(session, delivery.id))
+
+
+async def retry_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> DeliveryDetail:
+    """Send a delivery again now, whatever became of it; the event id stays the same."""
+    detail = await get_delivery(session, app_id, delivery_id)
+    delivery = detail.delivery
+    now = utcnow()
+    if delivery.lease_token is not None and delivery.leased_until and delivery.leased_until > now:
+        raise Conflict(
+            "This delivery is being attempted right now; retry once the attempt is logged",
+            code="delivery_in_flight",
+        )
+    delivery.status = "pending"
+    delivery.next_attempt_at = now
+    delivery.updated_at = now
+    await session.flush()
+    return detail

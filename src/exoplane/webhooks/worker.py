@@ -1,0 +1,195 @@
+"""The delivery worker: leases due deliveries, signs and POSTs them, logs every attempt.
+
+Several workers (processes, or tasks beside the API) share one queue: each claims rows under
+a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no delivery is attempted by two of
+them at once, and a lease left by a crashed worker runs out and the delivery is tried again.
+Delivery is therefore at least once; receivers de-duplicate on ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+import aiohttp
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from exoplane import __version__
+from exoplane.config import Settings
+from exoplane.db import unit_of_work
+from exoplane.logs import get_logger
+from exoplane.models import AppSettings, WebhookDelivery, WebhookEvent
+from exoplane.models.base import utcnow
+from exoplane.security import Vault
+from exoplane.webhooks import repository
+from exoplane.webhooks.service import RESPONSE_BODY_LIMIT, AttemptResult, apply_result
+from exoplane.webhooks.signing import signature_headers
+from exoplane.webhooks.targets import ForbiddenTarget, check_literal_host, resolver_for
+
+log = get_logger("exoplane.webhooks")
+
+
+class WebhookWorker:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], vault: Vault
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._vault = vault
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._lease_tokens: set[str] = set()
+
+    def wake(self) -> None:
+        """Look for due deliveries now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until ``stop()``; then let in-flight attempts finish (bounded by timeout)."""
+        settings = self._settings
+        connector = aiohttp.TCPConnector(
+            limit=settings.webhook_concurrency,
+            resolver=resolver_for(settings.allow_private_networks),
+        )
+        timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
+        headers = {"User-Agent": f"exoplane-webhooks/{__version__}"}
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=headers
+        ) as http:
+            while not self._stopping.is_set():
+                free = settings.webhook_concurrency - len(self._in_flight)
+                claimed = await self._claim(free) if free > 0 else []
+                for delivery, event, secrets in claimed:
+                    task = asyncio.create_task(self._deliver(http, delivery, event, secrets))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if not claimed or free <= len(claimed):
+                    await self._pause()
+            if self._in_flight:
+                await asyncio.wait(self._in_flight, timeout=settings.webhook_timeout_seconds + 1)
+            await self._release_leases()
+
+    async def _pause(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
+        self._wake.clear()
+
+    async def _claim(self, limit: int) -> list[tuple[WebhookDelivery, WebhookEvent, list[str]]]:
+        now = utcnow()
+        # A fresh token per claim: a result is recorded only while its own lease holds.
+        lease_token = str(uuid.uuid4())
+        lease_until = now + timedelta(seconds=self._settings.webhook_lease_seconds)
+        try:
+            async with unit_of_work(self._sessions) as session:
+                deliveries = await repository.claim_due(
+                    session, now, lease_until, lease_token, limit
+                )
+                if not deliveries:
+                    return []
+                events = await repository.get_events(session, [d.event_id for d in deliveries])
+                secrets = await self._signing_secrets(session, {d.app_id for d in deliveries})
+        except Exception:
+            log.exception("claiming webhook deliveries failed")
+            return []
+        self._lease_tokens.add(lease_token)
+        return [
+            (delivery, events[delivery.event_id], secrets.get(delivery.app_id, []))
+            for delivery in deliveries
+        ]
+
+    async def _signing_secrets(
+        self, session: AsyncSession, app_ids: set[str]
+    ) -> dict[str, list[str]]:
+        rows = await session.scalars(select(AppSettings).where(AppSettings.app_id.in_(app_ids)))
+        now = utcnow()
+        secrets: dict[str, list[str]] = {}
+        for row in rows:
+            current = [self._vault.decrypt(row.webhook_secret_enc)]
+            previous = row.previous_webhook_secret_enc
+            expires = row.previous_webhook_secret_expires_at
+            if previous is not None and expires is not None and expires > now:
+                current.append(self._vault.decrypt(previous))
+            secrets[row.app_id] = current
+        return secrets
+
+    async def _deliver(
+        self,
+        http: aiohttp.ClientSession,
+        delivery: WebhookDelivery,
+        event: WebhookEvent,
+        secrets: Sequence[str],
+    ) -> None:
+        lease_token = delivery.lease_token or ""
+        result = await self._post(http, delivery.url, event, secrets)
+        log.info(
+            "webhook attempt",
+            delivery_id=delivery.id,
+            event_id=event.id,
+            event_type=event.type,
+            status=result.status_code,
+            latency_ms=result.latency_ms,
+            error=result.error,
+        )
+        try:
+            async with unit_of_work(self._sessions) as session:
+                current = await repository.get_leased(session, delivery.id, lease_token)
+                if current is None:  # our lease ran out and another worker took it over
+                    return
+                attempt = apply_result(
+                    current, result, self._settings.webhook_retry_schedule, utcnow()
+                )
+                repository.add_attempt(session, attempt)
+        except Exception:
+            log.exception("recording a webhook attempt failed", delivery_id=delivery.id)
+
+    async def _post(
+        self,
+        http: aiohttp.ClientSession,
+        url: str,
+        event: WebhookEvent,
+        secrets: Sequence[str],
+    ) -> AttemptResult:
+        started = time.perf_counter()
+
+        def elapsed() -> int:
+            return round((time.perf_counter() - started) * 1000)
+
+        headers = {
+            "Content-Type": "application/json",
+            **signature_headers(secrets, event.id, utcnow(), event.payload),
+        }
+        try:
+            check_literal_host(url, allow_private=self._settings.allow_private_networks)
+            async with http.post(
+                url, data=event.payload.encode(), headers=headers, allow_redirects=False
+            ) as response:
+                body = await response.content.read(RESPONSE_BODY_LIMIT)
+                text = body.decode("utf-8", errors="replace")
+                return AttemptResult(response.status, elapsed(), None, text)
+        except ForbiddenTarget as exc:
+            return AttemptResult(None, elapsed(), f"forbidden target: {exc}", None)
+        except TimeoutError:
+            limit = self._settings.webhook_timeout_seconds
+            return AttemptResult(None, elapsed(), f"timed out after {limit:g} s", None)
+        except aiohttp.ClientError as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, ForbiddenTarget) else None
+            if cause is not None:
+                return AttemptResult(None, elapsed(), f"forbidden target: {cause}", None)
+            return AttemptResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500], None)
+
+    async def _release_leases(self) -> None:
+        """On shutdown, hand back what this worker still holds so others need not wait."""
+        with contextlib.suppress(Exception):
+            async with unit_of_work(self._sessions) as session:
+                for token in self._lease_tokens:
+                    await repository.release_leases(session, token)
