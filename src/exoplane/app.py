@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,19 +12,28 @@ from redis.asyncio import ConnectionPool
 from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
+from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import install_error_handlers
 from exoplane.health import router as health_router
+from exoplane.integrations.calls.endpoints import router as calls_router
 from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
 from exoplane.middleware import RequestContextMiddleware
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
+from exoplane.webhooks.endpoints import router as webhooks_router
+from exoplane.webhooks.worker import WebhookWorker
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def _no_worker() -> None:
+    """Without an in-process worker, another process polls the outbox."""
+
+
+def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
+    """The ASGI app. With ``run_worker`` the webhook delivery worker runs beside it."""
     settings = settings or Settings()
     configure_logging(settings)
 
@@ -32,18 +42,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         secret_key = load_secret_key(settings)
         engine = create_engine(settings.database_url)
         redis_pool = ConnectionPool.from_url(settings.redis_url) if settings.redis_url else None
+        sessions = create_session_factory(engine)
+        vault = Vault(secret_key)
+        worker = WebhookWorker(settings, sessions, vault) if run_worker else None
         state = AppState(
             settings=settings,
             engine=engine,
-            sessions=create_session_factory(engine),
-            vault=Vault(secret_key),
+            sessions=sessions,
+            vault=vault,
             rate_limiter=RateLimiter.from_settings(settings, redis_pool),
             redis_pool=redis_pool,
             reader=Reader(engine),
+            capabilities=Capabilities(secret_key),
+            wake_webhooks=worker.wake if worker else _no_worker,
         )
+        worker_task = asyncio.create_task(worker.run()) if worker else None
         try:
             yield {"exoplane": state}
         finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
             state.reader.close()
             await engine.dispose()
             if redis_pool is not None:
@@ -61,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     app.include_router(health_router)
-    for router in integrations_routers:
+    for router in (*integrations_routers, calls_router, webhooks_router):
         app.include_router(router)
 
     app.add_middleware(

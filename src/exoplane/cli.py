@@ -58,7 +58,7 @@ def serve(
         [f"exoplane serving on http://{host}:{port} ({_safe_url(settings.database_url)})"],
     )
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, run_worker=not no_worker),
         host=host,
         port=port,
         access_log=False,
@@ -73,6 +73,44 @@ async def _upgrade(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     try:
         await upgrade_schema(engine)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def worker(as_json: JsonOption = False) -> None:
+    """Deliver webhooks (standalone; `serve` runs one in-process unless --no-worker)."""
+    settings = Settings()
+    if settings.is_sqlite:
+        asyncio.run(_upgrade(settings))
+    else:
+        _require_current_schema(settings)
+    _emit(
+        {"worker": "webhooks", "database": _safe_url(settings.database_url)},
+        as_json,
+        [f"exoplane webhook worker on {_safe_url(settings.database_url)}"],
+    )
+    asyncio.run(_run_worker(settings))
+
+
+async def _run_worker(settings: Settings) -> None:
+    import signal
+
+    from exoplane.db import create_engine, create_session_factory
+    from exoplane.logs import configure_logging
+    from exoplane.security import Vault, load_secret_key
+    from exoplane.webhooks.worker import WebhookWorker
+
+    configure_logging(settings)
+    engine = create_engine(settings.database_url)
+    delivery = WebhookWorker(
+        settings, create_session_factory(engine), Vault(load_secret_key(settings))
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, delivery.stop)
+    try:
+        await delivery.run()
     finally:
         await engine.dispose()
 

@@ -28,6 +28,10 @@ from exoplane.state import State
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+# Set in a session's info by whoever writes webhook events, read after its commit.
+OUTBOX_WRITTEN = "outbox_written"
+
+
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
@@ -211,6 +215,8 @@ async def get_session(state: State) -> AsyncIterator[AsyncSession]:
     """The request's unit of work: committed if the endpoint succeeds, else rolled back."""
     async with unit_of_work(state.sessions) as session:
         yield session
+    if session.info.pop(OUTBOX_WRITTEN, False):
+        state.wake_webhooks()
 
 
 # "function" scope: the commit happens before the response is sent, so a client never sees

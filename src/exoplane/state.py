@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Request
 from redis.asyncio import ConnectionPool
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault
@@ -26,6 +28,9 @@ class AppState:
     rate_limiter: RateLimiter
     redis_pool: ConnectionPool | None
     reader: Reader
+    capabilities: Capabilities
+    # Called after a request commits webhook events, so delivery starts without a poll.
+    wake_webhooks: Callable[[], None]
 
 
 def app_state(request: Request) -> AppState:

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
 )
 
 from exoplane.exotel.numbers import normalise_phone_number
@@ -304,6 +305,13 @@ class SettingsUpdate(StrictClosed):
     recording_url: Url | None = None
     streaming_enabled: bool | None = None
     streaming_url: Url | None = None
+
+    @field_validator("recording_enabled", "streaming_enabled", mode="before")
+    @classmethod
+    def _booleans_are_not_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("must be true or false, not null")
+        return value
 
 
 class AppSettingIn(Strict):

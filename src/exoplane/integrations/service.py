@@ -544,3 +544,22 @@ async def report_sip_registration(
     await repository.set_sip_registration(session, user.id, until, now if registered else None)
     await repository.refresh(session, user)
     return user
+
+
+async def find_app(session: AsyncSession, app_id: str) -> App | None:
+    return await repository.get_app(session, app_id)
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession, vault: Vault, app_id: str, grace_seconds: int
+) -> str:
+    """Sign with a new secret from now on; the old one also signs during the grace period."""
+    row = await app_settings(session, vault, app_id)
+    secret = new_signing_secret()
+    now = utcnow()
+    row.previous_webhook_secret_enc = row.webhook_secret_enc if grace_seconds > 0 else None
+    row.previous_webhook_secret_expires_at = now + timedelta(seconds=grace_seconds)
+    row.webhook_secret_enc = vault.encrypt(secret)
+    row.updated_at = now
+    await session.flush()
+    return secret

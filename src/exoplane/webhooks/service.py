@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import uuid
@@ -12,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exoplane.db import OUTBOX_WRITTEN
 from exoplane.errors import Conflict, NotFound
 from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
 from exoplane.models.base import utcnow
@@ -29,19 +31,28 @@ STATUSES = ("pending", "succeeded", "failed")
 RESPONSE_BODY_LIMIT = 1024
 
 
-def new_event_id() -> str:
+def new_event_id(*about: str) -> str:
+    """A random event id, or a stable one derived from what the event is about."""
+    if about:
+        return "evt_" + hashlib.sha256("\x1f".join(about).encode()).hexdigest()[:32]
     return "evt_" + uuid.uuid4().hex
 
 
 def emit(
-    session: AsyncSession, settings: AppSettings, event_type: str, payload: dict[str, Any]
+    session: AsyncSession,
+    settings: AppSettings,
+    event_type: str,
+    payload: dict[str, Any],
+    *,
+    event_id: str | None = None,
 ) -> WebhookEvent:
     """Write the event to the outbox in the caller's transaction, with its delivery.
 
     The event is recorded even when no URL is configured for it, so the log is complete;
-    only then is there nothing to deliver.
+    only then is there nothing to deliver. ``event_id`` lets a caller derive the id from
+    what the event is about, so a repeated report of the same fact is one event.
     """
-    event_id = new_event_id()
+    event_id = event_id or new_event_id()
     now = utcnow()
     body = {"event": event_type, **payload, "event_id": event_id}
     event = WebhookEvent(
@@ -52,6 +63,7 @@ def emit(
         created_at=now,
     )
     repository.add_event(session, event)
+    session.info[OUTBOX_WRITTEN] = True
     url = getattr(settings, EVENT_TARGETS[event_type])
     if url:
         repository.add_delivery(

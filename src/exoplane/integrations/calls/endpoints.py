@@ -1,0 +1,74 @@
+"""``/v2/integrations/call/...``: the URLs Exotel's flows call, and where to find them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from exoplane.capabilities import PARAMETER
+from exoplane.db import Session
+from exoplane.integrations import service as integrations
+from exoplane.integrations.auth import AppAuth
+from exoplane.integrations.calls import service
+from exoplane.integrations.calls.schemas import CallParameters
+from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
+from exoplane.state import State
+
+router = APIRouter(prefix="/v2/integrations", tags=["calls"])
+
+Sig = Annotated[str | None, Query(alias=PARAMETER, description="The URL's capability token")]
+
+
+@router.get("/call/route/{app_id}")
+async def route_call(
+    request: Request, state: State, session: Session, app_id: str, sig: Sig = None
+) -> Response:
+    """The Connect applet's dynamic URL: whom to dial for this call, in Exotel's format."""
+    params = CallParameters.read(request.query_params)
+    answer = await service.route(
+        session, state.vault, state.settings, state.capabilities, app_id, sig, params
+    )
+    return JSONBytesResponse(answer)
+
+
+@router.get("/call/inbound_call/{app_id}")
+async def inbound_call(
+    request: Request,
+    state: State,
+    session: Session,
+    app_id: str,
+    type: Annotated[str, Query(description="popup, incomingcallhungup or missedcall")],
+    sig: Sig = None,
+) -> Response:
+    """The Passthru hook: records the call event and queues the matching webhook."""
+    params = CallParameters.read(request.query_params)
+    await service.inbound_hook(session, state.vault, state.capabilities, app_id, sig, type, params)
+    return legacy_ok(request.scope, "Success")
+
+
+@router.post("/call/status/{call_id}")
+async def call_status(
+    request: Request, state: State, session: Session, call_id: str, sig: Sig = None
+) -> Response:
+    """Exotel's StatusCallback (form or JSON) for a call placed through exoplane."""
+    params = CallParameters.read(await _callback_fields(request))
+    await service.status_callback(session, state.vault, state.capabilities, call_id, sig, params)
+    return legacy_ok(request.scope, "Success")
+
+
+async def _callback_fields(request: Request) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        body = await request.json()
+        return body if isinstance(body, dict) else {}
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@router.get("/{customer_id}/apps/{app_id}/flow-urls")
+async def flow_urls(state: State, principal: AppAuth, customer_id: str, app_id: str) -> Response:
+    """The URLs to paste into this app's Exotel flow: Connect applet and Passthru hooks."""
+    integrations.check_app_path(principal, customer_id, app_id)
+    return resource_ok(service.flow_urls(state.settings, state.capabilities, app_id))

@@ -1,0 +1,66 @@
+"""What Exotel sends to the call hooks, and what the routing URL answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallParameters:
+    """The parameters Exotel's applets and callbacks send (exotel-facts §3.5, §3.7).
+
+    Exotel spells several of them two ways (``CallFrom``/``From``); both are read.
+    """
+
+    call_sid: str
+    call_from: str
+    call_to: str
+    dial_whom: str
+    dial_call_status: str
+    duration: int | None
+    recording_url: str
+    status: str
+    event_type: str
+
+    @classmethod
+    def read(cls, values: Mapping[str, Any]) -> CallParameters:
+        def first(*names: str) -> str:
+            for name in names:
+                value = values.get(name)
+                if value not in (None, ""):
+                    return str(value).strip().strip('"')
+            return ""
+
+        duration = first("ConversationDuration", "DialCallDuration", "Duration")
+        return cls(
+            call_sid=first("CallSid"),
+            call_from=first("CallFrom", "From"),
+            call_to=first("CallTo", "To"),
+            dial_whom=first("DialWhomNumber"),
+            dial_call_status=first("DialCallStatus").lower(),
+            duration=int(duration) if duration.isdigit() else None,
+            recording_url=first("RecordingUrl"),
+            status=first("Status", "CallStatus").lower(),
+            event_type=first("EventType").lower(),
+        )
+
+
+def connect_response(
+    numbers: list[str], caller_id: str, *, record: bool, passthru_url: str
+) -> dict[str, Any]:
+    """Exotel's programmable-Connect (dynamic URL) answer: whom to dial, and how."""
+    return {
+        "fetch_after_attempt": False,
+        "destination": {"numbers": numbers},
+        "outgoing_phone_number": caller_id,
+        "record": record,
+        "recording_channels": "dual",
+        "max_ringing_duration": 45,
+        "parallel_ringing": {
+            "activate": len(numbers) > 1,
+            "max_parallel_attempts": max(1, len(numbers)),
+        },
+        "dial_passthru_event_url": passthru_url,
+    }

@@ -1,0 +1,277 @@
+"""Call routing and call events: what Exotel's hooks mean, and which webhooks they raise."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.capabilities import PARAMETER, Capabilities
+from exoplane.config import Settings
+from exoplane.errors import BadRequest, NotFound, Unauthorized
+from exoplane.exotel.numbers import InvalidPhoneNumber, normalise_phone_number
+from exoplane.integrations import service as integrations
+from exoplane.integrations.calls import repository
+from exoplane.integrations.calls.schemas import CallParameters, connect_response
+from exoplane.models import AppSettings, Call, User
+from exoplane.models.base import utcnow
+from exoplane.responses import resource_time
+from exoplane.security import Vault, new_id
+from exoplane.webhooks.service import emit, new_event_id
+
+HOOK_TYPES = ("popup", "incomingcallhungup", "missedcall")
+MISSED_STATUSES = ("no-answer", "busy", "failed", "canceled", "missed")
+
+
+# --- URLs handed to Exotel ----------------------------------------------------------------
+
+
+def _url(settings: Settings, path: str, query: dict[str, str]) -> str:
+    return f"{settings.public_url.rstrip('/')}/v2/integrations{path}?{urlencode(query)}"
+
+
+def flow_urls(settings: Settings, capabilities: Capabilities, app_id: str) -> dict[str, Any]:
+    """The URLs to paste into an Exotel flow for this app, each carrying its capability."""
+    hook_sig = capabilities.sign("hook", app_id)
+    return {
+        "connect_applet_url": _url(
+            settings, f"/call/route/{app_id}", {PARAMETER: capabilities.sign("route", app_id)}
+        ),
+        "passthru_urls": {
+            kind: _url(
+                settings, f"/call/inbound_call/{app_id}", {"type": kind, PARAMETER: hook_sig}
+            )
+            for kind in HOOK_TYPES
+        },
+    }
+
+
+def status_callback_url(settings: Settings, capabilities: Capabilities, call: Call) -> str:
+    """The StatusCallback URL for one call this system places."""
+    sig = capabilities.sign("status", call.app_id, call.id)
+    return _url(settings, f"/call/status/{call.id}", {PARAMETER: sig})
+
+
+def _require(capabilities: Capabilities, sig: str | None, purpose: str, *ids: str) -> None:
+    if not capabilities.verify(sig, purpose, *ids):
+        raise _invalid_capability()
+
+
+def _invalid_capability() -> Unauthorized:
+    return Unauthorized(
+        f"Missing or invalid capability '{PARAMETER}': use the URLs exoplane gave for this "
+        "app (GET .../flow-urls)",
+        code="invalid_capability",
+    )
+
+
+def _require_call_sid(params: CallParameters) -> None:
+    if not params.call_sid:
+        raise BadRequest("Query parameter 'CallSid' is required", field="CallSid")
+
+
+def _number(raw: str) -> str:
+    try:
+        return normalise_phone_number(raw)
+    except InvalidPhoneNumber:
+        return raw
+
+
+# --- routing (the Connect applet's dynamic URL) -------------------------------------------
+
+
+async def route(
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    capabilities: Capabilities,
+    app_id: str,
+    sig: str | None,
+    params: CallParameters,
+) -> dict[str, Any]:
+    """Whom to ring for a call to one of the app's virtual numbers, as Exotel expects.
+
+    Every user owning the called number is rung on the devices they have enabled: the
+    PSTN phone, the SIP client, or both in parallel.
+    """
+    _require(capabilities, sig, "route", app_id)
+    if not params.call_to:
+        raise BadRequest(
+            "Query parameter 'CallTo' (the called ExoPhone) is required", field="CallTo"
+        )
+    virtual_number = _number(params.call_to)
+    users = await repository.users_with_virtual_number(session, app_id, virtual_number)
+    if not users:
+        raise NotFound(
+            f"No user of this app has the virtual number {virtual_number}; map one with "
+            "POST /usermapping (VirtualNumber) before routing calls to it",
+            code="unknown_virtual_number",
+        )
+    numbers = [number for user in users for number in destinations(user)]
+    if not numbers:
+        raise NotFound(
+            f"The users with virtual number {virtual_number} have no reachable device: "
+            "enable a phone with a number, or the SIP device",
+            code="no_reachable_device",
+        )
+    app_settings = await integrations.app_settings(session, vault, app_id)
+    hangup_url = flow_urls(settings, capabilities, app_id)["passthru_urls"]["incomingcallhungup"]
+    return connect_response(
+        numbers, params.call_to, record=app_settings.recording_enabled, passthru_url=hangup_url
+    )
+
+
+def destinations(user: User) -> list[str]:
+    """What Exotel dials for this user, per seed 03's device table."""
+    numbers = []
+    if user.phone_enabled and user.phone_number:
+        numbers.append(user.phone_number)
+    if user.sip_enabled:
+        numbers.append("sip:" + user.sip_username.split("@", 1)[0])
+    return numbers
+
+
+# --- Passthru hooks -----------------------------------------------------------------------
+
+
+async def inbound_hook(
+    session: AsyncSession,
+    vault: Vault,
+    capabilities: Capabilities,
+    app_id: str,
+    sig: str | None,
+    hook_type: str,
+    params: CallParameters,
+) -> None:
+    """Record what a Passthru applet reported and raise the matching webhook.
+
+    ``popup``: the call is ringing (``incoming_call``). ``missedcall``: nobody answered
+    (``call_missed``). ``incomingcallhungup``: the call ended, answered or not
+    (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
+    A repeated report of the same fact raises no second event.
+    """
+    _require(capabilities, sig, "hook", app_id)
+    if hook_type not in HOOK_TYPES:
+        raise BadRequest(
+            f"Query parameter 'type' must be one of {', '.join(HOOK_TYPES)}", field="type"
+        )
+    _require_call_sid(params)
+    if await integrations.find_app(session, app_id) is None:
+        raise NotFound("App not found; it may have been deleted", code="app_not_found")
+    call = await _inbound_call(session, app_id, params)
+    app_settings = await integrations.app_settings(session, vault, app_id)
+    now = utcnow()
+    base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
+
+    if hook_type == "popup":
+        await _emit_once(session, app_settings, call, "incoming_call", base)
+        return
+    answered = hook_type == "incomingcallhungup" and params.dial_call_status in (
+        "completed",
+        "answered",
+    )
+    if answered:
+        call.status = "completed"
+        call.duration = params.duration
+        payload = {**base, "status": "completed", "duration": params.duration}
+        await _emit_once(session, app_settings, call, "call_completed", payload)
+    else:
+        call.status = "missed"
+        status = params.dial_call_status or "missed"
+        await _emit_once(session, app_settings, call, "call_missed", {**base, "status": status})
+    if params.recording_url:
+        await _recording_ready(session, app_settings, call, params)
+    call.updated_at = now
+
+
+async def _inbound_call(session: AsyncSession, app_id: str, params: CallParameters) -> Call:
+    call = await repository.get_call_by_sid(session, app_id, params.call_sid)
+    if call is not None:
+        return call
+    virtual_number = _number(params.call_to)
+    users = await repository.users_with_virtual_number(session, app_id, virtual_number)
+    agent = users[0] if users else None
+    to = params.dial_whom or (f"sip:{agent.sip_username}" if agent else params.call_to)
+    now = utcnow()
+    call = Call(
+        id=new_id(),
+        app_id=app_id,
+        call_sid=params.call_sid,
+        direction="inbound",
+        from_number=_number(params.call_from) if params.call_from else "",
+        to_number=to,
+        user_id=agent.user_id if agent else None,
+        status="ringing",
+        created_at=now,
+        updated_at=now,
+    )
+    repository.add_call(session, call)
+    await session.flush()
+    return call
+
+
+async def _emit_once(
+    session: AsyncSession,
+    app_settings: AppSettings,
+    call: Call,
+    event_type: str,
+    payload: dict[str, Any],
+) -> None:
+    event_id = new_event_id(call.app_id, call.call_sid, event_type)
+    if await repository.event_exists(session, event_id):
+        return
+    emit(
+        session,
+        app_settings,
+        event_type,
+        {**payload, "timestamp": resource_time(utcnow())},
+        event_id=event_id,
+    )
+
+
+async def _recording_ready(
+    session: AsyncSession, app_settings: AppSettings, call: Call, params: CallParameters
+) -> None:
+    call.recording_url = params.recording_url
+    payload = {
+        "call_sid": call.call_sid,
+        "recording_url": params.recording_url,
+        "duration": params.duration,
+    }
+    await _emit_once(session, app_settings, call, "recording_ready", payload)
+
+
+# --- StatusCallback -----------------------------------------------------------------------
+
+
+async def status_callback(
+    session: AsyncSession,
+    vault: Vault,
+    capabilities: Capabilities,
+    call_id: str,
+    sig: str | None,
+    params: CallParameters,
+) -> None:
+    """Exotel's StatusCallback for a call placed through exoplane: ``answered`` raises
+    ``call_answered``; the terminal report raises ``call_completed`` (and
+    ``recording_ready`` when there is a recording)."""
+    call = await repository.get_call(session, call_id)
+    # An unknown call answers exactly like a bad signature: ids are not to be probed.
+    if call is None or not capabilities.verify(sig, "status", call.app_id, call_id):
+        raise _invalid_capability()
+    app_settings = await integrations.app_settings(session, vault, call.app_id)
+    base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
+    if params.event_type == "answered":
+        call.status = "in-progress"
+        await _emit_once(
+            session, app_settings, call, "call_answered", {**base, "status": "answered"}
+        )
+    else:
+        call.status = params.status or "completed"
+        call.duration = params.duration
+        payload = {**base, "status": call.status, "duration": params.duration}
+        await _emit_once(session, app_settings, call, "call_completed", payload)
+        if params.recording_url:
+            await _recording_ready(session, app_settings, call, params)
+    call.updated_at = utcnow()

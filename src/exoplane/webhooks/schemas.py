@@ -1,0 +1,48 @@
+"""Response shapes of the delivery log."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from exoplane.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.responses import resource_time
+
+
+def delivery_view(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {
+        "id": str(delivery.id),
+        "event_id": delivery.event_id,
+        "event": delivery.event_type,
+        "url": delivery.url,
+        "status": delivery.status,
+        "attempts": delivery.attempts,
+        "next_attempt_at": (
+            resource_time(delivery.next_attempt_at) if delivery.status == "pending" else None
+        ),
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "created_at": resource_time(delivery.created_at),
+        "updated_at": resource_time(delivery.updated_at),
+    }
+
+
+def attempt_view(attempt: WebhookAttempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "status_code": attempt.status_code,
+        "latency_ms": attempt.latency_ms,
+        "error": attempt.error,
+        "response_body": attempt.response_body,
+        "created_at": resource_time(attempt.created_at),
+    }
+
+
+def delivery_detail_view(
+    delivery: WebhookDelivery, event: WebhookEvent, attempts: list[WebhookAttempt]
+) -> dict[str, Any]:
+    return {
+        **delivery_view(delivery),
+        "payload": json.loads(event.payload),
+        "attempt_log": [attempt_view(attempt) for attempt in attempts],
+    }
