@@ -43,7 +43,8 @@ class RequestContextMiddleware:
             return
 
         request_id = new_request_id()
-        state = scope.setdefault("state", {})
+        # A copy per request: servers may hand every request the same lifespan-state dict.
+        state = scope["state"] = dict(scope.get("state", {}))
         state[REQUEST_ID] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()

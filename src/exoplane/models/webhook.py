@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from exoplane.models.base import Base, BigIntId, UTCDateTime, utcnow
 
@@ -43,6 +43,9 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Declared so a flush inserts the event before its delivery; never loaded implicitly.
+    event: Mapped[WebhookEvent] = relationship(lazy="raise")
 
 
 class WebhookAttempt(Base):

@@ -69,7 +69,7 @@ def emit(
         repository.add_delivery(
             session,
             WebhookDelivery(
-                event_id=event_id,
+                event=event,
                 app_id=settings.app_id,
                 event_type=event_type,
                 url=url,
