@@ -16,6 +16,7 @@ from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import install_error_handlers
+from exoplane.exotel.client import ExotelClient
 from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
 from exoplane.integrations.endpoints import routers as integrations_routers
@@ -24,6 +25,7 @@ from exoplane.middleware import RequestContextMiddleware
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
+from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
 from exoplane.webhooks.worker import WebhookWorker
 
@@ -54,6 +56,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             redis_pool=redis_pool,
             reader=Reader(engine),
             capabilities=Capabilities(secret_key),
+            exotel=ExotelClient(),
             wake_webhooks=worker.wake if worker else _no_worker,
         )
         worker_task = asyncio.create_task(worker.run()) if worker else None
@@ -64,6 +67,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
                 worker.stop()
                 await worker_task
             state.reader.close()
+            await state.exotel.aclose()
             await engine.dispose()
             if redis_pool is not None:
                 await redis_pool.aclose()
@@ -80,7 +84,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_error_handlers(app)
 
     app.include_router(health_router)
-    for router in (*integrations_routers, calls_router, webhooks_router):
+    for router in (*integrations_routers, calls_router, webhooks_router, voicebot_router):
         app.include_router(router)
 
     app.add_middleware(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -19,8 +20,12 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 customers_app = typer.Typer(
     help="Customers (integrators) and their credentials.", no_args_is_help=True
 )
+operators_app = typer.Typer(
+    help="Bot-platform operators (console and /api/v1).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(customers_app, name="customers")
+app.add_typer(operators_app, name="operators")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -184,6 +189,64 @@ async def _create_customer(settings: Settings, name: str) -> tuple[str, str]:
         async with unit_of_work(create_session_factory(engine)) as session:
             customer, secret = await create_customer(session, name)
             return customer.id, secret
+    finally:
+        await engine.dispose()
+
+
+class Role(StrEnum):
+    super_admin = "super_admin"
+    admin = "admin"
+
+
+@operators_app.command("create")
+def operators_create(
+    email: Annotated[str, typer.Option("--email", help="The operator's email (login).")],
+    role: Annotated[Role, typer.Option("--role", help="super_admin or admin.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create an operator; prints a password and an API key, shown only once."""
+    if "@" not in email or len(email.strip()) < 3:
+        raise typer.BadParameter(f"{email!r} is not an email address", param_hint="--email")
+    created = asyncio.run(_create_operator(Settings(), email, role.value))
+    if created is None:
+        typer.echo(f"An operator with email {email.strip().lower()} exists already.", err=True)
+        raise typer.Exit(code=1)
+    operator_id, password, api_key = created
+    _emit(
+        {
+            "id": operator_id,
+            "email": email.strip().lower(),
+            "role": role.value,
+            "password": password,
+            "api_key": api_key,
+        },
+        as_json,
+        [
+            f"Operator:  {email.strip().lower()} ({role.value})",
+            f"Password:  {password}",
+            f"API key:   {api_key}",
+            "Both are shown only now; store them safely.",
+        ],
+    )
+
+
+async def _create_operator(
+    settings: Settings, email: str, role: str
+) -> tuple[str, str, str] | None:
+    from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+    from exoplane.errors import Conflict
+    from exoplane.voicebot.service import create_operator
+
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            try:
+                created = await create_operator(session, email, role)
+            except Conflict:
+                return None
+            return created.operator.id, created.password, created.api_key
     finally:
         await engine.dispose()
 

@@ -109,7 +109,7 @@ class Reader:
             self._sqlite = sqlite3.connect(self._sqlite_path or ":memory:", timeout=0.25)
             self._sqlite.execute("PRAGMA journal_mode=WAL")
             self._sqlite.execute("PRAGMA query_only=ON")
-        cursor = self._sqlite.execute(compiled.sql, [params[name] for name in compiled.names])
+        cursor = self._sqlite.execute(compiled.sql, compiled.arguments(params))
         try:
             return [compiled.convert(row) for row in cursor.fetchall()]
         finally:
@@ -127,6 +127,8 @@ class _CompiledRead:
 
     sql: str
     names: tuple[str, ...]
+    # Values of parameters fixed in the statement itself (``id == 1``).
+    fixed: dict[str, Any]
     processors: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
@@ -135,11 +137,19 @@ class _CompiledRead:
         return cls(
             sql=str(compiled),
             names=tuple(compiled.positiontup or ()),
+            fixed={
+                name: bind.effective_value
+                for name, bind in compiled.binds.items()
+                if not bind.required
+            },
             processors=tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in statement.selected_columns
             ),
         )
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] if name in params else self.fixed[name] for name in self.names]
 
     def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         return tuple(

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
+from exoplane.exotel.client import ExotelClient
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault
 
@@ -29,6 +30,7 @@ class AppState:
     redis_pool: ConnectionPool | None
     reader: Reader
     capabilities: Capabilities
+    exotel: ExotelClient
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
 

@@ -17,8 +17,9 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from exoplane.db import unit_of_work
 from exoplane.errors import BadRequest, Conflict
 from exoplane.idempotency import repository
 from exoplane.models import IdempotencyKey
@@ -52,6 +53,8 @@ def check_key(key: str) -> str:
 
 
 def _replay(row: IdempotencyKey, request_hash: str, vault: Vault) -> Outcome:
+    if row.status_code == 0:
+        raise _in_progress()
     if row.request_hash != request_hash:
         raise Conflict(
             "This Idempotency-Key was already used with a different request; "
@@ -97,15 +100,73 @@ async def run_once(
             await session.flush()
     except IntegrityError:
         winner = await repository.find_live(session, principal, key, utcnow())
-        if winner is None or winner.status_code == 0:
-            raise Conflict(
-                "A request with this Idempotency-Key is still in progress; retry shortly",
-                code="idempotency_key_in_progress",
-            ) from None
+        if winner is None:
+            raise _in_progress() from None
         return _replay(winner, request_hash, vault)
 
     status, data = await action()
     row.status_code = status
     row.response_enc = vault.encrypt(json.dumps(data))
     await session.flush()
+    return Outcome(status, data, replayed=False)
+
+
+def _in_progress() -> Conflict:
+    return Conflict(
+        "A request with this Idempotency-Key is still in progress; retry shortly",
+        code="idempotency_key_in_progress",
+    )
+
+
+async def run_once_detached(
+    sessions: async_sessionmaker[AsyncSession],
+    vault: Vault,
+    *,
+    principal: str,
+    key: str | None,
+    request_hash: str,
+    action: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Outcome:
+    """``run_once`` for work that calls out (placing a call): no transaction stays open
+    while it runs. The key is reserved and committed first, so a concurrent retry finds it
+    taken instead of acting twice; the answer is stored after. If the work fails, the key
+    is released so the request can be retried.
+    """
+    if key is None:
+        status, data = await action()
+        return Outcome(status, data, replayed=False)
+    check_key(key)
+    async with unit_of_work(sessions) as session:
+        existing = await repository.find_live(session, principal, key, utcnow())
+        if existing is not None:
+            return _replay(existing, request_hash, vault)
+        now = utcnow()
+        await repository.delete_expired(session, principal, key, now)
+        row = IdempotencyKey(
+            principal=principal,
+            key=key,
+            request_hash=request_hash,
+            status_code=0,
+            response_enc="",
+            created_at=now,
+            expires_at=now + KEY_LIFETIME,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError:
+            winner = await repository.find_live(session, principal, key, utcnow())
+            if winner is None:
+                raise _in_progress() from None
+            return _replay(winner, request_hash, vault)
+        reserved_id = row.id
+    try:
+        status, data = await action()
+    except BaseException:
+        async with unit_of_work(sessions) as session:
+            await repository.delete_by_id(session, reserved_id)
+        raise
+    async with unit_of_work(sessions) as session:
+        await repository.store_answer(session, reserved_id, status, vault.encrypt(json.dumps(data)))
     return Outcome(status, data, replayed=False)

@@ -2,21 +2,29 @@
 
 from exoplane.models.app import App
 from exoplane.models.app_settings import AppSettings
+from exoplane.models.audit import AuditEntry
 from exoplane.models.base import Base
 from exoplane.models.call import Call
 from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
+from exoplane.models.operator import Operator
 from exoplane.models.token import Token
 from exoplane.models.user import User
+from exoplane.models.voicebot import Did, ExotelIntegration, PlatformSettings
 from exoplane.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEvent
 
 __all__ = [
     "App",
     "AppSettings",
+    "AuditEntry",
     "Base",
     "Call",
     "Customer",
+    "Did",
+    "ExotelIntegration",
     "IdempotencyKey",
+    "Operator",
+    "PlatformSettings",
     "Token",
     "User",
     "WebhookAttempt",

@@ -10,9 +10,9 @@ from starlette.responses import Response
 from exoplane.capabilities import PARAMETER
 from exoplane.db import Session
 from exoplane.integrations import service as integrations
-from exoplane.integrations.auth import AppAuth
+from exoplane.integrations.auth import AnyAuth, AppAuth
 from exoplane.integrations.calls import service
-from exoplane.integrations.calls.schemas import CallParameters
+from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.state import State
 
@@ -65,6 +65,24 @@ async def _callback_fields(request: Request) -> dict[str, Any]:
         return body if isinstance(body, dict) else {}
     form = await request.form()
     return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@router.post("/call/outbound_call")
+async def outbound_call(
+    request: Request, state: State, session: Session, principal: AnyAuth, body: OutboundCall
+) -> Response:
+    """Click-to-call: ring the agent's device, then ``to``; answers the Exotel CallSid."""
+    data = await service.place_outbound_call(
+        state.reader,
+        session,
+        state.vault,
+        state.settings,
+        state.capabilities,
+        state.exotel,
+        principal,
+        body,
+    )
+    return legacy_ok(request.scope, data)
 
 
 @router.get("/{customer_id}/apps/{app_id}/flow-urls")

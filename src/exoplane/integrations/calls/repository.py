@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.models import Call, User, WebhookEvent
+from exoplane.db import Reader
+from exoplane.models import App, Call, User, WebhookEvent
 
 
 async def users_with_virtual_number(
@@ -37,3 +39,43 @@ def add_call(session: AsyncSession, call: Call) -> None:
 
 async def event_exists(session: AsyncSession, event_id: str) -> bool:
     return await session.get(WebhookEvent, event_id) is not None
+
+
+_CALLER = (
+    select(
+        App.customer_id,
+        App.exotel_account_sid,
+        App.exotel_api_key_enc,
+        App.exotel_api_token_enc,
+        App.exotel_domain,
+        User.phone_enabled,
+        User.sip_enabled,
+        User.phone_number,
+        User.sip_username,
+        User.virtual_number,
+    )
+    .join(App, App.id == User.app_id)
+    .where(User.app_id == bindparam("app_id"), User.user_id == bindparam("user_id"))
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An agent about to place a call, with their app's Exotel account."""
+
+    customer_id: str
+    account_sid: str
+    api_key_enc: str
+    api_token_enc: str
+    exotel_domain: str
+    phone_enabled: bool
+    sip_enabled: bool
+    phone_number: str | None
+    sip_username: str
+    virtual_number: str | None
+
+
+async def caller(reader: Reader, app_id: str, user_id: str) -> Caller | None:
+    """Read outside any transaction: Exotel is called next, and no lock may wait on it."""
+    row = await reader.first(_CALLER, {"app_id": app_id, "user_id": user_id})
+    return Caller(*row) if row else None

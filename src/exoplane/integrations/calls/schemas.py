@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+
+from exoplane.exotel.numbers import normalise_phone_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +68,14 @@ def connect_response(
         },
         "dial_passthru_event_url": passthru_url,
     }
+
+
+class OutboundCall(BaseModel):
+    """``POST /call/outbound_call``, as Exotel's browser SDK sends it (exotel-facts §1.9)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    app_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    to: Annotated[str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)]
+    customer_id: str | None = None

@@ -9,16 +9,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
-from exoplane.errors import BadRequest, NotFound, Unauthorized
+from exoplane.db import Reader
+from exoplane.errors import BadRequest, NotFound, Unauthorized, UpstreamError
+from exoplane.exotel.client import (
+    DEFAULT_BASE_URL,
+    ExotelClient,
+    ExotelCredentials,
+    ExotelError,
+)
 from exoplane.exotel.numbers import InvalidPhoneNumber, normalise_phone_number
 from exoplane.integrations import service as integrations
+from exoplane.integrations.auth import AppPrincipal, Principal
 from exoplane.integrations.calls import repository
-from exoplane.integrations.calls.schemas import CallParameters, connect_response
+from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
 from exoplane.models import AppSettings, Call, User
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
 from exoplane.webhooks.service import emit, new_event_id
+from exoplane.webhooks.targets import check_target
 
 HOOK_TYPES = ("popup", "incomingcallhungup", "missedcall")
 MISSED_STATUSES = ("no-answer", "busy", "failed", "canceled", "missed")
@@ -275,3 +284,93 @@ async def status_callback(
         if params.recording_url:
             await _recording_ready(session, app_settings, call, params)
     call.updated_at = utcnow()
+
+
+# --- click-to-call ------------------------------------------------------------------------
+
+REGION_BASE_URLS = {"mumbai": "https://api.in.exotel.com", "singapore": "https://api.exotel.com"}
+
+
+async def place_outbound_call(
+    reader: Reader,
+    session: AsyncSession,
+    vault: Vault,
+    settings: Settings,
+    capabilities: Capabilities,
+    exotel: ExotelClient,
+    principal: Principal,
+    request: OutboundCall,
+) -> dict[str, str]:
+    """Ring the agent's enabled device (the SIP client when on, else the phone), then
+    ``to``, through the app's own Exotel account; StatusCallbacks come back to exoplane.
+
+    Nothing is written before Exotel answers, so no database lock waits on it.
+    """
+    app_id = request.app_id
+    if principal.customer_id != (request.customer_id or principal.customer_id) or (
+        isinstance(principal, AppPrincipal) and principal.app_id != app_id
+    ):
+        raise NotFound(f"No app {app_id} for this token", code="app_not_found")
+    caller = await repository.caller(reader, app_id, request.user_id)
+    if caller is None or caller.customer_id != principal.customer_id:
+        raise NotFound(f"No user {request.user_id!r} in app {app_id}", code="user_not_found")
+    first = _agent_leg(caller)
+    if not caller.virtual_number:
+        raise BadRequest(
+            f"User {request.user_id!r} has no VirtualNumber to call from; set one first",
+            field="user_id",
+        )
+    call = Call(
+        id=new_id(),
+        app_id=app_id,
+        call_sid="",
+        direction="outbound",
+        from_number=first,
+        to_number=request.to,
+        user_id=request.user_id,
+        status="queued",
+    )
+    credentials = ExotelCredentials(
+        caller.account_sid,
+        vault.decrypt(caller.api_key_enc),
+        vault.decrypt(caller.api_token_enc),
+        _base_url(settings, caller.exotel_domain),
+    )
+    if not settings.allow_private_networks:
+        await check_target(credentials.api_base_url, "api_base_url", allow_private=False)
+    try:
+        placed = await exotel.connect_two_numbers(
+            credentials,
+            first=first,
+            second=request.to,
+            caller_id=caller.virtual_number,
+            custom_field=f"exoplane:{call.id}",
+            status_callback=status_callback_url(settings, capabilities, call),
+        )
+    except ExotelError as exc:
+        raise UpstreamError(exc.message) from exc
+    now = utcnow()
+    call.call_sid, call.status = placed.call_sid, placed.provider_status
+    call.created_at = call.updated_at = now
+    repository.add_call(session, call)
+    await session.flush()
+    return {"CallSid": placed.call_sid, "AppUserID": request.user_id, "FromNumber": first}
+
+
+def _agent_leg(caller: repository.Caller) -> str:
+    if caller.sip_enabled:
+        return "sip:" + caller.sip_username.split("@", 1)[0]
+    if caller.phone_enabled and caller.phone_number:
+        return caller.phone_number
+    raise BadRequest(
+        "The agent has no device to ring: enable the SIP device, or a phone with a number",
+        code="no_reachable_device",
+        field="user_id",
+    )
+
+
+def _base_url(settings: Settings, domain: str) -> str:
+    """The configured upstream when it was changed (the sandbox), else the app's region."""
+    if settings.exotel_api_base_url.rstrip("/") != DEFAULT_BASE_URL:
+        return settings.exotel_api_base_url
+    return REGION_BASE_URLS.get(domain, DEFAULT_BASE_URL)

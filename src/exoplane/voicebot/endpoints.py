@@ -1,0 +1,137 @@
+"""``/api/v1``: the voice-bot platform's telephony admin, exactly seed 04's table."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from exoplane.db import Session
+from exoplane.idempotency import fingerprint, run_once_detached
+from exoplane.responses import JSONBytesResponse
+from exoplane.state import State
+from exoplane.voicebot import service
+from exoplane.voicebot.auth import AdminAuth, SuperAdminAuth
+from exoplane.voicebot.schemas import (
+    DidCreate,
+    DidUpdate,
+    FleetSettings,
+    IntegrationUpdate,
+    PlaceTestCall,
+    audit_view,
+    call_option,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["voice-bot admin"])
+EXOTEL = "/integrations/exotel"
+
+
+@router.get(EXOTEL)
+async def get_integration(state: State, session: Session, _operator: SuperAdminAuth) -> Response:
+    """The Exotel integration: account, base URL, whether credentials are set, and DIDs."""
+    return JSONBytesResponse(await service.integration_view(session, state.settings))
+
+
+@router.put(EXOTEL)
+async def put_integration(
+    state: State, session: Session, operator: SuperAdminAuth, body: IntegrationUpdate
+) -> Response:
+    """Store credentials; they are never shown again. Omitted secrets keep their value."""
+    await service.update_integration(session, state.vault, state.settings, operator, body)
+    return JSONBytesResponse(await service.integration_view(session, state.settings))
+
+
+@router.post(EXOTEL + "/dids", status_code=201)
+async def add_did(
+    state: State, session: Session, operator: SuperAdminAuth, body: DidCreate
+) -> Response:
+    """Add a DID (ExoPhone), optionally with its bot and flow."""
+    did = await service.add_did(session, state.settings, operator, body)
+    return JSONBytesResponse(did, status_code=201)
+
+
+@router.put(EXOTEL + "/dids/{did_id}")
+async def update_did(
+    state: State, session: Session, operator: SuperAdminAuth, did_id: str, body: DidUpdate
+) -> Response:
+    """Change a DID's label, bot or flow."""
+    return JSONBytesResponse(
+        await service.update_did(session, state.settings, operator, did_id, body)
+    )
+
+
+@router.delete(EXOTEL + "/dids/{did_id}")
+async def delete_did(session: Session, operator: SuperAdminAuth, did_id: str) -> Response:
+    """Remove a DID."""
+    await service.delete_did(session, operator, did_id)
+    return JSONBytesResponse({"id": did_id, "deleted": True})
+
+
+@router.get(EXOTEL + "/test-call-options")
+async def list_test_call_options(session: Session, _operator: AdminAuth) -> Response:
+    """The DIDs a test call can use (those with a flow), without anything sensitive."""
+    dids = await service.call_options(session)
+    return JSONBytesResponse([call_option(did) for did in dids])
+
+
+@router.post(EXOTEL + "/dids/{did_id}/test-call")
+async def place_test_call(
+    state: State,
+    operator: AdminAuth,
+    did_id: str,
+    body: PlaceTestCall,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
+    """Ring ``to_number`` from the DID and bridge them into the DID's flow via Exotel."""
+
+    async def place() -> tuple[int, Any]:
+        answer = await service.place_test_call(
+            state.reader, state.vault, state.settings, state.exotel, did_id, body.to_number
+        )
+        return 200, answer
+
+    outcome = await run_once_detached(
+        state.sessions,
+        state.vault,
+        principal=operator.key,
+        key=idempotency_key,
+        request_hash=fingerprint("POST", f"test-call/{did_id}", body.model_dump()),
+        action=place,
+    )
+    response = JSONBytesResponse(outcome.data, status_code=outcome.status)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+@router.get("/settings")
+async def get_settings(state: State, session: Session, _operator: AdminAuth) -> Response:
+    """Fleet settings: ``core_fleet``, the media-core base URLs."""
+    return JSONBytesResponse({"core_fleet": await service.core_fleet(session, state.settings)})
+
+
+@router.put("/settings")
+async def put_settings(session: Session, operator: SuperAdminAuth, body: FleetSettings) -> Response:
+    """Replace ``core_fleet``; every DID's websocket_url follows its first entry."""
+    return JSONBytesResponse(
+        {"core_fleet": await service.set_core_fleet(session, operator, body.core_fleet)}
+    )
+
+
+@router.get("/audit")
+async def audit_log(
+    request: Request,
+    session: Session,
+    _operator: SuperAdminAuth,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Who changed credentials, DIDs and settings, newest first; never secret values."""
+    page, next_cursor = await service.audit_log(session, cursor=cursor, limit=limit)
+    return JSONBytesResponse(
+        {
+            "entries": [audit_view(entry) for entry in page],
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+        }
+    )

@@ -1,0 +1,82 @@
+"""Request bodies and response shapes of ``/api/v1`` (seed 04)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from exoplane.exotel.numbers import normalise_phone_number
+from exoplane.models import AuditEntry, Did
+from exoplane.responses import resource_time
+
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+BotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DidId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+PhoneNumber = Annotated[
+    str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)
+]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class IntegrationUpdate(Body):
+    """Every field optional; an omitted secret keeps its stored value."""
+
+    account_sid: Text | None = None
+    api_key: Secret | None = None
+    api_token: Secret | None = None
+    api_base_url: Url | None = None
+
+
+class DidCreate(Body):
+    id: DidId | None = None
+    number: PhoneNumber
+    label: Text | None = None
+    bot_id: BotId | None = None
+    flow_url: Url | None = None
+
+
+class DidUpdate(Body):
+    label: Text | None = None
+    bot_id: BotId | None = None
+    flow_url: Url | None = None
+
+
+class PlaceTestCall(Body):
+    to_number: PhoneNumber
+
+
+class FleetSettings(Body):
+    core_fleet: list[Url] = Field(max_length=50)
+
+
+def did_view(did: Did, websocket_url: str) -> dict[str, Any]:
+    return {
+        "id": did.id,
+        "number": did.number,
+        "label": did.label,
+        "bot_id": did.bot_id,
+        "flow_url": did.flow_url,
+        "websocket_url": websocket_url,
+    }
+
+
+def call_option(did: Did) -> dict[str, Any]:
+    return {"id": did.id, "number": did.number, "label": did.label, "bot_id": did.bot_id}
+
+
+def audit_view(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": str(entry.id),
+        "at": resource_time(entry.at),
+        "operator": entry.operator_email,
+        "action": entry.action,
+        "target": entry.target,
+        "details": json.loads(entry.details),
+    }
