@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             redis_pool=redis_pool,
             reader=Reader(engine),
             capabilities=Capabilities(secret_key),
-            exotel=ExotelClient(),
+            exotel=ExotelClient(timeout=settings.exotel_timeout_seconds),
             wake_webhooks=worker.wake if worker else _no_worker,
         )
         worker_task = asyncio.create_task(worker.run()) if worker else None

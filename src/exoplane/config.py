@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     core_fleet: Annotated[list[str], NoDecode] = Field(default_factory=list)
     exotel_api_base_url: str = "https://api.exotel.com"
     allow_private_networks: bool = False
+    exotel_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
     sip_domain: str = "exotel.com"
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
