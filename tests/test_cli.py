@@ -28,7 +28,17 @@ def exoplane(
 
 @pytest.mark.parametrize(
     "args",
-    [(), ("serve",), ("db",), ("db", "upgrade"), ("customers",), ("customers", "create")],
+    [
+        (),
+        ("serve",),
+        ("worker",),
+        ("db",),
+        ("db", "upgrade"),
+        ("customers",),
+        ("customers", "create"),
+        ("operators",),
+        ("operators", "create"),
+    ],
 )
 def test_every_command_has_help(tmp_path: Path, args: tuple[str, ...]) -> None:
     result = exoplane(tmp_path, *args, "--help")
@@ -40,7 +50,7 @@ def test_every_command_has_help(tmp_path: Path, args: tuple[str, ...]) -> None:
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     output = exoplane(tmp_path, "--help").stdout
 
-    for command in ("serve", "db", "customers"):
+    for command in ("serve", "worker", "db", "customers", "operators"):
         assert command in output
 
 
@@ -108,3 +118,28 @@ def test_serve_refuses_a_postgresql_database_that_was_not_upgraded(
 
     assert result.returncode == 1
     assert "exoplane db upgrade" in result.stderr
+
+
+def test_operators_create_prints_a_password_and_an_api_key_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    args = ("operators", "create", "--email", "Ops@Example.com", "--role", "super_admin")
+
+    first = exoplane(tmp_path, *args, "--json", database_url=database_url)
+    again = exoplane(tmp_path, *args, database_url=database_url)
+
+    created = json.loads(first.stdout)
+    assert first.returncode == 0, first.stderr
+    assert created["email"] == "ops@example.com"
+    assert created["role"] == "super_admin"
+    assert created["api_key"].startswith("exo_")
+    assert len(created["password"]) >= 16
+    assert again.returncode == 1
+    assert "exists already" in again.stderr
+
+
+def test_operators_create_refuses_an_unknown_role(tmp_path: Path) -> None:
+    result = exoplane(tmp_path, "operators", "create", "--email", "a@b.co", "--role", "owner")
+
+    assert result.returncode == 2
+    assert "--role" in result.stderr
