@@ -29,3 +29,4 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/webhooks.py
