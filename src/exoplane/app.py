@@ -21,6 +21,8 @@ from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
 from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
+from exoplane.media.bots import discover_bots
+from exoplane.media.endpoints import router as media_router
 from exoplane.middleware import RequestContextMiddleware
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             reader=Reader(engine),
             capabilities=Capabilities(secret_key),
             exotel=ExotelClient(timeout=settings.exotel_timeout_seconds),
+            bots=discover_bots(),
             wake_webhooks=worker.wake if worker else _no_worker,
         )
         worker_task = asyncio.create_task(worker.run()) if worker else None
@@ -84,7 +87,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     install_error_handlers(app)
 
     app.include_router(health_router)
-    for router in (*integrations_routers, calls_router, webhooks_router, voicebot_router):
+    routers = (*integrations_routers, calls_router, webhooks_router, voicebot_router, media_router)
+    for router in routers:
         app.include_router(router)
 
     app.add_middleware(

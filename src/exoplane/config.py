@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=0.25, gt=0, le=10)
     sip_registration_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
 
+    media_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    media_session_limit_seconds: float = Field(default=3600.0, gt=0)
+    media_max_message_bytes: int = Field(default=262_144, gt=0)
+    # "KEY:TOKEN": require the Basic credentials Exotel sends for wss://KEY:TOKEN@host/...
+    media_basic_auth: SecretStr | None = None
+    # Require a capability (?sig=) on /exotel/{bot_id}, as given by the DID's websocket_url.
+    media_require_signature: bool = False
+
     rate_limit: str = DEFAULT_RATE_LIMIT
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

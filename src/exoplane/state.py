@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.exotel.client import ExotelClient
+from exoplane.media.bots import Bot
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault
 
@@ -31,6 +32,7 @@ class AppState:
     reader: Reader
     capabilities: Capabilities
     exotel: ExotelClient
+    bots: dict[str, type[Bot]]
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
 

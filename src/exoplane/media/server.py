@@ -1,0 +1,361 @@
+"""``/exotel/{bot_id}``: one AgentStream socket, from handshake to teardown.
+
+The socket goes ``connected`` → ``start`` → streaming → stopped, explicitly. Frames that do
+not parse, or that come in the wrong state, are logged (a few per call, then counted) and
+skipped: a bad frame never drops the call. Outbound audio is cut into Exotel-sized chunks and
+paced at real time, so a ``clear`` (barge-in) drops what has not been played yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import enum
+import hmac
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from exoplane.capabilities import PARAMETER
+from exoplane.logs import get_logger
+from exoplane.media import metrics
+from exoplane.media.bots import Bot, CallInfo
+from exoplane.media.protocol import (
+    Clear,
+    Connected,
+    Dtmf,
+    Mark,
+    Media,
+    ProtocolError,
+    Start,
+    Stop,
+    chunk_bytes,
+    clear_message,
+    duration_seconds,
+    mark_message,
+    media_message,
+    pad_to_chunk,
+    parse_message,
+    sample_rate_from_query,
+)
+from exoplane.state import AppState
+
+log = get_logger("exoplane.media")
+
+# Close codes (4000-4999 are the application's own).
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNKNOWN_BOT = 4404
+CLOSE_BAD_REQUEST = 4400
+CLOSE_IDLE = 4408
+CLOSE_SESSION_LIMIT = 4429
+LOGGED_BAD_FRAMES = 5
+CLOSE_TIMEOUT_SECONDS = 2.0
+
+
+class Phase(enum.Enum):
+    AWAITING_CONNECTED = "awaiting_connected"
+    AWAITING_START = "awaiting_start"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class _MarkItem:
+    name: str
+
+
+class Player:
+    """Plays a bot's audio out to Exotel at real time, with marks in their place."""
+
+    def __init__(self, socket: WebSocket, stream_sid: str, sample_rate: int) -> None:
+        self._socket = socket
+        self._stream_sid = stream_sid
+        self._rate = sample_rate
+        self._chunk = chunk_bytes(sample_rate)
+        self._pending = bytearray()  # audio not yet a whole chunk
+        self._queue: deque[bytes | _MarkItem] = deque()
+        self._ready = asyncio.Event()
+        self._sent_chunks = 0
+        self._played_ms = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    def add_audio(self, pcm: bytes) -> None:
+        self._pending += pcm
+        whole = len(self._pending) - len(self._pending) % self._chunk
+        for offset in range(0, whole, self._chunk):
+            self._queue.append(bytes(self._pending[offset : offset + self._chunk]))
+        del self._pending[:whole]
+        self._ready.set()
+
+    def add_mark(self, name: str) -> None:
+        self._flush_pending()
+        self._queue.append(_MarkItem(name))
+        self._ready.set()
+
+    async def clear(self) -> None:
+        dropped = sum(1 for item in self._queue if isinstance(item, bytes))
+        self._queue.clear()
+        self._pending.clear()
+        metrics.CLEARED_CHUNKS.inc(dropped)
+        await self._send(clear_message(self._stream_sid))
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._queue.append(pad_to_chunk(bytes(self._pending), self._chunk))
+            self._pending.clear()
+
+    async def _run(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            if not self._queue:
+                self._ready.clear()
+                await self._ready.wait()
+                next_at = max(next_at, time.monotonic())
+                continue
+            item = self._queue.popleft()
+            if isinstance(item, _MarkItem):
+                await self._send(mark_message(self._stream_sid, item.name))
+                continue
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                metrics.PACING_LATENESS.observe(-delay)
+            self._sent_chunks += 1
+            await self._send(
+                media_message(
+                    self._stream_sid, item, chunk=self._sent_chunks, timestamp_ms=self._played_ms
+                )
+            )
+            seconds = duration_seconds(len(item), self._rate)
+            self._played_ms += round(seconds * 1000)
+            next_at += seconds
+
+    async def _send(self, text: str) -> None:
+        if self._socket.application_state == WebSocketState.CONNECTED:
+            await self._socket.send_text(text)
+            metrics.FRAMES_OUT.inc()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+class Control:
+    """The ``CallControl`` a bot gets."""
+
+    def __init__(self, stream: Stream) -> None:
+        self._stream = stream
+
+    async def send_audio(self, pcm: bytes) -> None:
+        if len(pcm) % 2:
+            raise ValueError("PCM16 audio must be whole samples (an even number of bytes)")
+        if self._stream.player is not None:
+            self._stream.player.add_audio(pcm)
+
+    async def mark(self, name: str) -> None:
+        if self._stream.player is not None:
+            self._stream.player.add_mark(name)
+
+    async def clear(self) -> None:
+        if self._stream.player is not None:
+            await self._stream.player.clear()
+
+    async def hang_up(self) -> None:
+        self._stream.hang_up_requested = True
+
+
+class Stream:
+    """One socket's life."""
+
+    def __init__(self, socket: WebSocket, state: AppState, bot_id: str, bot: type[Bot]) -> None:
+        self.socket = socket
+        self.state = state
+        self.bot_id = bot_id
+        self.bot_class = bot
+        self.bot: Bot | None = None
+        self.player: Player | None = None
+        self.phase = Phase.AWAITING_CONNECTED
+        self.sample_rate = sample_rate_from_query(socket.query_params)
+        self.bad_frames = 0
+        self.hang_up_requested = False
+        self._stop_reason = "stopped"
+        self._torn_down = False
+
+    async def run(self) -> None:
+        settings = self.state.settings
+        deadline = time.monotonic() + settings.media_session_limit_seconds
+        close_code, close_reason, stop_reason = CLOSE_NORMAL, "stream ended", "closed"
+        try:
+            while self.phase is not Phase.STOPPED and not self.hang_up_requested:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
+                    stop_reason = "session_limit"
+                    break
+                try:
+                    frame = await asyncio.wait_for(
+                        self.socket.receive(),
+                        min(settings.media_idle_timeout_seconds, remaining),
+                    )
+                except TimeoutError:
+                    if time.monotonic() >= deadline:
+                        continue
+                    close_code, close_reason = CLOSE_IDLE, "no frames within the idle timeout"
+                    stop_reason = "idle_timeout"
+                    break
+                if frame["type"] == "websocket.disconnect":
+                    stop_reason = "disconnected"
+                    return
+                text = frame.get("text")
+                if text is None and frame.get("bytes") is not None:
+                    text = frame["bytes"].decode("utf-8", errors="replace")
+                if text is None:
+                    continue
+                if len(text) > settings.media_max_message_bytes:
+                    self._bad_frame(f"frame of {len(text)} bytes is over the limit")
+                    continue
+                started = time.perf_counter()
+                await self._handle(text)
+                metrics.FRAME_SECONDS.observe(time.perf_counter() - started)
+            if self.phase is Phase.STOPPED:
+                stop_reason = self._stop_reason
+            elif self.hang_up_requested:
+                close_reason, stop_reason = "bot hung up", "hangup"
+        finally:
+            await self.teardown(close_code, close_reason, stop_reason)
+
+    async def _handle(self, text: str) -> None:
+        metrics.FRAMES_IN.inc()
+        try:
+            message = parse_message(text)
+        except ProtocolError as exc:
+            self._bad_frame(str(exc))
+            return
+        if isinstance(message, Connected):
+            if self.phase is Phase.AWAITING_CONNECTED:
+                self.phase = Phase.AWAITING_START
+            return
+        if isinstance(message, Start):
+            await self._on_start(message)
+            return
+        if isinstance(message, Stop):
+            self._stop_reason = message.reason
+            self.phase = Phase.STOPPED
+            return
+        if self.phase is not Phase.STREAMING or self.bot is None:
+            self._bad_frame(f"{type(message).__name__.lower()} before start")
+            return
+        if isinstance(message, Media):
+            await self.bot.on_audio(message.payload)
+        elif isinstance(message, Dtmf):
+            await self.bot.on_dtmf(message.digit)
+        elif isinstance(message, Mark):
+            await self.bot.on_mark(message.name)
+        elif isinstance(message, Clear):
+            self._bad_frame("clear is sent by bots, not to them")
+
+    async def _on_start(self, start: Start) -> None:
+        if self.phase is Phase.STREAMING:
+            self._bad_frame("a second start")
+            return
+        # The socket URL's rate is what Exotel was told to stream; start may restate it.
+        rate = start.sample_rate if start.sample_rate != 8000 else self.sample_rate
+        self.sample_rate = rate
+        call = CallInfo(
+            bot_id=self.bot_id,
+            stream_sid=start.stream_sid,
+            call_sid=start.call_sid,
+            account_sid=start.account_sid,
+            from_number=start.from_number,
+            to_number=start.to_number,
+            sample_rate=rate,
+            custom_parameters=start.custom_parameters,
+        )
+        self.player = Player(self.socket, start.stream_sid, rate)
+        self.player.start()
+        self.bot = self.bot_class(call, Control(self))
+        self.phase = Phase.STREAMING
+        log.info("stream started", bot_id=self.bot_id, call_sid=start.call_sid, sample_rate=rate)
+        await self.bot.on_start()
+
+    def _bad_frame(self, reason: str) -> None:
+        self.bad_frames += 1
+        metrics.MALFORMED_FRAMES.inc()
+        if self.bad_frames <= LOGGED_BAD_FRAMES:
+            log.warning("skipped a frame", bot_id=self.bot_id, reason=reason[:200])
+        elif self.bad_frames == LOGGED_BAD_FRAMES + 1:
+            log.warning("further bad frames on this stream are counted, not logged")
+
+    async def teardown(self, code: int, reason: str, stop_reason: str) -> None:
+        """Idempotent: stop the player, tell the bot, close the socket within a bound."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        self.phase = Phase.STOPPED
+        if self.player is not None:
+            await self.player.stop()
+        if self.bot is not None:
+            try:
+                await asyncio.wait_for(self.bot.on_stop(stop_reason), CLOSE_TIMEOUT_SECONDS)
+            except Exception:
+                log.exception("bot failed while stopping", bot_id=self.bot_id)
+        if self.socket.application_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.socket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+
+
+async def serve_stream(socket: WebSocket, state: AppState, bot_id: str) -> None:
+    """Accept the socket (auth, bot, sample rate checked) and run it to the end."""
+    problem = _refusal(socket, state, bot_id)
+    await socket.accept()
+    if problem is not None:
+        code, reason = problem
+        await socket.close(code, reason)
+        return
+    bot = state.bots[bot_id]
+    stream = Stream(socket, state, bot_id, bot)
+    metrics.ACTIVE_STREAMS.inc()
+    try:
+        await stream.run()
+    except WebSocketDisconnect:
+        await stream.teardown(CLOSE_NORMAL, "disconnected", "disconnected")
+    except Exception:
+        log.exception("stream failed", bot_id=bot_id)
+        await stream.teardown(1011, "internal error", "error")
+    finally:
+        metrics.ACTIVE_STREAMS.dec()
+
+
+def _refusal(socket: WebSocket, state: AppState, bot_id: str) -> tuple[int, str] | None:
+    settings = state.settings
+    if settings.media_basic_auth is not None:
+        expected = (
+            "Basic "
+            + base64.b64encode(settings.media_basic_auth.get_secret_value().encode()).decode()
+        )
+        presented = socket.headers.get("authorization", "")
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            return CLOSE_UNAUTHORIZED, "missing or wrong Basic credentials"
+    if settings.media_require_signature and not state.capabilities.verify(
+        socket.query_params.get(PARAMETER), "media", bot_id
+    ):
+        return CLOSE_UNAUTHORIZED, f"missing or invalid capability '{PARAMETER}'"
+    if bot_id not in state.bots:
+        known = ", ".join(sorted(state.bots)) or "none"
+        return CLOSE_UNKNOWN_BOT, f"unknown bot {bot_id!r} (known: {known})"[:120]
+    try:
+        sample_rate_from_query(socket.query_params)
+    except ProtocolError as exc:
+        return CLOSE_BAD_REQUEST, str(exc)[:120]
+    return None
