@@ -401,6 +401,8 @@ async def app_settings(session: AsyncSession, vault: Vault, app_id: str) -> AppS
     """The app's settings row, created on first use for apps that predate settings."""
     row = await repository.get_settings(session, app_id)
     if row is None:
+        if await repository.get_app(session, app_id) is None:
+            raise AppNotFound("App not found; it may have been deleted")
         row = new_app_settings(vault, app_id, utcnow())
         repository.add_settings(session, row)
         await session.flush()
@@ -544,10 +546,6 @@ async def report_sip_registration(
     await repository.set_sip_registration(session, user.id, until, now if registered else None)
     await repository.refresh(session, user)
     return user
-
-
-async def find_app(session: AsyncSession, app_id: str) -> App | None:
-    return await repository.get_app(session, app_id)
 
 
 async def rotate_webhook_secret(

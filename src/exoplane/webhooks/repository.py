@@ -58,14 +58,13 @@ async def get_events(session: AsyncSession, event_ids: Sequence[str]) -> dict[st
     return {event.id: event for event in rows}
 
 
-async def get_leased(
-    session: AsyncSession, delivery_id: int, lease_token: str
-) -> WebhookDelivery | None:
-    """The delivery, if this worker's lease on it still holds."""
-    query = select(WebhookDelivery).where(
-        WebhookDelivery.id == delivery_id, WebhookDelivery.lease_token == lease_token
+async def get_deliveries(
+    session: AsyncSession, delivery_ids: Sequence[int]
+) -> dict[int, WebhookDelivery]:
+    rows = await session.scalars(
+        select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
     )
-    return await session.scalar(query)
+    return {delivery.id: delivery for delivery in rows}
 
 
 def add_attempt(session: AsyncSession, attempt: WebhookAttempt) -> None:

@@ -45,6 +45,9 @@ class WebhookWorker:
         self._wake = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._lease_tokens: set[str] = set()
+        # Finished attempts waiting to be written, in batches, by the recorder.
+        self._results: list[tuple[int, str, AttemptResult]] = []
+        self._results_ready = asyncio.Event()
 
     def wake(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
@@ -63,6 +66,7 @@ class WebhookWorker:
         )
         timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
         headers = {"User-Agent": f"exoplane-webhooks/{__version__}"}
+        recorder = asyncio.create_task(self._record_results())
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
@@ -77,7 +81,11 @@ class WebhookWorker:
                     await self._pause()
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=settings.webhook_timeout_seconds + 1)
-            await self._release_leases()
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+        await self._write_results()
+        await self._release_leases()
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -129,7 +137,6 @@ class WebhookWorker:
         event: WebhookEvent,
         secrets: Sequence[str],
     ) -> None:
-        lease_token = delivery.lease_token or ""
         result = await self._post(http, delivery.url, event, secrets)
         log.info(
             "webhook attempt",
@@ -140,17 +147,40 @@ class WebhookWorker:
             latency_ms=result.latency_ms,
             error=result.error,
         )
+        self._results.append((delivery.id, delivery.lease_token or "", result))
+        self._results_ready.set()
+        self._wake.set()  # a slot is free: look for more work now
+
+    async def _record_results(self) -> None:
+        """Write finished attempts a batch per transaction, not one transaction each.
+
+        A batch that cannot be written is logged; its leases run out and the deliveries
+        are attempted again, so nothing is lost (delivery stays at least once).
+        """
+        while True:
+            await self._results_ready.wait()
+            self._results_ready.clear()
+            await asyncio.sleep(0.01)  # let a burst of completions share one transaction
+            await self._write_results()
+
+    async def _write_results(self) -> None:
+        batch, self._results = self._results, []
+        if not batch:
+            return
         try:
             async with unit_of_work(self._sessions) as session:
-                current = await repository.get_leased(session, delivery.id, lease_token)
-                if current is None:  # our lease ran out and another worker took it over
-                    return
-                attempt = apply_result(
-                    current, result, self._settings.webhook_retry_schedule, utcnow()
-                )
-                repository.add_attempt(session, attempt)
+                leased = await repository.get_deliveries(session, [item[0] for item in batch])
+                now = utcnow()
+                for delivery_id, lease_token, result in batch:
+                    current = leased.get(delivery_id)
+                    if current is None or current.lease_token != lease_token:
+                        continue  # our lease ran out and another worker took it over
+                    attempt = apply_result(
+                        current, result, self._settings.webhook_retry_schedule, now
+                    )
+                    repository.add_attempt(session, attempt)
         except Exception:
-            log.exception("recording a webhook attempt failed", delivery_id=delivery.id)
+            log.exception("recording webhook attempts failed", attempts=len(batch))
 
     async def _post(
         self,

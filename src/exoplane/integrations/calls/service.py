@@ -166,10 +166,8 @@ async def inbound_hook(
             f"Query parameter 'type' must be one of {', '.join(HOOK_TYPES)}", field="type"
         )
     _require_call_sid(params)
-    if await integrations.find_app(session, app_id) is None:
-        raise NotFound("App not found; it may have been deleted", code="app_not_found")
+    app_settings = await integrations.app_settings(session, vault, app_id)  # 404 if deleted
     call = await _inbound_call(session, app_id, params)
-    app_settings = await integrations.app_settings(session, vault, app_id)
     now = utcnow()
     base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
 
