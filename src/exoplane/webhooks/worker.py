@@ -32,6 +32,7 @@ from exoplane.webhooks.signing import signature_headers
 from exoplane.webhooks.targets import ForbiddenTarget, check_literal_host, resolver_for
 
 log = get_logger("exoplane.webhooks")
+CLAIM_GATHER_SECONDS = 0.02
 
 
 class WebhookWorker:
@@ -71,6 +72,9 @@ class WebhookWorker:
             connector=connector, timeout=timeout, headers=headers
         ) as http:
             while not self._stopping.is_set():
+                # Completions and new events wake the loop often; let them gather briefly
+                # so one claim serves many of them.
+                await asyncio.sleep(CLAIM_GATHER_SECONDS)
                 free = settings.webhook_concurrency - len(self._in_flight)
                 claimed = await self._claim(free) if free > 0 else []
                 for delivery, event, secrets in claimed:
