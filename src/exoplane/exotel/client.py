@@ -83,7 +83,9 @@ def normalise_base_url(raw: str | None) -> str:
     parts = urlsplit(value)
     if not parts.hostname:
         raise ValueError(f"{raw!r} has no host")
-    return f"{parts.scheme}://{parts.netloc}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"  # credentials in the URL are dropped
 
 
 class ExotelClient:

@@ -27,6 +27,8 @@ def parse_call_answer(body: str) -> CallAnswer | None:
         return None
     try:
         document = json.loads(text)
+    except RecursionError:  # absurdly nested: not an answer, and not worth more effort
+        return None
     except ValueError:
         return _from_xml(text)
     return _from_json(document) if isinstance(document, dict) else None

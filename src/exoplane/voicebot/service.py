@@ -189,6 +189,11 @@ async def update_integration(
 
 
 async def _checked_base_url(raw: str, settings: Settings) -> str:
+    if "@" in urlsplit(raw if "://" in raw else "https://" + raw).netloc:
+        raise BadRequest(
+            "'api_base_url' must not carry credentials; send api_key and api_token instead",
+            field="api_base_url",
+        )
     try:
         base = normalise_base_url(raw)
     except ValueError as exc:
