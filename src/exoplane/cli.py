@@ -120,6 +120,27 @@ async def _run_worker(settings: Settings) -> None:
         await engine.dispose()
 
 
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the Exotel emulator: v1 Calls API, simulated calls, /_sandbox control API."""
+    import uvicorn
+
+    from exoplane.logs import configure_logging
+    from exoplane.sandbox.app import create_sandbox_app
+
+    configure_logging(Settings())
+    _emit(
+        {"url": f"http://{host}:{port}"},
+        as_json,
+        [f"exoplane sandbox (Exotel emulator) on http://{host}:{port}"],
+    )
+    uvicorn.run(create_sandbox_app(), host=host, port=port, access_log=False, log_level="warning")
+
+
 def _require_current_schema(settings: Settings) -> None:
     from exoplane.db import create_engine, pending_migrations
 
