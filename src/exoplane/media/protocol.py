@@ -84,6 +84,8 @@ def parse_message(frame: str | bytes) -> Message:
     """One inbound frame as a message, or ``ProtocolError``. Never raises anything else."""
     try:
         document = json.loads(frame)
+    except RecursionError:
+        raise ProtocolError("not JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
@@ -92,7 +94,7 @@ def parse_message(frame: str | bytes) -> Message:
         return _parse(document)
     except ProtocolError:
         raise
-    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+    except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
         raise ProtocolError(f"malformed message: {exc}") from None
 
 
