@@ -64,25 +64,13 @@ def _replay(row: IdempotencyKey, request_hash: str, vault: Vault) -> Outcome:
     return Outcome(row.status_code, json.loads(vault.decrypt(row.response_enc)), replayed=True)
 
 
-async def run_once(
-    session: AsyncSession,
-    vault: Vault,
-    *,
-    principal: str,
-    key: str | None,
-    request_hash: str,
-    action: Callable[[], Awaitable[tuple[int, Any]]],
-) -> Outcome:
-    """Run ``action`` unless ``key`` already has an answer for this principal; then replay it."""
-    if key is None:
-        status, data = await action()
-        return Outcome(status, data, replayed=False)
-
-    check_key(key)
+async def _reserve(
+    session: AsyncSession, vault: Vault, principal: str, key: str, request_hash: str
+) -> IdempotencyKey | Outcome:
+    """The key's row, inserted as "in progress"; or, if the key has an answer, its replay."""
     existing = await repository.find_live(session, principal, key, utcnow())
     if existing is not None:
         return _replay(existing, request_hash, vault)
-
     now = utcnow()
     row = IdempotencyKey(
         principal=principal,
@@ -103,10 +91,32 @@ async def run_once(
         if winner is None:
             raise _in_progress() from None
         return _replay(winner, request_hash, vault)
+    return row
 
+
+async def run_once(
+    session: AsyncSession,
+    vault: Vault,
+    *,
+    principal: str,
+    key: str | None,
+    request_hash: str,
+    action: Callable[[], Awaitable[tuple[int, Any]]],
+) -> Outcome:
+    """Run ``action`` unless ``key`` already has an answer for this principal; then replay it.
+
+    The key is reserved in the caller's transaction, so its answer is stored exactly when
+    the work it guards is committed.
+    """
+    if key is None:
+        status, data = await action()
+        return Outcome(status, data, replayed=False)
+    reserved = await _reserve(session, vault, principal, check_key(key), request_hash)
+    if isinstance(reserved, Outcome):
+        return reserved
     status, data = await action()
-    row.status_code = status
-    row.response_enc = vault.encrypt(json.dumps(data))
+    reserved.status_code = status
+    reserved.response_enc = vault.encrypt(json.dumps(data))
     await session.flush()
     return Outcome(status, data, replayed=False)
 
@@ -135,38 +145,16 @@ async def run_once_detached(
     if key is None:
         status, data = await action()
         return Outcome(status, data, replayed=False)
-    check_key(key)
     async with unit_of_work(sessions) as session:
-        existing = await repository.find_live(session, principal, key, utcnow())
-        if existing is not None:
-            return _replay(existing, request_hash, vault)
-        now = utcnow()
-        await repository.delete_expired(session, principal, key, now)
-        row = IdempotencyKey(
-            principal=principal,
-            key=key,
-            request_hash=request_hash,
-            status_code=0,
-            response_enc="",
-            created_at=now,
-            expires_at=now + KEY_LIFETIME,
-        )
-        try:
-            async with session.begin_nested():
-                session.add(row)
-                await session.flush()
-        except IntegrityError:
-            winner = await repository.find_live(session, principal, key, utcnow())
-            if winner is None:
-                raise _in_progress() from None
-            return _replay(winner, request_hash, vault)
-        reserved_id = row.id
+        reserved = await _reserve(session, vault, principal, check_key(key), request_hash)
+        if isinstance(reserved, Outcome):
+            return reserved
     try:
         status, data = await action()
     except BaseException:
         async with unit_of_work(sessions) as session:
-            await repository.delete_by_id(session, reserved_id)
+            await repository.delete_by_id(session, reserved.id)
         raise
     async with unit_of_work(sessions) as session:
-        await repository.store_answer(session, reserved_id, status, vault.encrypt(json.dumps(data)))
+        await repository.store_answer(session, reserved.id, status, vault.encrypt(json.dumps(data)))
     return Outcome(status, data, replayed=False)
