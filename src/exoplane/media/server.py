@@ -47,6 +47,7 @@ log = get_logger("exoplane.media")
 
 # Close codes (4000-4999 are the application's own).
 CLOSE_NORMAL = 1000
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_BOT = 4404
@@ -120,15 +121,20 @@ class Player:
                 await self._ready.wait()
                 next_at = max(next_at, time.monotonic())
                 continue
-            item = self._queue.popleft()
-            if isinstance(item, _MarkItem):
-                await self._send(mark_message(self._stream_sid, item.name))
+            if isinstance(self._queue[0], _MarkItem):
+                mark = self._queue.popleft()
+                assert isinstance(mark, _MarkItem)
+                await self._send(mark_message(self._stream_sid, mark.name))
                 continue
             delay = next_at - time.monotonic()
             if delay > 0:
+                # Wait for the chunk's slot with the chunk still queued, so a clear in the
+                # meantime drops it too.
                 await asyncio.sleep(delay)
-            else:
-                metrics.PACING_LATENESS.observe(-delay)
+                continue
+            metrics.PACING_LATENESS.observe(-delay)
+            item = self._queue.popleft()
+            assert isinstance(item, bytes)
             self._sent_chunks += 1
             await self._send(
                 media_message(
@@ -232,6 +238,11 @@ class Stream:
                 stop_reason = self._stop_reason
             elif self.hang_up_requested:
                 close_reason, stop_reason = "bot hung up", "hangup"
+        except WebSocketDisconnect:
+            stop_reason = "disconnected"
+        except Exception:
+            log.exception("stream failed", bot_id=self.bot_id)
+            close_code, close_reason, stop_reason = CLOSE_INTERNAL_ERROR, "internal error", "error"
         finally:
             await self.teardown(close_code, close_reason, stop_reason)
 
@@ -328,11 +339,6 @@ async def serve_stream(socket: WebSocket, state: AppState, bot_id: str) -> None:
     metrics.ACTIVE_STREAMS.inc()
     try:
         await stream.run()
-    except WebSocketDisconnect:
-        await stream.teardown(CLOSE_NORMAL, "disconnected", "disconnected")
-    except Exception:
-        log.exception("stream failed", bot_id=bot_id)
-        await stream.teardown(1011, "internal error", "error")
     finally:
         metrics.ACTIVE_STREAMS.dec()
 
