@@ -30,3 +30,4 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/webhooks.py
+	$(BIN)/python bench/media.py
