@@ -83,6 +83,7 @@ class Player:
         self._ready = asyncio.Event()
         self._sent_chunks = 0
         self._played_ms = 0
+        self._lead = duration_seconds(self._chunk, sample_rate)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -126,10 +127,11 @@ class Player:
                 assert isinstance(mark, _MarkItem)
                 await self._send(mark_message(self._stream_sid, mark.name))
                 continue
-            delay = next_at - time.monotonic()
+            # Each chunk leaves one chunk ahead of its playing time, so a little jitter on
+            # the way never starves Exotel's playback; it waits for that moment while still
+            # queued, so a clear in the meantime drops it too.
+            delay = next_at - time.monotonic() - self._lead
             if delay > 0:
-                # Wait for the chunk's slot with the chunk still queued, so a clear in the
-                # meantime drops it too.
                 await asyncio.sleep(delay)
                 continue
             metrics.PACING_LATENESS.observe(-delay)
@@ -209,14 +211,17 @@ class Stream:
                     close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
                     stop_reason = "session_limit"
                     break
+                capped_by_session = remaining < settings.media_idle_timeout_seconds
                 try:
                     frame = await asyncio.wait_for(
                         self.socket.receive(),
                         min(settings.media_idle_timeout_seconds, remaining),
                     )
                 except TimeoutError:
-                    if time.monotonic() >= deadline:
-                        continue
+                    if capped_by_session:  # timers may fire a little early: trust the cap
+                        close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
+                        stop_reason = "session_limit"
+                        break
                     close_code, close_reason = CLOSE_IDLE, "no frames within the idle timeout"
                     stop_reason = "idle_timeout"
                     break
@@ -228,8 +233,9 @@ class Stream:
                     text = frame["bytes"].decode("utf-8", errors="replace")
                 if text is None:
                     continue
-                if len(text) > settings.media_max_message_bytes:
-                    self._bad_frame(f"frame of {len(text)} bytes is over the limit")
+                limit = settings.media_max_message_bytes
+                if len(text) * 4 > limit and len(text.encode()) > limit:
+                    self._bad_frame(f"frame of {len(text.encode())} bytes is over the limit")
                     continue
                 started = time.perf_counter()
                 await self._handle(text)
