@@ -246,13 +246,13 @@ async def serving(
         _stop(process)
 
 
-def bare_command(port: int) -> list[str]:
+def bare_command(port: int, app: str = "bench.bare_app:app") -> list[str]:
     # The same settings `exoplane serve` passes to uvicorn.run().
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.bare_app:app",
+        app,
         "--app-dir",
         str(REPO_ROOT),
         "--host",
@@ -489,7 +489,6 @@ def write_results(
     results: Sequence[Result],
     targets: Sequence[Target],
 ) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     document = {
         "date": when.isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -497,15 +496,23 @@ def write_results(
         "scenarios": [asdict(r) for r in results],
         "targets": [asdict(t) for t in targets],
     }
-    (RESULTS_DIR / "api.json").write_text(json.dumps(document, indent=2) + "\n")
-    markdown = [
+    write_report(
+        "api",
+        document,
         headline(options, when),
-        "",
         markdown_table(results),
-        "",
-        *(f"- {line}" for line in [*target_lines(targets), *error_lines(results)]),
-    ]
-    (RESULTS_DIR / "api.md").write_text("\n".join(markdown) + "\n")
+        [*target_lines(targets), *error_lines(results)],
+    )
+
+
+def write_report(
+    name: str, document: dict[str, Any], headline: str, table: str, notes: Sequence[str]
+) -> None:
+    """``bench/results/<name>.json`` and ``<name>.md``: the table, then a line per note."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
+    markdown = [headline, "", table, "", *(f"- {line}" for line in notes)]
+    (RESULTS_DIR / f"{name}.md").write_text("\n".join(markdown) + "\n")
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -13,9 +13,9 @@ Round trip: from when an outbound message was due to its arrival, where due take
 buffering a server does by design and nothing else. A message is due once the inbound frame
 holding its last byte has been sent: exoplane sends 200 ms chunks of two frames, so the first
 frame of each chunk necessarily waits 100 ms for the second (for the bare echo every message is
-one frame, and this is plainly send to echo). exoplane also paces, sending a chunk no sooner
-than the one before it has played, so for it a chunk is due no sooner than the previous one's
-arrival plus its duration. The time from the completing frame alone (raw) and the gaps a
+one frame, and this is plainly send to echo). exoplane also paces, keeping at most one chunk
+ahead of playback, so for it a chunk is due no sooner than the previous one's arrival plus its
+duration. The time from the completing frame alone (raw) and the gaps a
 real-time player would hear (late) are reported beside it. See bench/README.md.
 """
 
@@ -48,9 +48,6 @@ if __package__ in (None, ""):  # run as a script: make the ``bench`` package imp
 
 from bench.api import (
     HOST,
-    LOG_LEVEL,
-    REPO_ROOT,
-    RESULTS_DIR,
     BenchError,
     _loop_factory,
     _non_negative_float,
@@ -62,7 +59,9 @@ from bench.api import (
     exoplane_command,
     free_port,
     machine_info,
+    write_report,
 )
+from bench.api import bare_command as api_bare_command
 
 SAMPLE_RATE = 8000
 FRAME_S = 0.1
@@ -351,25 +350,7 @@ async def serving(
 
 
 def bare_command(port: int) -> list[str]:
-    # The same settings `exoplane serve` passes to uvicorn.run().
-    return [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench.media_bare:app",
-        "--app-dir",
-        str(REPO_ROOT),
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--no-proxy-headers",
-        "--log-level",
-        LOG_LEVEL,
-    ]
+    return api_bare_command(port, "bench.media_bare:app")
 
 
 # --- results ------------------------------------------------------------------------------
@@ -603,7 +584,6 @@ def headline(options: argparse.Namespace, when: datetime) -> str:
 def write_results(
     options: argparse.Namespace, when: datetime, rungs: Sequence[Rung], targets: Sequence[Target]
 ) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     document = {
         "date": when.isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -617,15 +597,13 @@ def write_results(
         },
         "targets": [asdict(t) for t in targets],
     }
-    (RESULTS_DIR / "media.json").write_text(json.dumps(document, indent=2) + "\n")
-    markdown = [
+    write_report(
+        "media",
+        document,
         headline(options, when),
-        "",
         markdown_table(rungs),
-        "",
-        *(f"- {line}" for line in report_lines(rungs, targets)),
-    ]
-    (RESULTS_DIR / "media.md").write_text("\n".join(markdown) + "\n")
+        report_lines(rungs, targets),
+    )
 
 
 # --- entry point --------------------------------------------------------------------------

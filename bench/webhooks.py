@@ -38,7 +38,6 @@ from bench.api import (
     CLI_TIMEOUT_S,
     HOST,
     REQUEST_TIMEOUT_S,
-    RESULTS_DIR,
     BenchError,
     _call,
     _loop_factory,
@@ -53,6 +52,7 @@ from bench.api import (
     exoplane_command,
     free_port,
     machine_info,
+    write_report,
 )
 from exoplane.webhooks.signing import new_signing_secret, signature_headers
 
@@ -606,7 +606,6 @@ def headline(options: argparse.Namespace, when: datetime) -> str:
 def write_results(
     options: argparse.Namespace, when: datetime, rows: Sequence[Row], targets: Sequence[Target]
 ) -> None:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     document = {
         "date": when.isoformat(timespec="seconds"),
         "machine": machine_info(),
@@ -614,15 +613,13 @@ def write_results(
         "rows": [asdict(r) for r in rows],
         "targets": [asdict(t) for t in targets],
     }
-    (RESULTS_DIR / "webhooks.json").write_text(json.dumps(document, indent=2) + "\n")
-    markdown = [
+    write_report(
+        "webhooks",
+        document,
         headline(options, when),
-        "",
         markdown_table(rows),
-        "",
-        *(f"- {line}" for line in [*target_lines(targets), *error_lines(rows)]),
-    ]
-    (RESULTS_DIR / "webhooks.md").write_text("\n".join(markdown) + "\n")
+        [*target_lines(targets), *error_lines(rows)],
+    )
 
 
 # --- entry point --------------------------------------------------------------------------
