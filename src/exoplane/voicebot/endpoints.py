@@ -30,7 +30,9 @@ EXOTEL = "/integrations/exotel"
 @router.get(EXOTEL)
 async def get_integration(state: State, session: Session, _operator: SuperAdminAuth) -> Response:
     """The Exotel integration: account, base URL, whether credentials are set, and DIDs."""
-    return JSONBytesResponse(await service.integration_view(session, state.settings))
+    return JSONBytesResponse(
+        await service.integration_view(session, state.settings, state.capabilities)
+    )
 
 
 @router.put(EXOTEL)
@@ -39,7 +41,9 @@ async def put_integration(
 ) -> Response:
     """Store credentials; they are never shown again. Omitted secrets keep their value."""
     await service.update_integration(session, state.vault, state.settings, operator, body)
-    return JSONBytesResponse(await service.integration_view(session, state.settings))
+    return JSONBytesResponse(
+        await service.integration_view(session, state.settings, state.capabilities)
+    )
 
 
 @router.post(EXOTEL + "/dids", status_code=201)
@@ -47,7 +51,7 @@ async def add_did(
     state: State, session: Session, operator: SuperAdminAuth, body: DidCreate
 ) -> Response:
     """Add a DID (ExoPhone), optionally with its bot and flow."""
-    did = await service.add_did(session, state.settings, operator, body)
+    did = await service.add_did(session, state.settings, state.capabilities, operator, body)
     return JSONBytesResponse(did, status_code=201)
 
 
@@ -57,7 +61,9 @@ async def update_did(
 ) -> Response:
     """Change a DID's label, bot or flow."""
     return JSONBytesResponse(
-        await service.update_did(session, state.settings, operator, did_id, body)
+        await service.update_did(
+            session, state.settings, state.capabilities, operator, did_id, body
+        )
     )
 
 

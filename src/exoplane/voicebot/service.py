@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
 from exoplane.db import Reader
 from exoplane.errors import BadRequest, Conflict, NotFound, UpstreamError
@@ -115,9 +116,22 @@ def fleet_wss_base(fleet: Sequence[str]) -> str:
     return first
 
 
-def websocket_url(fleet: Sequence[str], bot_id: str | None) -> str:
-    """Derived, never stored: it follows ``core_fleet`` as that changes."""
-    return f"{fleet_wss_base(fleet)}/exotel/{bot_id}" if bot_id else ""
+def websocket_url(fleet: Sequence[str], bot_id: str | None, sig: str | None = None) -> str:
+    """Derived, never stored: it follows ``core_fleet`` as that changes. ``sig`` is the
+    media capability, added when the core requires one."""
+    if not bot_id:
+        return ""
+    url = f"{fleet_wss_base(fleet)}/exotel/{bot_id}"
+    return f"{url}?{PARAMETER}={sig}" if sig else url
+
+
+def _stream_url(
+    fleet: Sequence[str], bot_id: str | None, settings: Settings, capabilities: Capabilities
+) -> str:
+    sig = (
+        capabilities.sign("media", bot_id) if bot_id and settings.media_require_signature else None
+    )
+    return websocket_url(fleet, bot_id, sig)
 
 
 async def set_core_fleet(
@@ -146,7 +160,9 @@ async def set_core_fleet(
 # --- the Exotel integration ---------------------------------------------------------------
 
 
-async def integration_view(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+async def integration_view(
+    session: AsyncSession, settings: Settings, capabilities: Capabilities
+) -> dict[str, Any]:
     row = await repository.integration(session)
     configured = bool(row is not None and row.account_sid and row.api_key_enc and row.api_token_enc)
     fleet = await core_fleet(session, settings)
@@ -157,7 +173,9 @@ async def integration_view(session: AsyncSession, settings: Settings) -> dict[st
         "api_base_url": normalise_base_url(base_url),
         "credentials_configured": configured,
         "status": "configured" if configured else "not_configured",
-        "dids": [did_view(did, websocket_url(fleet, did.bot_id)) for did in dids],
+        "dids": [
+            did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities)) for did in dids
+        ],
     }
 
 
@@ -212,7 +230,11 @@ async def _checked_base_url(raw: str, settings: Settings) -> str:
 
 
 async def add_did(
-    session: AsyncSession, settings: Settings, operator: OperatorPrincipal, body: DidCreate
+    session: AsyncSession,
+    settings: Settings,
+    capabilities: Capabilities,
+    operator: OperatorPrincipal,
+    body: DidCreate,
 ) -> dict[str, Any]:
     if await repository.did_with_number(session, body.number) is not None:
         raise Conflict(f"The DID {body.number} exists already", code="did_exists")
@@ -234,7 +256,8 @@ async def add_did(
     except IntegrityError as exc:
         raise Conflict(f"The DID {body.number} exists already", code="did_exists") from exc
     audit(session, operator, "did.create", f"dids/{did.id}", {"number": did.number})
-    return did_view(did, websocket_url(await core_fleet(session, settings), did.bot_id))
+    fleet = await core_fleet(session, settings)
+    return did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities))
 
 
 def _checked_flow_url(url: str | None) -> str | None:
@@ -253,6 +276,7 @@ def _checked_flow_url(url: str | None) -> str | None:
 async def update_did(
     session: AsyncSession,
     settings: Settings,
+    capabilities: Capabilities,
     operator: OperatorPrincipal,
     did_id: str,
     body: DidUpdate,
@@ -266,7 +290,8 @@ async def update_did(
     did.updated_at = utcnow()
     audit(session, operator, "did.update", f"dids/{did.id}", {"changed": sorted(changes)})
     await session.flush()
-    return did_view(did, websocket_url(await core_fleet(session, settings), did.bot_id))
+    fleet = await core_fleet(session, settings)
+    return did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities))
 
 
 async def delete_did(session: AsyncSession, operator: OperatorPrincipal, did_id: str) -> None:
