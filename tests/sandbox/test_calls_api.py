@@ -29,6 +29,8 @@ async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
             await http.post(
                 "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
             )
+            flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
+            assert (await http.post("/_sandbox/flows", json=flow)).status_code == 201
             yield http
 
 
@@ -212,6 +214,8 @@ async def test_an_explicit_outcome_overrides_the_magic_number(
             await http.post(
                 "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
             )
+            flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
+            await http.post("/_sandbox/flows", json=flow)
             placed = await http.post(
                 CONNECT + ".json", data={**FLOW_CALL, "StatusCallback": receiver.url("/s")}
             )

@@ -39,6 +39,8 @@ async def sandbox_url() -> AsyncIterator[str]:
         await http.post(
             url + "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
         )
+        flow = {"account_sid": SID, "id": "1", "applets": [{"type": "hangup"}]}
+        assert (await http.post(url + "/_sandbox/flows", json=flow)).status_code == 201
     yield url
     server.should_exit = True
     await task

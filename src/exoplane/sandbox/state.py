@@ -1,18 +1,39 @@
-"""What the sandbox remembers: accounts, calls, every request, injected faults."""
+"""What the sandbox remembers: accounts, ExoPhones, flows, SIP users, calls, requests, faults.
+
+Everything is a pydantic model so that the optional SQLite store can keep it as JSON.
+"""
 
 from __future__ import annotations
 
+import json
 import random
+import re
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
-# Magic numbers: the last four digits of the number dialled first decide the outcome.
+# Magic numbers: the last four digits of a dialled PSTN number decide how it answers.
 OUTCOMES_BY_SUFFIX = {"0001": "busy", "0002": "no-answer", "0003": "failed"}
 TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
+CAUSE_CODES = {
+    "busy": "USER_BUSY",
+    "no-answer": "NO_ANSWER",
+    "failed": "CALL_REJECTED",
+    "unregistered": "USER_NOT_REGISTERED",
+    "canceled": "ORIGINATOR_CANCEL",
+}
+
+FLOW_URL = re.compile(
+    r"^https?://my\.exotel\.com/(?P<sid>[^/]+)/exoml/start_voice/(?P<flow>\d+)/?$"
+)
+
+
+def now_ist() -> datetime:
+    return datetime.now(IST)
 
 
 def exotel_time(moment: datetime) -> str:
@@ -20,36 +41,117 @@ def exotel_time(moment: datetime) -> str:
     return moment.astimezone(IST).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@dataclass
-class Account:
+def last_ten(number: str) -> str:
+    """Exotel's numbers compare on their last ten digits (``+91…``, ``0…`` and bare forms)."""
+    return "".join(ch for ch in number if ch.isdigit())[-10:]
+
+
+def sip_user(number: str) -> str | None:
+    """``sip:alice`` or ``sip:alice@domain`` → ``alice``; ``None`` for a PSTN number."""
+    if not number.lower().startswith("sip:"):
+        return None
+    return number[4:].split("@", 1)[0]
+
+
+def pstn_outcome(number: str) -> str:
+    digits = "".join(ch for ch in number if ch.isdigit())
+    return OUTCOMES_BY_SUFFIX.get(digits[-4:], "completed")
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Account(Record):
     sid: str
     api_key: str
     api_token: str
 
 
-@dataclass
-class SandboxCall:
+class ExoPhone(Record):
+    number: str
+    account_sid: str
+    flow_id: str | None = None
+
+
+class Applet(Record):
+    """One step of a flow. ``next`` names the applet that follows (default: the one below)."""
+
+    id: str | None = None
+    type: Literal["passthru", "connect", "voicebot", "hangup"]
+    url: str | None = None
+    # Connect without a dynamic URL: the numbers to dial, and how.
+    numbers: list[str] = Field(default_factory=list)
+    parallel: bool = False
+    record: bool = False
+    next: str | None = None
+    # Passthru: where a 302 answer leads (a 200 leads to ``next``).
+    on_302: str | None = None
+    # Connect: where the flow goes when nobody answered (answered leads to ``next``).
+    on_no_answer: str | None = None
+
+
+class Flow(Record):
+    id: str
+    account_sid: str
+    name: str = ""
+    applets: list[Applet]
+
+
+class SipUser(Record):
+    account_sid: str
+    username: str
+    registered: bool
+    answers: bool = True
+    updated_at: str = ""
+
+
+class Leg(Record):
+    number: str
+    status: str
+    cause: str | None = None
+    on_call_seconds: int = 0
+
+
+class Step(Record):
+    """What one applet did, for inspection: the request made and what came of it."""
+
+    at: str
+    applet: str
+    type: str
+    request: str | None = None
+    status: int | None = None
+    outcome: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class SandboxCall(Record):
     sid: str
     account_sid: str
     from_number: str
     to_number: str
     caller_id: str
-    url: str | None
     direction: str
-    custom_field: str | None
-    status_callback: str | None
-    callback_events: list[str]
-    callback_json: bool
-    record: bool
+    flow_id: str | None = None
+    custom_field: str | None = None
+    status_callback: str | None = None
+    callback_events: list[str] = Field(default_factory=list)
+    callback_json: bool = False
+    record: bool = False
     status: str = "queued"
-    outcome: str = "completed"
-    talk_seconds: int = 5
-    created_at: datetime = field(default_factory=lambda: datetime.now(IST))
-    updated_at: datetime = field(default_factory=lambda: datetime.now(IST))
+    talk_seconds: float = 5
+    # Decided through the control API before the call ends: overrides the magic numbers.
+    outcome: str | None = None
+    answer: str | None = None
+    created_at: datetime = Field(default_factory=now_ist)
+    updated_at: datetime = Field(default_factory=now_ist)
     start_time: datetime | None = None
     end_time: datetime | None = None
     recording_url: str | None = None
-    callbacks_sent: list[dict[str, Any]] = field(default_factory=list)
+    legs: list[Leg] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    streams: list[dict[str, Any]] = Field(default_factory=list)
+    callbacks_sent: list[dict[str, Any]] = Field(default_factory=list)
 
     @property
     def duration(self) -> int | None:
@@ -57,9 +159,9 @@ class SandboxCall:
             return None
         return max(0, round((self.end_time - self.start_time).total_seconds()))
 
-    def details(self) -> dict[str, Any]:
-        """The call in Exotel's v1 field names."""
-        return {
+    def details(self, *, extended: bool = False) -> dict[str, Any]:
+        """The call in Exotel's v1 field names; ``extended`` adds ``Details`` (``details=true``)."""
+        document: dict[str, Any] = {
             "Sid": self.sid,
             "ParentCallSid": None,
             "DateCreated": exotel_time(self.created_at),
@@ -80,43 +182,140 @@ class SandboxCall:
             "Uri": f"/v1/Accounts/{self.account_sid}/Calls/{self.sid}.json",
             "RecordingUrl": self.recording_url,
         }
+        if extended:
+            document["Details"] = {
+                "ConversationDuration": self.duration or 0,
+                **{f"Leg{n}Status": leg.status for n, leg in enumerate(self.legs[:2], 1)},
+                "Legs": [
+                    {"Leg": {"Id": n, "OnCallDuration": leg.on_call_seconds}}
+                    for n, leg in enumerate(self.legs, 1)
+                ],
+            }
+        return document
 
 
-@dataclass
-class Fault:
-    """Injected on one route: a status, added latency, dropped callbacks, with a probability."""
+class Fault(Record):
+    """Injected on one route: a status, added latency, dropped or duplicated callbacks."""
 
     route: str
     status: int | None = None
     latency_seconds: float = 0.0
     drop_callbacks: bool = False
+    duplicate_callbacks: bool = False
     probability: float = 1.0
 
     def fires(self) -> bool:
         return random.random() < self.probability
 
 
-@dataclass
-class SandboxState:
-    accounts: dict[str, Account] = field(default_factory=dict)
-    calls: dict[str, SandboxCall] = field(default_factory=dict)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    faults: dict[str, Fault] = field(default_factory=dict)
-    # Per account: times of the Calls requests in the last minute (200 allowed).
-    recent: dict[str, list[float]] = field(default_factory=dict)
-
-    def reset(self) -> None:
-        self.accounts.clear()
-        self.calls.clear()
-        self.requests.clear()
-        self.faults.clear()
-        self.recent.clear()
-
-
 def new_call_sid() -> str:
     return uuid.uuid4().hex
 
 
-def outcome_for(number: str) -> str:
-    digits = "".join(ch for ch in number if ch.isdigit())
-    return OUTCOMES_BY_SUFFIX.get(digits[-4:], "completed")
+class Store(Protocol):
+    """Where the sandbox's records outlive the process (``None`` keeps them in memory only)."""
+
+    def put(self, kind: str, key: str, body: str) -> None: ...
+
+    def load(self, kind: str) -> list[str]: ...
+
+    def clear(self) -> None: ...
+
+
+class SandboxState:
+    """Every record the sandbox holds, written through to its store when it has one."""
+
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store
+        self.accounts: dict[str, Account] = {}
+        self.exophones: dict[str, ExoPhone] = {}  # by the number's last ten digits
+        self.flows: dict[str, Flow] = {}  # by "account/flow id"
+        self.sip_users: dict[str, SipUser] = {}  # by "account/username"
+        self.calls: dict[str, SandboxCall] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.faults: dict[str, Fault] = {}
+        # Per account: monotonic times of the Calls API requests in the last minute.
+        self.recent: dict[str, list[float]] = {}
+        if store is not None:
+            self._load(store)
+
+    def _load(self, store: Store) -> None:
+        for body in store.load("account"):
+            account = Account.model_validate_json(body)
+            self.accounts[account.sid] = account
+        for body in store.load("exophone"):
+            phone = ExoPhone.model_validate_json(body)
+            self.exophones[last_ten(phone.number)] = phone
+        for body in store.load("flow"):
+            flow = Flow.model_validate_json(body)
+            self.flows[f"{flow.account_sid}/{flow.id}"] = flow
+        for body in store.load("sip_user"):
+            user = SipUser.model_validate_json(body)
+            self.sip_users[f"{user.account_sid}/{user.username}"] = user
+        for body in store.load("fault"):
+            fault = Fault.model_validate_json(body)
+            self.faults[fault.route] = fault
+        for body in store.load("call"):
+            call = SandboxCall.model_validate_json(body)
+            if call.status not in TERMINAL:
+                # The sandbox stopped during this call: it ended then, as a dropped call would.
+                call.status = "failed"
+                call.end_time = call.updated_at
+                self._put("call", call.sid, call)
+            self.calls[call.sid] = call
+        for body in store.load("request"):
+            self.requests.append(json.loads(body))
+
+    def _put(self, kind: str, key: str, record: BaseModel) -> None:
+        if self.store is not None:
+            self.store.put(kind, key, record.model_dump_json())
+
+    def add_account(self, account: Account) -> None:
+        self.accounts[account.sid] = account
+        self._put("account", account.sid, account)
+
+    def add_exophone(self, phone: ExoPhone) -> None:
+        self.exophones[last_ten(phone.number)] = phone
+        self._put("exophone", last_ten(phone.number), phone)
+
+    def add_flow(self, flow: Flow) -> None:
+        key = f"{flow.account_sid}/{flow.id}"
+        self.flows[key] = flow
+        self._put("flow", key, flow)
+
+    def flow(self, account_sid: str, flow_id: str) -> Flow | None:
+        return self.flows.get(f"{account_sid}/{flow_id}")
+
+    def set_sip_user(self, user: SipUser) -> None:
+        key = f"{user.account_sid}/{user.username}"
+        self.sip_users[key] = user
+        self._put("sip_user", key, user)
+
+    def sip_user(self, account_sid: str, username: str) -> SipUser | None:
+        return self.sip_users.get(f"{account_sid}/{username}")
+
+    def set_fault(self, fault: Fault) -> None:
+        self.faults[fault.route] = fault
+        self._put("fault", fault.route, fault)
+
+    def save_call(self, call: SandboxCall) -> None:
+        self.calls[call.sid] = call
+        self._put("call", call.sid, call)
+
+    def log(self, entry: dict[str, Any]) -> None:
+        """One request the sandbox received or made; secrets are redacted by the caller."""
+        self.requests.append(entry)
+        if self.store is not None:
+            self.store.put("request", f"{len(self.requests):09d}", json.dumps(entry, default=str))
+
+    def reset(self) -> None:
+        self.accounts.clear()
+        self.exophones.clear()
+        self.flows.clear()
+        self.sip_users.clear()
+        self.calls.clear()
+        self.requests.clear()
+        self.faults.clear()
+        self.recent.clear()
+        if self.store is not None:
+            self.store.clear()
