@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from exoplane.config import Settings
 
@@ -124,21 +126,59 @@ async def _run_worker(settings: Settings) -> None:
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    database: Annotated[
+        Path | None,
+        typer.Option(help="Keep the sandbox's state in this SQLite file (default: memory)."),
+    ] = None,
+    time_scale: Annotated[
+        float | None,
+        typer.Option(help="Multiply simulated waits (rings, talk time) by this factor."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the Exotel emulator: v1 Calls API, simulated calls, /_sandbox control API."""
+    """Run the Exotel emulator: v1 Calls API, simulated calls and flows, /_sandbox control."""
     import uvicorn
 
     from exoplane.logs import configure_logging
-    from exoplane.sandbox.app import create_sandbox_app
+    from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 
     configure_logging(Settings())
+    overrides: dict[str, Any] = {}
+    if database is not None:
+        overrides["database"] = database
+    if time_scale is not None:
+        overrides["time_scale"] = time_scale
+    try:
+        sandbox_settings = SandboxSettings(**overrides)
+    except ValidationError as exc:
+        typer.echo(f"Invalid sandbox setting: {exc.errors()[0]['msg']}", err=True)
+        raise typer.Exit(code=2) from None
     _emit(
-        {"url": f"http://{host}:{port}"},
+        {"url": f"http://{host}:{port}", "database": str(sandbox_settings.database or "")},
         as_json,
-        [f"exoplane sandbox (Exotel emulator) on http://{host}:{port}"],
+        [
+            f"exoplane sandbox (Exotel emulator) on http://{host}:{port}",
+            f"state: {sandbox_settings.database or 'in memory'}",
+        ],
     )
-    uvicorn.run(create_sandbox_app(), host=host, port=port, access_log=False, log_level="warning")
+    uvicorn.run(
+        create_sandbox_app(sandbox_settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@app.command()
+def demo(as_json: JsonOption = False) -> None:
+    """Play the whole system offline: exoplane, the sandbox and a webhook receiver on
+    127.0.0.1, an inbound call, a missed call, a voice-bot test call and a click-to-call."""
+    from exoplane.demo import run_demo
+
+    ok = asyncio.run(run_demo(typer.echo, as_json=as_json))
+    if not ok:
+        raise typer.Exit(code=1)
 
 
 def _require_current_schema(settings: Settings) -> None:
