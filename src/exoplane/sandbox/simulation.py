@@ -181,14 +181,14 @@ class Simulator:
     async def _outbound(self, call: SandboxCall) -> None:
         await self._wait(call, 0.2)
         self._touch(call, "ringing")
-        first = await self._ring(call, [call.from_number], forced=call.outcome)
+        first = await self._ring(call, call.from_number, first_leg=True)
         call.legs.append(first)
         if first.status != "completed":
             self.finish(call, first.status)
             await self.send_callback(call, "terminal")
             return
         if call.flow_id is None:
-            second = await self._ring(call, [call.to_number])
+            second = await self._ring(call, call.to_number)
             call.legs.append(second)
             if second.status != "completed":
                 self.finish(call, second.status)
@@ -249,20 +249,16 @@ class Simulator:
         status = pstn_outcome(number)
         return status, CAUSE_CODES.get(status)
 
-    async def _ring(
-        self, call: SandboxCall, numbers: list[str], *, forced: str | None = None
-    ) -> Leg:
-        """Ring one leg; the first number that answers wins."""
-        for number in numbers:
-            if await self._wait(call, self.timing.ring_seconds):
-                return Leg(number=number, status="canceled", cause=CAUSE_CODES["canceled"])
-            if forced is not None:
-                status, cause = forced, CAUSE_CODES.get(forced)
-            else:
-                status, cause = self._answer_of(call, number)
-            if status == "completed" or number == numbers[-1]:
-                return Leg(number=number, status=status, cause=cause)
-        raise AssertionError("unreachable: numbers is never empty")
+    async def _ring(self, call: SandboxCall, number: str, *, first_leg: bool = False) -> Leg:
+        """Ring one leg. The first leg of a placed call answers as the control API decided,
+        when it did (even while ringing); every other leg as ``_answer_of`` says."""
+        if await self._wait(call, self.timing.ring_seconds):
+            return Leg(number=number, status="canceled", cause=CAUSE_CODES["canceled"])
+        forced = call.outcome if first_leg else None
+        if forced is not None:
+            return Leg(number=number, status=forced, cause=CAUSE_CODES.get(forced))
+        status, cause = self._answer_of(call, number)
+        return Leg(number=number, status=status, cause=cause)
 
     # --- flows ----------------------------------------------------------------------------
 
@@ -481,7 +477,7 @@ class Simulator:
         if not parallel:
             legs = []
             for number in numbers:
-                leg = await self._ring(call, [number])
+                leg = await self._ring(call, number)
                 legs.append(leg)
                 if leg.status in ("completed", "canceled"):
                     break
