@@ -1,5 +1,6 @@
 """Click-to-call (SPEC §4.7, exotel-facts §1.9): ``POST /v2/integrations/call/outbound_call``
-against a real HTTP server standing in for Exotel."""
+against the Exotel sandbox, with exoplane on a real port so the sandbox's StatusCallbacks
+reach it."""
 
 from __future__ import annotations
 
@@ -13,19 +14,14 @@ import httpx
 import pytest
 
 from exoplane.config import Settings
-from tests.conftest import make_settings
+from tests.e2e.conftest import Exoplane, running_exoplane
+from tests.e2e.servers import Sandbox, running_sandbox
 from tests.factories import (
     APP_BODY,
     RegisteredApp,
     create_user,
     customer_with_token,
     register_app,
-)
-from tests.voicebot.exotel_standin import (
-    ExotelStandIn,
-    json_call,
-    running_exotel,
-    xml_rest_exception,
 )
 
 OUTBOUND = "/v2/integrations/call/outbound_call"
@@ -38,19 +34,26 @@ STATUS_PATH = re.compile(r"^/v2/integrations/call/status/(?P<call_id>[^/?]+)$")
 
 
 @pytest.fixture
-async def exotel() -> AsyncIterator[ExotelStandIn]:
-    async with running_exotel() as standin:
-        yield standin
+async def exotel() -> AsyncIterator[Sandbox]:
+    """The sandbox, holding the account the app's Exotel credentials belong to."""
+    async with running_sandbox(str(APP_BODY["ExotelAccountSid"]), API_KEY, API_TOKEN) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, exotel: ExotelStandIn) -> Settings:
-    return make_settings(
-        tmp_path / "home",
-        database_url,
-        exotel_api_base_url=exotel.base_url,
-        allow_private_networks=True,
-    )
+async def exoplane(tmp_path: Path, database_url: str, exotel: Sandbox) -> AsyncIterator[Exoplane]:
+    async with running_exoplane(tmp_path / "home", database_url, exotel) as running:
+        yield running
+
+
+@pytest.fixture
+def settings(exoplane: Exoplane) -> Settings:
+    return exoplane.settings
+
+
+@pytest.fixture
+def client(exoplane: Exoplane) -> httpx.AsyncClient:
+    return exoplane.http
 
 
 @pytest.fixture
@@ -94,65 +97,68 @@ def failed(response: httpx.Response, status: int) -> str:
 
 
 async def test_the_sip_device_is_rung_first_when_it_is_enabled(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     response = await call_out(client, calling_app)
 
     assert response.status_code == 200, response.text
-    [request] = exotel.requests
-    assert request.path == f"/v1/Accounts/{APP_BODY['ExotelAccountSid']}/Calls/connect"
-    assert request.form["From"] == f"sip:{AGENT}"
-    assert request.form["To"] == "+919123456789"
-    assert request.form["CallerId"] == VIRTUAL_NUMBER
-    assert request.basic_auth == (API_KEY, API_TOKEN)
+    [request] = await exotel.calls_api_requests()
+    assert request["path"] == f"/v1/Accounts/{APP_BODY['ExotelAccountSid']}/Calls/connect"
+    assert request["fields"]["From"] == f"sip:{AGENT}"
+    assert request["fields"]["To"] == "+919123456789"
+    assert request["fields"]["CallerId"] == VIRTUAL_NUMBER
+    # The sandbox places a call only for the account's own API key and token.
+    assert request["status"] == 200
 
 
 async def test_the_phone_is_rung_first_when_only_the_phone_is_enabled(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     await set_devices(client, calling_app, phone=True, sip=False)
 
     response = await call_out(client, calling_app)
 
     assert response.status_code == 200, response.text
-    assert exotel.requests[0].form["From"] == AGENT_PHONE
+    assert (await exotel.calls_api_requests())[0]["fields"]["From"] == AGENT_PHONE
     assert response.json()["Data"]["FromNumber"] == AGENT_PHONE
 
 
 @pytest.mark.parametrize("to", ["9123456789", "+91 91234 56789", "0091-9123456789"])
 async def test_the_called_number_is_normalised(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn, to: str
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox, to: str
 ) -> None:
     await call_out(client, calling_app, to=to)
 
-    assert exotel.requests[0].form["To"] == "+919123456789"
+    assert (await exotel.calls_api_requests())[0]["fields"]["To"] == "+919123456789"
 
 
 async def test_the_answer_is_the_legacy_envelope_with_the_call_sid(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
-    exotel.script.append(json_call("sid-outbound-1", "in-progress"))
-
     response = await call_out(client, calling_app)
 
     body = response.json()
+    [placed] = await exotel.calls()
     assert response.status_code == 200
     assert body == {
         "RequestId": response.headers["x-request-id"],
         "Status": "Success",
         "Code": 200,
         "Error": "",
-        "Data": {"CallSid": "sid-outbound-1", "AppUserID": AGENT, "FromNumber": f"sip:{AGENT}"},
+        "Data": {"CallSid": placed["Sid"], "AppUserID": AGENT, "FromNumber": f"sip:{AGENT}"},
     }
 
 
 async def test_status_callbacks_come_back_to_a_signed_url_for_this_call(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
-    exotel.script.append(json_call("sid-outbound-1"))
-    await call_out(client, calling_app)
+    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
+    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
 
-    form = exotel.requests[0].form
+    call_sid = (await call_out(client, calling_app)).json()["Data"]["CallSid"]
+
+    [request] = await exotel.calls_api_requests()
+    form = request["fields"]
     url = urlsplit(form["StatusCallback"])
     match = STATUS_PATH.match(url.path)
     assert f"{url.scheme}://{url.netloc}" == settings.public_url
@@ -160,44 +166,58 @@ async def test_status_callbacks_come_back_to_a_signed_url_for_this_call(
     assert parse_qs(url.query)["sig"][0]
     assert form["CustomField"] == f"exoplane:{match['call_id']}"
     assert form["StatusCallbackContentType"] == "application/json"
-    callback = await client.post(
-        f"{url.path}?{url.query}", json={"CallSid": "sid-outbound-1", "EventType": "answered"}
-    )
-    assert callback.status_code == 200, callback.text
+    call = await exotel.finished_call(call_sid, reports=1)
+    assert [(sent["event"], sent["status"]) for sent in call["Callbacks"]] == [
+        ("answered", 200),
+        ("terminal", 200),
+    ]
 
 
 async def test_an_unknown_user_is_404_and_rings_nobody(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     response = await call_out(client, calling_app, user_id="nobody")
 
     assert "nobody" in failed(response, 404)
-    assert exotel.requests == []
+    assert await exotel.calls_api_requests() == []
 
 
 async def test_a_user_without_a_virtual_number_is_400_and_rings_nobody(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     await create_user(client, calling_app, 2, virtual_number=None)
 
     response = await call_out(client, calling_app, user_id="agent_002")
 
     assert "VirtualNumber" in failed(response, 400)
-    assert exotel.requests == []
+    assert await exotel.calls_api_requests() == []
 
 
 async def test_an_exotel_rest_exception_is_502_with_its_message(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
-    exotel.script.append(xml_rest_exception("Insufficient balance", 402))
+    rotated = {"sid": exotel.account_sid, "api_key": API_KEY, "api_token": "rotated-elsewhere"}
+    await exotel.post("/_sandbox/accounts", rotated)
 
     response = await call_out(client, calling_app)
 
-    assert "Insufficient balance" in failed(response, 502)
+    assert "Authentication failed" in failed(response, 502)
+    assert await exotel.calls() == []
+
+
+async def test_an_exotel_server_error_is_502_and_places_no_call(
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
+) -> None:
+    await exotel.add_fault(route="calls_connect", status=500)
+
+    response = await call_out(client, calling_app)
+
+    assert "Injected fault" in failed(response, 502)
+    assert await exotel.calls() == []
 
 
 async def test_another_apps_id_with_this_token_is_404_and_rings_nobody(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
     other = await register_app(client, await customer_with_token(client, settings))
     await create_user(client, other, 1)
@@ -205,24 +225,24 @@ async def test_another_apps_id_with_this_token_is_404_and_rings_nobody(
     response = await call_out(client, calling_app, app_id=other.id)
 
     failed(response, 404)
-    assert exotel.requests == []
+    assert await exotel.calls_api_requests() == []
 
 
 async def test_an_invalid_called_number_is_400_and_rings_nobody(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     response = await call_out(client, calling_app, to="12345")
 
     assert "'to'" in failed(response, 400)
-    assert exotel.requests == []
+    assert await exotel.calls_api_requests() == []
 
 
 async def test_click_to_call_without_a_token_is_401(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: ExotelStandIn
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
     response = await client.post(
         OUTBOUND, json={"app_id": calling_app.id, "user_id": AGENT, "to": "x"}
     )
 
     failed(response, 401)
-    assert exotel.requests == []
+    assert await exotel.calls_api_requests() == []

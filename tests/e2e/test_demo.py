@@ -1,0 +1,76 @@
+"""``exoplane demo`` as a user runs it: a child process with its own throw-away database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+DEMO_SECONDS = 60
+SECTIONS = (
+    "1. Setting up: a customer, an app, two agents, webhooks, Exotel",
+    "2. Setting up the voice bot",
+    "3. Inbound call to alice's ExoPhone",
+    "4. Inbound call to bob's ExoPhone",
+    "5. Voice-bot test call",
+    "6. Click-to-call",
+    "Result",
+)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Both forms of the demo, started together so that they take the time of one."""
+    # The demo makes its own database and servers; nothing of the test run's may leak in.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("EXOPLANE_")}
+    runs = {
+        form: subprocess.Popen(
+            [sys.executable, "-m", "exoplane", "demo", *args],
+            cwd=tmp_path_factory.mktemp(f"demo-{form}"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for form, args in (("text", ()), ("json", ("--json",)))
+    }
+    yield runs
+    for run in runs.values():
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+
+
+def finished(run: subprocess.Popen[str]) -> str:
+    """The demo's standard output once it has exited 0 within the time allowed."""
+    stdout, stderr = run.communicate(timeout=DEMO_SECONDS)
+    assert run.returncode == 0, stdout + stderr
+    return stdout
+
+
+def test_the_demo_tells_every_section_and_passes_every_check(
+    demos: dict[str, subprocess.Popen[str]],
+) -> None:
+    transcript = finished(demos["text"])
+
+    for title in SECTIONS:
+        assert f"\n{title}" in transcript, title
+    assert "checks passed" in transcript
+    assert "FAIL" not in transcript
+
+
+def test_the_demo_as_json_is_one_parseable_document_that_says_ok(
+    demos: dict[str, subprocess.Popen[str]],
+) -> None:
+    document = json.loads(finished(demos["json"]))
+
+    assert document["ok"] is True
+    sections = [event["section"] for event in document["events"] if "section" in event]
+    assert all(any(shown.startswith(title) for shown in sections) for title in SECTIONS)
+    checks = [event for event in document["events"] if event.get("who") == "check"]
+    assert checks
+    assert all(check["passed"] for check in checks)

@@ -1,0 +1,117 @@
+"""A voice-bot test call (seed 04) end to end: exoplane asks the sandbox to ring a number, the
+sandbox runs the DID's flow, and its Voicebot applet streams to exoplane's echo bot."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import wave
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import ACCOUNT_SID, BUSY_SUFFIX, CALLER, Exoplane, Platform
+from tests.e2e.servers import Sandbox
+
+BOT_EXOPHONE = "+918047491803"
+BOT_FLOW = "2001"
+BOT_FLOW_URL = f"http://my.exotel.com/{ACCOUNT_SID}/exoml/start_voice/{BOT_FLOW}"
+
+
+@pytest.fixture
+async def echo_did(exoplane: Exoplane, sandbox: Sandbox, platform: Platform) -> dict[str, Any]:
+    """A DID for the echo bot; its flow in the sandbox is one Voicebot applet at the DID's
+    websocket_url, exactly as an operator would paste it into Exotel."""
+    response = await exoplane.http.post(
+        "/api/v1/integrations/exotel/dids",
+        headers=platform.auth,
+        json={"number": BOT_EXOPHONE, "bot_id": "echo", "flow_url": BOT_FLOW_URL},
+    )
+    assert response.status_code == 201, response.text
+    did: dict[str, Any] = response.json()
+    await sandbox.add_flow(BOT_FLOW, [{"type": "voicebot", "url": did["websocket_url"]}])
+    return did
+
+
+async def place_test_call(
+    exoplane: Exoplane, platform: Platform, did: dict[str, Any], to_number: str
+) -> httpx.Response:
+    return await exoplane.http.post(
+        f"/api/v1/integrations/exotel/dids/{did['id']}/test-call",
+        headers=platform.auth,
+        json={"to_number": to_number},
+    )
+
+
+async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_back(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    answer = await place_test_call(exoplane, platform, echo_did, CALLER)
+
+    assert answer.status_code == 200, answer.text
+    call = await sandbox.finished_call(answer.json()["call_sid"])
+    assert call["Status"] == "completed"
+    assert [(leg["number"], leg["status"]) for leg in call["Legs"]] == [(CALLER, "completed")]
+    [stream] = call["Streams"]
+    assert stream["connected"] is True
+    assert stream["error"] is None
+    assert stream["ended_by"] == "caller"
+    assert stream["stop_reason"] == "callended"
+    assert stream["bytes_sent"] > 0
+    assert stream["bytes_received"] == stream["bytes_sent"]
+    assert stream["sent_sha256"] == stream["received_sha256"]
+    assert stream["violations"] == []
+    [opened] = [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
+    assert opened["url"].startswith(exoplane.url.replace("http://", "ws://") + "/exotel/echo?")
+    assert "sig=%2A%2A%2A" in opened["url"]  # the media capability went out, and was redacted
+
+    audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
+
+    assert audio.status_code == 200
+    assert audio.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(audio.content)) as recording:
+        assert (recording.getnchannels(), recording.getsampwidth()) == (1, 2)
+        assert recording.getframerate() == stream["sample_rate"]
+        pcm = recording.readframes(recording.getnframes())
+    assert hashlib.sha256(pcm).hexdigest() == stream["received_sha256"]
+
+
+async def test_the_test_call_asks_the_sandbox_for_exactly_the_documented_calls_connect(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    answer = await place_test_call(exoplane, platform, echo_did, "98123 45678")
+
+    assert answer.status_code == 200, answer.text
+    [placed] = await sandbox.calls()
+    assert answer.json() == {"call_sid": placed["Sid"], "provider_status": "queued"}
+    [request] = [entry for entry in await sandbox.requests() if entry["direction"] == "in"]
+    assert request["path"] == f"/v1/Accounts/{ACCOUNT_SID}/Calls/connect"
+    assert request["status"] == 200
+    assert request["fields"] == {
+        "From": CALLER,
+        "CallerId": BOT_EXOPHONE,
+        "Url": BOT_FLOW_URL,
+        "CallType": "trans",
+        "CustomField": f"cxb-test:{echo_did['id']}",
+    }
+
+
+async def test_a_busy_number_never_opens_a_stream_and_the_call_ends_busy(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    busy = "+91987650" + BUSY_SUFFIX
+
+    answer = await place_test_call(exoplane, platform, echo_did, busy)
+
+    assert answer.status_code == 200, answer.text
+    call = await sandbox.finished_call(answer.json()["call_sid"])
+    assert call["Status"] == "busy"
+    assert call["Legs"] == [
+        {"number": busy, "status": "busy", "cause": "USER_BUSY", "on_call_seconds": 0}
+    ]
+    assert call["Streams"] == []
+    assert call["Steps"] == []
+    assert not [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
+    audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
+    assert audio.status_code == 404
