@@ -65,6 +65,8 @@ async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_ba
     [opened] = [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
     assert opened["url"].startswith(exoplane.url.replace("http://", "ws://") + "/exotel/echo?")
     assert "sig=%2A%2A%2A" in opened["url"]  # the media capability went out, and was redacted
+    assert "sig=%2A%2A%2A" in stream["url"]
+    assert "sig=%2A%2A%2A" in call["Steps"][0]["request"]
 
     audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
 

@@ -21,7 +21,7 @@ from starlette.responses import Response
 from exoplane.logs import get_logger
 from exoplane.responses import JSONBytesResponse
 from exoplane.sandbox.control import control_router
-from exoplane.sandbox.simulation import Simulator
+from exoplane.sandbox.simulation import Simulator, redact_url
 from exoplane.sandbox.state import (
     FLOW_URL,
     Account,
@@ -37,6 +37,8 @@ log = get_logger("exoplane.sandbox")
 
 MAX_TIME_LIMIT_SECONDS = 14_400
 MAX_CUSTOM_FIELD_CHARS = 128
+# Fields holding URLs whose capability values the request log must not show.
+URL_FIELDS = frozenset({"StatusCallback", "Url", "StreamUrl", "WaitUrl"})
 
 
 class SandboxSettings(BaseSettings):
@@ -120,13 +122,17 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
     app.include_router(control_router(state, simulator, lambda: http["session"]))
 
     def log_request(request: Request, fields: dict[str, Any], status: int) -> None:
+        shown = {
+            name: redact_url(value) if name in URL_FIELDS else value
+            for name, value in fields.items()
+        }
         state.log(
             {
                 "at": exotel_time(now_ist()),
                 "direction": "in",
                 "method": request.method,
                 "path": request.url.path,
-                "fields": fields,
+                "fields": shown,
                 "status": status,
             }
         )

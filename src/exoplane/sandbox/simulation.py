@@ -519,14 +519,14 @@ class Simulator:
             hangup=self._hangups.get(call.sid),
             max_seconds=self.timing.voicebot_max_seconds,
         )
-        document = report.model_dump(mode="json")
+        document = {**report.model_dump(mode="json"), "url": redact_url(report.url)}
         call.streams.append(document)
         self.bot_audio.setdefault(call.sid, []).append((report.sample_rate, audio))
         self._step(
             call,
             applet,
             index,
-            request=report.url,
+            request=document["url"],
             outcome=f"stream ended by {report.ended_by}"
             + (f" ({report.error})" if report.error else ""),
             detail={"stream_sid": report.stream_sid},
