@@ -14,7 +14,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from fastapi import Depends
-from sqlalchemy import Connection, Dialect, Select, event, text
+from sqlalchemy import Connection, Dialect, Insert, Select, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -129,7 +130,8 @@ class _CompiledRead:
     names: tuple[str, ...]
     # Values of parameters fixed in the statement itself (``id == 1``).
     fixed: dict[str, Any]
-    processors: tuple[Callable[[Any], Any] | None, ...]
+    # (position, converter) of the columns whose driver values need converting.
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     @classmethod
     def of(cls, statement: AnySelect, dialect: Dialect) -> _CompiledRead:
@@ -143,8 +145,9 @@ class _CompiledRead:
                 if not bind.required
             },
             processors=tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in statement.selected_columns
+                (position, process)
+                for position, column in enumerate(statement.selected_columns)
+                if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
             ),
         )
 
@@ -152,10 +155,26 @@ class _CompiledRead:
         return [params[name] if name in params else self.fixed[name] for name in self.names]
 
     def convert(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self.processors, row, strict=True)
-        )
+        if not self.processors:
+            return row
+        values = list(row)
+        for position, process in self.processors:
+            value = values[position]
+            if value is not None:
+                values[position] = process(value)
+        return tuple(values)
+
+
+def insert_or_ignore(session: AsyncSession, table: Any, *key: str) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` in the session's dialect.
+
+    With ``RETURNING``, a row comes back only when this statement inserted it, so "insert
+    unless it exists" is one statement and holds under concurrency (a check followed by an
+    insert does not: two transactions can both pass the check).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

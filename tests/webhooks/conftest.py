@@ -10,9 +10,12 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import func, select
 
 from exoplane.app import create_app
 from exoplane.config import Settings
+from exoplane.db import create_engine
+from exoplane.models.base import Base
 from tests.conftest import make_settings
 from tests.factories import RegisteredApp, app_with_token
 from tests.webhooks.receiver import Receiver, running_receiver
@@ -94,3 +97,13 @@ async def signing_secret(client: httpx.AsyncClient, app: RegisteredApp) -> str:
 
 
 CALL = {"CallSid": "call_123", "CallFrom": "09876543210", "CallTo": "08047491899"}
+
+
+async def count_rows(settings: Settings, model: type[Base]) -> int:
+    """Rows of ``model``'s table, read straight from the database."""
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(select(func.count()).select_from(model)) or 0)
+    finally:
+        await engine.dispose()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from standardwebhooks import Webhook
 
 from exoplane.config import Settings
+from exoplane.models import Call, WebhookEvent
 from tests.factories import RegisteredApp
 from tests.webhooks.conftest import (
     CALL,
@@ -18,6 +20,7 @@ from tests.webhooks.conftest import (
     app_sending_to,
     auth,
     call_hook,
+    count_rows,
     hook_url,
     signing_secret,
 )
@@ -157,6 +160,35 @@ async def test_a_repeated_hook_raises_one_event(
     listed = await client.get(app_path(app, "/webhooks/deliveries"), headers=auth(app))
     assert len(receiver.received) == 1
     assert len(listed.json()["data"]["deliveries"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("earlier", "kind"),
+    [([], "popup"), (["popup"], "missedcall")],
+    ids=["about-a-new-call", "about-a-known-call"],
+)
+async def test_identical_hooks_arriving_together_all_succeed_and_raise_one_event(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    receiver: Receiver,
+    earlier: list[str],
+    kind: str,
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    for earlier_kind in earlier:
+        assert (await call_hook(client, app, earlier_kind, CALL)).status_code == 200
+    url = await hook_url(client, app, kind) + "&" + urlencode(CALL)
+
+    responses = await asyncio.gather(*(client.get(url) for _ in range(20)))
+    await receiver.wait_for(len(earlier) + 1)
+    await asyncio.sleep(0.3)
+
+    assert [r.status_code for r in responses] == [200] * 20
+    listed = await client.get(app_path(app, "/webhooks/deliveries"), headers=auth(app))
+    assert len(listed.json()["data"]["deliveries"]) == len(earlier) + 1
+    assert await count_rows(settings, WebhookEvent) == len(earlier) + 1
+    assert await count_rows(settings, Call) == 1
+    assert len(receiver.received) == len(earlier) + 1
 
 
 @pytest.mark.parametrize("sig", [None, "", "forged-signature-value"])

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from exoplane.db import insert_or_ignore
 from exoplane.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 
 
-def add_event(session: AsyncSession, event: WebhookEvent) -> None:
-    session.add(event)
+async def add_event_once(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the event unless one with its id exists; True when this call inserted it."""
+    statement = (
+        insert_or_ignore(session, WebhookEvent, "id").values(values).returning(WebhookEvent.id)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
-def add_delivery(session: AsyncSession, delivery: WebhookDelivery) -> None:
-    session.add(delivery)
+async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(insert(WebhookDelivery).values(values))
 
 
 async def claim_due(

@@ -9,13 +9,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import OUTBOX_WRITTEN
 from exoplane.errors import Conflict, NotFound
-from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from exoplane.models.base import utcnow
 from exoplane.webhooks import repository
 
@@ -38,49 +38,70 @@ def new_event_id(*about: str) -> str:
     return "evt_" + uuid.uuid4().hex
 
 
-def emit(
+class WebhookTargets(Protocol):
+    """Where an app's webhooks go: its settings row, or the columns of it a query read."""
+
+    @property
+    def app_id(self) -> str: ...
+    @property
+    def popup_url(self) -> str | None: ...
+    @property
+    def missed_call_url(self) -> str | None: ...
+    @property
+    def callback_url(self) -> str | None: ...
+    @property
+    def recording_url(self) -> str | None: ...
+
+
+async def emit(
     session: AsyncSession,
-    settings: AppSettings,
+    targets: WebhookTargets,
     event_type: str,
     payload: dict[str, Any],
     *,
     event_id: str | None = None,
-) -> WebhookEvent:
+) -> bool:
     """Write the event to the outbox in the caller's transaction, with its delivery.
 
     The event is recorded even when no URL is configured for it, so the log is complete;
     only then is there nothing to deliver. ``event_id`` lets a caller derive the id from
-    what the event is about, so a repeated report of the same fact is one event.
+    what the event is about, so a repeated report of the same fact is one event: an event
+    whose id is already in the outbox is left as it is and gets no second delivery, even
+    when both reports arrive at the same moment. True when the event was new.
     """
     event_id = event_id or new_event_id()
     now = utcnow()
     body = {"event": event_type, **payload, "event_id": event_id}
-    event = WebhookEvent(
-        id=event_id,
-        app_id=settings.app_id,
-        type=event_type,
-        payload=json.dumps(body, separators=(",", ":")),
-        created_at=now,
+    inserted = await repository.add_event_once(
+        session,
+        {
+            "id": event_id,
+            "app_id": targets.app_id,
+            "type": event_type,
+            "payload": json.dumps(body, separators=(",", ":")),
+            "created_at": now,
+        },
     )
-    repository.add_event(session, event)
+    if not inserted:
+        return False
     session.info[OUTBOX_WRITTEN] = True
-    url = getattr(settings, EVENT_TARGETS[event_type])
+    url = getattr(targets, EVENT_TARGETS[event_type])
     if url:
-        repository.add_delivery(
+        await repository.add_delivery(
             session,
-            WebhookDelivery(
-                event=event,
-                app_id=settings.app_id,
-                event_type=event_type,
-                url=url,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            ),
+            {
+                "event_id": event_id,
+                "app_id": targets.app_id,
+                "event_type": event_type,
+                "url": url,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-    return event
+    return True
 
 
 # --- outcome of an attempt ----------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.db import Reader
-from exoplane.models import App, Call, User, WebhookEvent
+from exoplane.db import Reader, insert_or_ignore
+from exoplane.models import App, AppSettings, Call, User
 
 
 async def users_with_virtual_number(
@@ -23,12 +24,6 @@ async def users_with_virtual_number(
     return (await session.scalars(query)).all()
 
 
-async def get_call_by_sid(session: AsyncSession, app_id: str, call_sid: str) -> Call | None:
-    return await session.scalar(
-        select(Call).where(Call.app_id == app_id, Call.call_sid == call_sid)
-    )
-
-
 async def get_call(session: AsyncSession, call_id: str) -> Call | None:
     return await session.get(Call, call_id)
 
@@ -37,8 +32,85 @@ def add_call(session: AsyncSession, call: Call) -> None:
     session.add(call)
 
 
-async def event_exists(session: AsyncSession, event_id: str) -> bool:
-    return await session.get(WebhookEvent, event_id) is not None
+# --- what a Passthru hook needs, in as few statements as it can be read and written ------
+
+
+@dataclass(frozen=True, slots=True)
+class HookContext:
+    """An app's webhook targets, with the first user owning the called number (if any)."""
+
+    app_id: str
+    popup_url: str | None
+    missed_call_url: str | None
+    callback_url: str | None
+    recording_url: str | None
+    agent_user_id: str | None
+    agent_sip_username: str | None
+
+
+_HOOK_CONTEXT = (
+    select(
+        AppSettings.app_id,
+        AppSettings.popup_url,
+        AppSettings.missed_call_url,
+        AppSettings.callback_url,
+        AppSettings.recording_url,
+        User.user_id,
+        User.sip_username,
+    )
+    .outerjoin(
+        User,
+        and_(User.app_id == AppSettings.app_id, User.virtual_number == bindparam("number")),
+    )
+    .where(AppSettings.app_id == bindparam("app_id"))
+    .order_by(User.id)
+    .limit(1)
+)
+
+
+async def hook_context(
+    session: AsyncSession, app_id: str, virtual_number: str
+) -> HookContext | None:
+    """None when the app has no settings row (it predates settings, or was deleted)."""
+    row = (
+        await session.execute(_HOOK_CONTEXT, {"app_id": app_id, "number": virtual_number})
+    ).first()
+    return HookContext(*row) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    id: str
+    call_sid: str
+    from_number: str
+    to_number: str
+
+
+_CALL_RECORD = (Call.id, Call.call_sid, Call.from_number, Call.to_number)
+
+
+async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRecord:
+    """The app's call with this CallSid: inserted from ``values`` unless it exists.
+
+    A report racing another about the same new call waits for the other's transaction
+    and then reads the call it wrote, rather than failing on the unique key.
+    """
+    inserted = (
+        insert_or_ignore(session, Call, "app_id", "call_sid")
+        .values(values)
+        .returning(*_CALL_RECORD)
+    )
+    row = (await session.execute(inserted)).first()
+    if row is None:
+        existing = select(*_CALL_RECORD).where(
+            Call.app_id == values["app_id"], Call.call_sid == values["call_sid"]
+        )
+        row = (await session.execute(existing)).one()
+    return CallRecord(*row)
+
+
+async def update_call(session: AsyncSession, call_id: str, values: dict[str, Any]) -> None:
+    await session.execute(update(Call).where(Call.id == call_id).values(values))
 
 
 _CALLER = (

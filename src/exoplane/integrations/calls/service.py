@@ -22,11 +22,11 @@ from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppPrincipal, Principal
 from exoplane.integrations.calls import repository
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
-from exoplane.models import AppSettings, Call, User
+from exoplane.models import Call, User
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
-from exoplane.webhooks.service import emit, new_event_id
+from exoplane.webhooks.service import WebhookTargets, emit, new_event_id
 from exoplane.webhooks.targets import check_target
 
 HOOK_TYPES = ("popup", "incomingcallhungup", "missedcall")
@@ -159,6 +159,10 @@ async def inbound_hook(
     (``call_missed``). ``incomingcallhungup``: the call ended, answered or not
     (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
     A repeated report of the same fact raises no second event.
+
+    Exotel calls this for every call, so it is written as a few plain statements: one read
+    of the app's targets and the call's agent, an insert-unless-present of the call, and
+    one of each event with its delivery.
     """
     _require(capabilities, sig, "hook", app_id)
     if hook_type not in HOOK_TYPES:
@@ -166,87 +170,89 @@ async def inbound_hook(
             f"Query parameter 'type' must be one of {', '.join(HOOK_TYPES)}", field="type"
         )
     _require_call_sid(params)
-    app_settings = await integrations.app_settings(session, vault, app_id)  # 404 if deleted
-    call = await _inbound_call(session, app_id, params)
-    now = utcnow()
+    virtual_number = _number(params.call_to)
+    context = await repository.hook_context(session, app_id, virtual_number)
+    if context is None:
+        await integrations.app_settings(session, vault, app_id)  # 404 if deleted, else made
+        context = await repository.hook_context(session, app_id, virtual_number)
+        assert context is not None
+    call = await _inbound_call(session, context, params)
     base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
 
     if hook_type == "popup":
-        await _emit_once(session, app_settings, call, "incoming_call", base)
+        await _emit_once(session, context, call.call_sid, "incoming_call", base)
         return
     answered = hook_type == "incomingcallhungup" and params.dial_call_status in (
         "completed",
         "answered",
     )
+    changes: dict[str, Any] = {"updated_at": utcnow()}
     if answered:
-        call.status = "completed"
-        call.duration = params.duration
+        changes.update(status="completed", duration=params.duration)
         payload = {**base, "status": "completed", "duration": params.duration}
-        await _emit_once(session, app_settings, call, "call_completed", payload)
+        await _emit_once(session, context, call.call_sid, "call_completed", payload)
     else:
-        call.status = "missed"
+        changes["status"] = "missed"
         status = params.dial_call_status or "missed"
-        await _emit_once(session, app_settings, call, "call_missed", {**base, "status": status})
+        payload = {**base, "status": status}
+        await _emit_once(session, context, call.call_sid, "call_missed", payload)
     if params.recording_url:
-        await _recording_ready(session, app_settings, call, params)
-    call.updated_at = now
+        changes["recording_url"] = params.recording_url
+        await _recording_ready(session, context, call.call_sid, params)
+    await repository.update_call(session, call.id, changes)
 
 
-async def _inbound_call(session: AsyncSession, app_id: str, params: CallParameters) -> Call:
-    call = await repository.get_call_by_sid(session, app_id, params.call_sid)
-    if call is not None:
-        return call
-    virtual_number = _number(params.call_to)
-    users = await repository.users_with_virtual_number(session, app_id, virtual_number)
-    agent = users[0] if users else None
-    to = params.dial_whom or (f"sip:{agent.sip_username}" if agent else params.call_to)
+async def _inbound_call(
+    session: AsyncSession, context: repository.HookContext, params: CallParameters
+) -> repository.CallRecord:
+    """The call this hook reports on, recorded as ringing if it is the first report."""
+    agent = context.agent_sip_username
+    to = params.dial_whom or (f"sip:{agent}" if agent else params.call_to)
     now = utcnow()
-    call = Call(
-        id=new_id(),
-        app_id=app_id,
-        call_sid=params.call_sid,
-        direction="inbound",
-        from_number=_number(params.call_from) if params.call_from else "",
-        to_number=to,
-        user_id=agent.user_id if agent else None,
-        status="ringing",
-        created_at=now,
-        updated_at=now,
+    return await repository.add_call_once(
+        session,
+        {
+            "id": new_id(),
+            "app_id": context.app_id,
+            "call_sid": params.call_sid,
+            "direction": "inbound",
+            "from_number": _number(params.call_from) if params.call_from else "",
+            "to_number": to,
+            "user_id": context.agent_user_id,
+            "status": "ringing",
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    repository.add_call(session, call)
-    await session.flush()
-    return call
 
 
 async def _emit_once(
     session: AsyncSession,
-    app_settings: AppSettings,
-    call: Call,
+    targets: WebhookTargets,
+    call_sid: str,
     event_type: str,
     payload: dict[str, Any],
 ) -> None:
-    event_id = new_event_id(call.app_id, call.call_sid, event_type)
-    if await repository.event_exists(session, event_id):
-        return
-    emit(
+    """The event's id is derived from the call and the event type, so the outbox holds
+    one of each per call however often (and however concurrently) Exotel reports it."""
+    await emit(
         session,
-        app_settings,
+        targets,
         event_type,
         {**payload, "timestamp": resource_time(utcnow())},
-        event_id=event_id,
+        event_id=new_event_id(targets.app_id, call_sid, event_type),
     )
 
 
 async def _recording_ready(
-    session: AsyncSession, app_settings: AppSettings, call: Call, params: CallParameters
+    session: AsyncSession, targets: WebhookTargets, call_sid: str, params: CallParameters
 ) -> None:
-    call.recording_url = params.recording_url
     payload = {
-        "call_sid": call.call_sid,
+        "call_sid": call_sid,
         "recording_url": params.recording_url,
         "duration": params.duration,
     }
-    await _emit_once(session, app_settings, call, "recording_ready", payload)
+    await _emit_once(session, targets, call_sid, "recording_ready", payload)
 
 
 # --- StatusCallback -----------------------------------------------------------------------
@@ -271,16 +277,16 @@ async def status_callback(
     base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
     if params.event_type == "answered":
         call.status = "in-progress"
-        await _emit_once(
-            session, app_settings, call, "call_answered", {**base, "status": "answered"}
-        )
+        answered = {**base, "status": "answered"}
+        await _emit_once(session, app_settings, call.call_sid, "call_answered", answered)
     else:
         call.status = params.status or "completed"
         call.duration = params.duration
         payload = {**base, "status": call.status, "duration": params.duration}
-        await _emit_once(session, app_settings, call, "call_completed", payload)
+        await _emit_once(session, app_settings, call.call_sid, "call_completed", payload)
         if params.recording_url:
-            await _recording_ready(session, app_settings, call, params)
+            call.recording_url = params.recording_url
+            await _recording_ready(session, app_settings, call.call_sid, params)
     call.updated_at = utcnow()
 
 
