@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -63,6 +64,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             wake_webhooks=worker.wake if worker else _no_worker,
         )
         worker_task = asyncio.create_task(worker.run()) if worker else None
+        # Modules, routes, models and this state live as long as the process. Left to the
+        # collector, each full collection walks all of them (~170,000 objects, 50-100 ms)
+        # while every request waits; frozen, a full collection only sees what requests make.
+        gc.freeze()
         try:
             yield {"exoplane": state}
         finally:
@@ -74,6 +79,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             await engine.dispose()
             if redis_pool is not None:
                 await redis_pool.aclose()
+            gc.unfreeze()
 
     app = FastAPI(
         title="exoplane",
