@@ -92,8 +92,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     )
     install_error_handlers(app)
 
-    app.include_router(health_router)
-    routers = (*integrations_routers, calls_router, webhooks_router, voicebot_router, media_router)
+    # Routes are tried in order, each at a cost, so the API comes before the probes.
+    routers = (
+        *integrations_routers,
+        calls_router,
+        webhooks_router,
+        voicebot_router,
+        media_router,
+        health_router,
+    )
     for router in routers:
         app.include_router(router)
 
