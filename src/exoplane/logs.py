@@ -12,6 +12,9 @@ from structlog.typing import EventDict, WrappedLogger
 
 from exoplane.config import Settings
 
+# The level configure_logging() last set, so callers can skip building lines nobody writes.
+_min_level = logging.INFO
+
 SENSITIVE_KEY = re.compile(r"secret|token|password|api_key|authorization|cookie", re.IGNORECASE)
 REDACTED = "[redacted]"
 
@@ -31,7 +34,8 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         if settings.log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
-    level = getattr(logging, settings.log_level.upper())
+    global _min_level
+    level = _min_level = getattr(logging, settings.log_level.upper())
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -47,6 +51,12 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     )
     # Libraries log through the standard library; keep them quiet but visible on trouble.
     logging.basicConfig(stream=output, level=logging.WARNING, force=True)
+
+
+def enabled_for(level: int) -> bool:
+    """Whether a line at ``level`` gets written. Logging a line that is filtered out still
+    costs a few microseconds, which counts on a path taken for every request."""
+    return level >= _min_level
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

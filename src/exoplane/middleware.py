@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 import uuid
@@ -11,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exoplane.errors import error_body
-from exoplane.logs import get_logger
+from exoplane.logs import enabled_for, get_logger
 from exoplane.responses import REQUEST_ID, JSONBytesResponse
 
 # Request-state key of the rate limiter's response headers, as raw ASGI header pairs.
@@ -80,13 +81,14 @@ class RequestContextMiddleware:
                     f"Internal server error; quote request id {request_id} when reporting it",
                 )
         finally:
-            log.info(
-                "request",
-                method=scope["method"],
-                path=scope["path"],
-                status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            if enabled_for(logging.INFO):
+                log.info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
             structlog.contextvars.unbind_contextvars("request_id")
 
     async def _check_declared_length(self, scope: Scope) -> None:
