@@ -12,6 +12,9 @@ from starlette.types import Scope
 
 REQUEST_ID = "request_id"
 
+# One encoder for every response: json.dumps() with options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
 
 def request_id_of(scope: Scope) -> str:
     state: Mapping[str, Any] = scope.get("state", {})
@@ -22,7 +25,7 @@ class JSONBytesResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        return _ENCODER.encode(content).encode()
 
 
 def legacy_ok(scope: Scope, data: Any, *, status: int = 200) -> JSONBytesResponse:
