@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,12 +19,14 @@ from fastapi import Depends
 from sqlalchemy import Connection, Dialect, Insert, Select, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from exoplane.state import State
 
@@ -31,12 +35,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 # Set in a session's info by whoever writes webhook events, read after its commit.
 OUTBOX_WRITTEN = "outbox_written"
+# A pooled connection idle for longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def create_engine(database_url: str) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        _ping_idle_connections(engine)
+        return engine
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # One connection per process: SQLite has a single writer anyway, and queueing on the
@@ -44,6 +52,32 @@ def create_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
     _configure_sqlite(engine)
     return engine
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Check a connection that sat idle before handing it out, as ``pool_pre_ping`` does,
+    but not one that was in use a moment ago.
+
+    On asyncpg a ping is three round trips (BEGIN, an empty query, ROLLBACK); made on every
+    checkout it was a third of a short transaction's. A connection in steady use is left
+    unpinged: if the server went away meanwhile, the statement fails with a disconnect
+    error, and SQLAlchemy then discards every pooled connection, so one request sees it.
+    """
+
+    @event.listens_for(engine.sync_engine.pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine.pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool replaces the connection and tries again.
+            raise DisconnectionError("pooled connection failed its ping") from exc
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -165,16 +199,22 @@ class _CompiledRead:
         return tuple(values)
 
 
-def insert_or_ignore(session: AsyncSession, table: Any, *key: str) -> Insert:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING`` in the session's dialect.
+@functools.cache
+def insert_or_ignore(
+    dialect: str, table: Any, key: tuple[str, ...], returning: tuple[str, ...] = ()
+) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING [RETURNING ...]`` in ``dialect``, built
+    once per shape; execute it with the row's values as parameters.
 
     With ``RETURNING``, a row comes back only when this statement inserted it, so "insert
     unless it exists" is one statement and holds under concurrency (a check followed by an
     insert does not: two transactions can both pass the check).
     """
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(key))
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(key))
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).on_conflict_do_nothing(index_elements=list(key))
+    if returning:
+        return statement.returning(*(table.c[name] for name in returning))
+    return statement
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
