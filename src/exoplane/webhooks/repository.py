@@ -2,32 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import insert_or_ignore
-from exoplane.models import WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models.base import Base
+
+# The outbox's hot statements act on the tables, not the mapped classes: the hook path
+# writes plain rows and skips the ORM's per-statement work.
+_EVENTS = Base.metadata.tables[WebhookEvent.__tablename__]
+_ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 
 
 async def add_event_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the event unless one with its id exists; True when this call inserted it."""
-    statement = (
-        insert_or_ignore(session, WebhookEvent, "id").values(values).returning(WebhookEvent.id)
-    )
-    return (await session.execute(statement)).first() is not None
+    connection = await session.connection()
+    statement = insert_or_ignore(connection.dialect.name, _EVENTS, ("id",), ("id",))
+    return (await connection.execute(statement, values)).first() is not None
 
 
 async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(insert(WebhookDelivery).values(values))
+    connection = await session.connection()
+    await connection.execute(_ADD_DELIVERY, values)
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A leased delivery with its event, as the worker sends it."""
+
+    id: int
+    app_id: str
+    url: str
+    event_id: str
+    event_type: str
+    payload: str
 
 
 async def claim_due(
     session: AsyncSession, now: datetime, lease_until: datetime, lease_token: str, limit: int
-) -> Sequence[WebhookDelivery]:
+) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries to one worker.
 
     ``FOR UPDATE SKIP LOCKED`` lets workers on PostgreSQL claim disjoint rows without
@@ -45,36 +64,81 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    ids = list(await session.scalars(due))
-    if not ids:
-        return []
-    await session.execute(
+    leased = (
         update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids))
+        .where(WebhookDelivery.id.in_(due.scalar_subquery()))
         .values(leased_until=lease_until, lease_token=lease_token)
+        .returning(
+            WebhookDelivery.id,
+            WebhookDelivery.app_id,
+            WebhookDelivery.url,
+            WebhookDelivery.event_id,
+        )
+        .execution_options(synchronize_session=False)
     )
-    claimed = await session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id)
+    deliveries = (await session.execute(leased)).all()
+    if not deliveries:
+        return []
+    events = await session.execute(
+        select(WebhookEvent.id, WebhookEvent.type, WebhookEvent.payload).where(
+            WebhookEvent.id.in_({d.event_id for d in deliveries})
+        )
     )
-    return claimed.all()
+    kinds = {event_id: (event_type, payload) for event_id, event_type, payload in events}
+    return [
+        Claimed(d.id, d.app_id, d.url, d.event_id, *kinds[d.event_id])
+        for d in sorted(deliveries, key=lambda d: d.id)
+    ]
 
 
-async def get_events(session: AsyncSession, event_ids: Sequence[str]) -> dict[str, WebhookEvent]:
-    rows = await session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(event_ids)))
-    return {event.id: event for event in rows}
+async def signing_secrets(
+    session: AsyncSession, app_ids: Iterable[str]
+) -> Sequence[Row[str, str, str | None, datetime | None]]:
+    """Each app's encrypted signing secret, with the previous one and when it expires."""
+    query = select(
+        AppSettings.app_id,
+        AppSettings.webhook_secret_enc,
+        AppSettings.previous_webhook_secret_enc,
+        AppSettings.previous_webhook_secret_expires_at,
+    ).where(AppSettings.app_id.in_(set(app_ids)))
+    return (await session.execute(query)).all()
 
 
-async def get_deliveries(
-    session: AsyncSession, delivery_ids: Sequence[int]
-) -> dict[int, WebhookDelivery]:
-    rows = await session.scalars(
-        select(WebhookDelivery).where(WebhookDelivery.id.in_(delivery_ids))
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """What deciding the outcome of an attempt needs of its delivery."""
+
+    id: int
+    lease_token: str | None
+    attempts: int
+    next_attempt_at: datetime
+
+
+async def leases(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Lease]:
+    """The deliveries' lease holders and attempt counts, locked until the transaction ends
+    so the outcome written next is decided on what is current."""
+    query = (
+        select(
+            WebhookDelivery.id,
+            WebhookDelivery.lease_token,
+            WebhookDelivery.attempts,
+            WebhookDelivery.next_attempt_at,
+        )
+        .where(WebhookDelivery.id.in_(delivery_ids))
+        .with_for_update()
     )
-    return {delivery.id: delivery for delivery in rows}
+    return [Lease(*row) for row in await session.execute(query)]
 
 
-def add_attempt(session: AsyncSession, attempt: WebhookAttempt) -> None:
-    session.add(attempt)
+async def record_attempts(
+    session: AsyncSession, deliveries: Sequence[dict[str, Any]], attempts: Sequence[dict[str, Any]]
+) -> None:
+    """Write a batch of outcomes: one UPDATE per delivery and one INSERT per attempt, each
+    sent as one executemany."""
+    if deliveries:
+        await session.execute(update(WebhookDelivery), list(deliveries))
+    if attempts:
+        await session.execute(insert(WebhookAttempt), list(attempts))
 
 
 async def release_leases(session: AsyncSession, lease_token: str) -> None:

@@ -141,35 +141,44 @@ def retry_delay(attempt_number: int, schedule: Sequence[float]) -> float | None:
 
 
 def apply_result(
-    delivery: WebhookDelivery,
+    lease: repository.Lease,
     result: AttemptResult,
     schedule: Sequence[float],
     now: datetime,
-) -> WebhookAttempt:
-    """Record an attempt on the delivery and decide what happens next."""
-    delivery.attempts += 1
-    delivery.last_status_code = result.status_code
-    delivery.last_error = result.error
-    delivery.leased_until = None
-    delivery.lease_token = None
-    delivery.updated_at = now
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Decide what happens next after an attempt: the delivery's new values (with its id)
+    and the attempt's row for the log."""
+    attempts = lease.attempts + 1
+    status, next_attempt_at = "pending", lease.next_attempt_at
     if result.succeeded:
-        delivery.status = "succeeded"
+        status = "succeeded"
     else:
-        delay = retry_delay(delivery.attempts, schedule) if result.retryable else None
+        delay = retry_delay(attempts, schedule) if result.retryable else None
         if delay is None:
-            delivery.status = "failed"
+            status = "failed"
         else:
-            delivery.next_attempt_at = now + timedelta(seconds=delay)
-    return WebhookAttempt(
-        delivery_id=delivery.id,
-        number=delivery.attempts,
-        status_code=result.status_code,
-        latency_ms=result.latency_ms,
-        error=result.error,
-        response_body=result.response_body,
-        created_at=now,
-    )
+            next_attempt_at = now + timedelta(seconds=delay)
+    delivery = {
+        "id": lease.id,
+        "status": status,
+        "attempts": attempts,
+        "next_attempt_at": next_attempt_at,
+        "last_status_code": result.status_code,
+        "last_error": result.error,
+        "leased_until": None,
+        "lease_token": None,
+        "updated_at": now,
+    }
+    attempt = {
+        "delivery_id": lease.id,
+        "number": attempts,
+        "status_code": result.status_code,
+        "latency_ms": result.latency_ms,
+        "error": result.error,
+        "response_body": result.response_body,
+        "created_at": now,
+    }
+    return delivery, attempt
 
 
 # --- the delivery log ---------------------------------------------------------------------

@@ -16,17 +16,16 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import aiohttp
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane import __version__
 from exoplane.config import Settings
 from exoplane.db import unit_of_work
 from exoplane.logs import get_logger
-from exoplane.models import AppSettings, WebhookDelivery, WebhookEvent
 from exoplane.models.base import utcnow
 from exoplane.security import Vault
 from exoplane.webhooks import repository
+from exoplane.webhooks.repository import Claimed
 from exoplane.webhooks.service import RESPONSE_BODY_LIMIT, AttemptResult, apply_result
 from exoplane.webhooks.signing import signature_headers
 from exoplane.webhooks.targets import ForbiddenTarget, check_literal_host, resolver_for
@@ -77,8 +76,8 @@ class WebhookWorker:
                 await asyncio.sleep(CLAIM_GATHER_SECONDS)
                 free = settings.webhook_concurrency - len(self._in_flight)
                 claimed = await self._claim(free) if free > 0 else []
-                for delivery, event, secrets in claimed:
-                    task = asyncio.create_task(self._deliver(http, delivery, event, secrets))
+                for delivery, lease_token, secrets in claimed:
+                    task = asyncio.create_task(self._deliver(http, delivery, lease_token, secrets))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if not claimed or free <= len(claimed):
@@ -96,7 +95,7 @@ class WebhookWorker:
             await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
         self._wake.clear()
 
-    async def _claim(self, limit: int) -> list[tuple[WebhookDelivery, WebhookEvent, list[str]]]:
+    async def _claim(self, limit: int) -> list[tuple[Claimed, str, list[str]]]:
         now = utcnow()
         # A fresh token per claim: a result is recorded only while its own lease holds.
         lease_token = str(uuid.uuid4())
@@ -108,50 +107,46 @@ class WebhookWorker:
                 )
                 if not deliveries:
                     return []
-                events = await repository.get_events(session, [d.event_id for d in deliveries])
                 secrets = await self._signing_secrets(session, {d.app_id for d in deliveries})
         except Exception:
             log.exception("claiming webhook deliveries failed")
             return []
         self._lease_tokens.add(lease_token)
         return [
-            (delivery, events[delivery.event_id], secrets.get(delivery.app_id, []))
-            for delivery in deliveries
+            (delivery, lease_token, secrets.get(delivery.app_id, [])) for delivery in deliveries
         ]
 
     async def _signing_secrets(
         self, session: AsyncSession, app_ids: set[str]
     ) -> dict[str, list[str]]:
-        rows = await session.scalars(select(AppSettings).where(AppSettings.app_id.in_(app_ids)))
         now = utcnow()
         secrets: dict[str, list[str]] = {}
-        for row in rows:
-            current = [self._vault.decrypt(row.webhook_secret_enc)]
-            previous = row.previous_webhook_secret_enc
-            expires = row.previous_webhook_secret_expires_at
+        for app_id, current, previous, expires in await repository.signing_secrets(
+            session, app_ids
+        ):
+            secrets[app_id] = [self._vault.decrypt(current)]
             if previous is not None and expires is not None and expires > now:
-                current.append(self._vault.decrypt(previous))
-            secrets[row.app_id] = current
+                secrets[app_id].append(self._vault.decrypt(previous))
         return secrets
 
     async def _deliver(
         self,
         http: aiohttp.ClientSession,
-        delivery: WebhookDelivery,
-        event: WebhookEvent,
+        delivery: Claimed,
+        lease_token: str,
         secrets: Sequence[str],
     ) -> None:
-        result = await self._post(http, delivery.url, event, secrets)
+        result = await self._post(http, delivery, secrets)
         log.info(
             "webhook attempt",
             delivery_id=delivery.id,
-            event_id=event.id,
-            event_type=event.type,
+            event_id=delivery.event_id,
+            event_type=delivery.event_type,
             status=result.status_code,
             latency_ms=result.latency_ms,
             error=result.error,
         )
-        self._results.append((delivery.id, delivery.lease_token or "", result))
+        self._results.append((delivery.id, lease_token, result))
         self._results_ready.set()
         self._wake.set()  # a slot is free: look for more work now
 
@@ -173,25 +168,27 @@ class WebhookWorker:
             return
         try:
             async with unit_of_work(self._sessions) as session:
-                leased = await repository.get_deliveries(session, [item[0] for item in batch])
+                leases = {
+                    lease.id: lease
+                    for lease in await repository.leases(session, [item[0] for item in batch])
+                }
                 now = utcnow()
+                deliveries, attempts = [], []
                 for delivery_id, lease_token, result in batch:
-                    current = leased.get(delivery_id)
-                    if current is None or current.lease_token != lease_token:
+                    lease = leases.get(delivery_id)
+                    if lease is None or lease.lease_token != lease_token:
                         continue  # our lease ran out and another worker took it over
-                    attempt = apply_result(
-                        current, result, self._settings.webhook_retry_schedule, now
+                    delivery, attempt = apply_result(
+                        lease, result, self._settings.webhook_retry_schedule, now
                     )
-                    repository.add_attempt(session, attempt)
+                    deliveries.append(delivery)
+                    attempts.append(attempt)
+                await repository.record_attempts(session, deliveries, attempts)
         except Exception:
             log.exception("recording webhook attempts failed", attempts=len(batch))
 
     async def _post(
-        self,
-        http: aiohttp.ClientSession,
-        url: str,
-        event: WebhookEvent,
-        secrets: Sequence[str],
+        self, http: aiohttp.ClientSession, delivery: Claimed, secrets: Sequence[str]
     ) -> AttemptResult:
         started = time.perf_counter()
 
@@ -200,12 +197,13 @@ class WebhookWorker:
 
         headers = {
             "Content-Type": "application/json",
-            **signature_headers(secrets, event.id, utcnow(), event.payload),
+            **signature_headers(secrets, delivery.event_id, utcnow(), delivery.payload),
         }
+        url = delivery.url
         try:
             check_literal_host(url, allow_private=self._settings.allow_private_networks)
             async with http.post(
-                url, data=event.payload.encode(), headers=headers, allow_redirects=False
+                url, data=delivery.payload.encode(), headers=headers, allow_redirects=False
             ) as response:
                 body = await response.content.read(RESPONSE_BODY_LIMIT)
                 text = body.decode("utf-8", errors="replace")

@@ -44,7 +44,9 @@ async def inbound_call(
 ) -> Response:
     """The Passthru hook: records the call event and queues the matching webhook."""
     params = CallParameters.read(request.query_params)
-    await service.inbound_hook(session, state.vault, state.capabilities, app_id, sig, type, params)
+    await service.inbound_hook(
+        state.reader, session, state.vault, state.capabilities, app_id, sig, type, params
+    )
     return legacy_ok(request.scope, "Success")
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader, insert_or_ignore
 from exoplane.models import App, AppSettings, Call, User
+from exoplane.models.base import Base
 
 
 async def users_with_virtual_number(
@@ -68,13 +69,13 @@ _HOOK_CONTEXT = (
 )
 
 
-async def hook_context(
-    session: AsyncSession, app_id: str, virtual_number: str
-) -> HookContext | None:
-    """None when the app has no settings row (it predates settings, or was deleted)."""
-    row = (
-        await session.execute(_HOOK_CONTEXT, {"app_id": app_id, "number": virtual_number})
-    ).first()
+async def hook_context(reader: Reader, app_id: str, virtual_number: str) -> HookContext | None:
+    """None when the app has no settings row (it predates settings, or was deleted).
+
+    Read outside the hook's transaction, so it holds no lock while it reads: where a call's
+    webhooks go is decided as the hook arrives.
+    """
+    row = await reader.first(_HOOK_CONTEXT, {"app_id": app_id, "number": virtual_number})
     return HookContext(*row) if row else None
 
 
@@ -86,7 +87,8 @@ class CallRecord:
     to_number: str
 
 
-_CALL_RECORD = (Call.id, Call.call_sid, Call.from_number, Call.to_number)
+_CALLS = Base.metadata.tables[Call.__tablename__]
+_CALL_RECORD = ("id", "call_sid", "from_number", "to_number")
 
 
 async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRecord:
@@ -95,17 +97,16 @@ async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRe
     A report racing another about the same new call waits for the other's transaction
     and then reads the call it wrote, rather than failing on the unique key.
     """
-    inserted = (
-        insert_or_ignore(session, Call, "app_id", "call_sid")
-        .values(values)
-        .returning(*_CALL_RECORD)
+    connection = await session.connection()
+    inserted = insert_or_ignore(
+        connection.dialect.name, _CALLS, ("app_id", "call_sid"), _CALL_RECORD
     )
-    row = (await session.execute(inserted)).first()
+    row = (await connection.execute(inserted, values)).first()
     if row is None:
-        existing = select(*_CALL_RECORD).where(
+        existing = select(Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
             Call.app_id == values["app_id"], Call.call_sid == values["call_sid"]
         )
-        row = (await session.execute(existing)).one()
+        row = (await connection.execute(existing)).one()
     return CallRecord(*row)
 
 

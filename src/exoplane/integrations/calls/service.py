@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import urlencode
 
@@ -80,7 +81,10 @@ def _require_call_sid(params: CallParameters) -> None:
         raise BadRequest("Query parameter 'CallSid' is required", field="CallSid")
 
 
+@functools.lru_cache(maxsize=4096)
 def _number(raw: str) -> str:
+    """The number in E.164 when it parses, else as given; cached, as every hook of a call
+    and every call to one ExoPhone carries the same numbers and parsing is costly."""
     try:
         return normalise_phone_number(raw)
     except InvalidPhoneNumber:
@@ -145,6 +149,7 @@ def destinations(user: User) -> list[str]:
 
 
 async def inbound_hook(
+    reader: Reader,
     session: AsyncSession,
     vault: Vault,
     capabilities: Capabilities,
@@ -160,9 +165,9 @@ async def inbound_hook(
     (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
     A repeated report of the same fact raises no second event.
 
-    Exotel calls this for every call, so it is written as a few plain statements: one read
-    of the app's targets and the call's agent, an insert-unless-present of the call, and
-    one of each event with its delivery.
+    Exotel calls this for every call, so it is a few plain statements: one read of the
+    app's targets and the call's agent (outside the transaction), then an
+    insert-unless-present of the call and of each event, with the event's delivery.
     """
     _require(capabilities, sig, "hook", app_id)
     if hook_type not in HOOK_TYPES:
@@ -171,11 +176,9 @@ async def inbound_hook(
         )
     _require_call_sid(params)
     virtual_number = _number(params.call_to)
-    context = await repository.hook_context(session, app_id, virtual_number)
+    context = await repository.hook_context(reader, app_id, virtual_number)
     if context is None:
-        await integrations.app_settings(session, vault, app_id)  # 404 if deleted, else made
-        context = await repository.hook_context(session, app_id, virtual_number)
-        assert context is not None
+        context = await _context_making_settings(session, vault, app_id, virtual_number)
     call = await _inbound_call(session, context, params)
     base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
 
@@ -200,6 +203,23 @@ async def inbound_hook(
         changes["recording_url"] = params.recording_url
         await _recording_ready(session, context, call.call_sid, params)
     await repository.update_call(session, call.id, changes)
+
+
+async def _context_making_settings(
+    session: AsyncSession, vault: Vault, app_id: str, virtual_number: str
+) -> repository.HookContext:
+    """For an app that predates settings: made here, in the hook's transaction."""
+    settings = await integrations.app_settings(session, vault, app_id)  # 404 if deleted
+    users = await repository.users_with_virtual_number(session, app_id, virtual_number)
+    return repository.HookContext(
+        app_id=app_id,
+        popup_url=settings.popup_url,
+        missed_call_url=settings.missed_call_url,
+        callback_url=settings.callback_url,
+        recording_url=settings.recording_url,
+        agent_user_id=users[0].user_id if users else None,
+        agent_sip_username=users[0].sip_username if users else None,
+    )
 
 
 async def _inbound_call(
