@@ -200,21 +200,16 @@ class _CompiledRead:
 
 
 @functools.cache
-def insert_or_ignore(
-    dialect: str, table: Any, key: tuple[str, ...], returning: tuple[str, ...] = ()
-) -> Insert:
-    """``INSERT ... ON CONFLICT (key) DO NOTHING [RETURNING ...]`` in ``dialect``, built
-    once per shape; execute it with the row's values as parameters.
+def insert_or_ignore(dialect: str, table: Any, key: tuple[str, ...]) -> Insert:
+    """``INSERT ... ON CONFLICT (key) DO NOTHING`` in ``dialect``, built once per table;
+    execute it with the row's values as parameters.
 
-    With ``RETURNING``, a row comes back only when this statement inserted it, so "insert
-    unless it exists" is one statement and holds under concurrency (a check followed by an
-    insert does not: two transactions can both pass the check).
+    Its row count says whether it inserted, so "insert unless it exists" is one statement
+    and holds under concurrency (a check followed by an insert does not: two transactions
+    can both pass the check, and the second then fails on the key).
     """
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).on_conflict_do_nothing(index_elements=list(key))
-    if returning:
-        return statement.returning(*(table.c[name] for name in returning))
-    return statement
+    return insert(table).on_conflict_do_nothing(index_elements=list(key))
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

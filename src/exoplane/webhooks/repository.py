@@ -23,8 +23,8 @@ _ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 async def add_event_once(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert the event unless one with its id exists; True when this call inserted it."""
     connection = await session.connection()
-    statement = insert_or_ignore(connection.dialect.name, _EVENTS, ("id",), ("id",))
-    return (await connection.execute(statement, values)).first() is not None
+    statement = insert_or_ignore(connection.dialect.name, _EVENTS, ("id",))
+    return (await connection.execute(statement, values)).rowcount == 1
 
 
 async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:

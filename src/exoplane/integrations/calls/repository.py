@@ -88,7 +88,6 @@ class CallRecord:
 
 
 _CALLS = Base.metadata.tables[Call.__tablename__]
-_CALL_RECORD = ("id", "call_sid", "from_number", "to_number")
 
 
 async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRecord:
@@ -98,16 +97,15 @@ async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRe
     and then reads the call it wrote, rather than failing on the unique key.
     """
     connection = await session.connection()
-    inserted = insert_or_ignore(
-        connection.dialect.name, _CALLS, ("app_id", "call_sid"), _CALL_RECORD
-    )
-    row = (await connection.execute(inserted, values)).first()
-    if row is None:
-        existing = select(Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
-            Call.app_id == values["app_id"], Call.call_sid == values["call_sid"]
+    inserted = insert_or_ignore(connection.dialect.name, _CALLS, ("app_id", "call_sid"))
+    if (await connection.execute(inserted, values)).rowcount == 1:
+        return CallRecord(
+            values["id"], values["call_sid"], values["from_number"], values["to_number"]
         )
-        row = (await connection.execute(existing)).one()
-    return CallRecord(*row)
+    existing = select(Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
+        Call.app_id == values["app_id"], Call.call_sid == values["call_sid"]
+    )
+    return CallRecord(*(await connection.execute(existing)).one())
 
 
 async def update_call(session: AsyncSession, call_id: str, values: dict[str, Any]) -> None:
