@@ -23,7 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import uvicorn
 from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -32,6 +31,7 @@ from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.state import TERMINAL
+from exoplane.serving import listening_socket, serving, url_of
 
 ACCOUNT_SID = "exoplanedemo"
 EXOTEL_KEY, EXOTEL_TOKEN = "demo-api-key", "demo-api-token"
@@ -142,31 +142,6 @@ class Webhooks:
         return matching()
 
 
-def _listening_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-@contextlib.asynccontextmanager
-async def _uvicorn(app: Any, sock: socket.socket) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(app, log_level="error", access_log=False, lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not server.started:
-        if task.done() or time.monotonic() > deadline:
-            raise DemoFailed("a server did not start; see the errors above")
-        await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await task
-
-
 @contextlib.asynccontextmanager
 async def _receiver(webhooks: Webhooks, sock: socket.socket) -> AsyncIterator[None]:
     app = web.Application()
@@ -179,11 +154,6 @@ async def _receiver(webhooks: Webhooks, sock: socket.socket) -> AsyncIterator[No
         yield
     finally:
         await runner.cleanup()
-
-
-def _url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{host}:{port}"
 
 
 # --- the story ----------------------------------------------------------------------------
@@ -609,8 +579,8 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
     """Play the demo; ``True`` when every check passed."""
     transcript = Transcript(write, as_json)
     started = time.monotonic()
-    socks = {name: _listening_socket() for name in ("exoplane", "sandbox", "receiver")}
-    urls = {name: _url(sock) for name, sock in socks.items()}
+    socks = {name: listening_socket() for name in ("exoplane", "sandbox", "receiver")}
+    urls = {name: url_of(sock) for name, sock in socks.items()}
     webhooks = Webhooks()
     ok = False
     with tempfile.TemporaryDirectory(prefix="exoplane-demo-") as home:
@@ -640,8 +610,12 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
             transcript.line(name, url)
         try:
             async with (
-                _uvicorn(create_app(settings, run_worker=True), socks["exoplane"]),
-                _uvicorn(create_sandbox_app(sandbox_settings), socks["sandbox"]),
+                serving(
+                    create_app(settings, run_worker=True), socks["exoplane"], timeout=WAIT_SECONDS
+                ),
+                serving(
+                    create_sandbox_app(sandbox_settings), socks["sandbox"], timeout=WAIT_SECONDS
+                ),
                 _receiver(webhooks, socks["receiver"]),
                 httpx.AsyncClient(base_url=urls["exoplane"], timeout=WAIT_SECONDS) as api,
                 httpx.AsyncClient(base_url=urls["sandbox"], timeout=WAIT_SECONDS) as sandbox,

@@ -20,15 +20,9 @@ from standardwebhooks import Webhook
 
 from exoplane.app import create_app
 from exoplane.config import Settings
+from exoplane.serving import listening_socket, serving, url_of
 from tests.conftest import make_settings
-from tests.e2e.servers import (
-    WAIT_SECONDS,
-    Sandbox,
-    listening_socket,
-    running_sandbox,
-    serving,
-    url_of,
-)
+from tests.e2e.servers import WAIT_SECONDS, Sandbox, running_sandbox
 from tests.factories import RegisteredApp, customer_with_token, register_app
 from tests.voicebot.factories import Operator, create_operator
 from tests.webhooks.receiver import Received, Receiver, running_receiver
@@ -77,7 +71,7 @@ async def running_exoplane(
         url = url_of(sock)
         settings = make_settings(home, database_url, public_url=url, **values)
         async with (
-            serving(create_app(settings, run_worker=True), sock),
+            serving(create_app(settings, run_worker=True), sock, timeout=WAIT_SECONDS),
             httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as http,
         ):
             yield Exoplane(url, http, settings)

@@ -8,58 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import uvicorn
 
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.state import TERMINAL
+from exoplane.serving import listening_socket, serving, url_of
 
 TIME_SCALE = 0.02  # three seconds of ringing take 60 ms
 WAIT_SECONDS = 10.0  # the longest any one step may take before the test fails
-
-
-def listening_socket() -> socket.socket:
-    """Bound before the app starts, so its URL can go into the app's own settings."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://{host}:{port}"
-
-
-@contextlib.asynccontextmanager
-async def serving(app: Any, sock: socket.socket) -> AsyncIterator[None]:
-    """``app`` under uvicorn on ``sock``, started and stopped in bounded time."""
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + WAIT_SECONDS
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError("the server stopped while starting")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start in time")
-            await asyncio.sleep(0.01)
-        yield
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, WAIT_SECONDS)
 
 
 @dataclass
@@ -140,7 +101,7 @@ async def running_sandbox(
     with contextlib.closing(listening_socket()) as sock:
         url = url_of(sock)
         async with (
-            serving(app, sock),
+            serving(app, sock, timeout=WAIT_SECONDS),
             httpx.AsyncClient(base_url=url, timeout=WAIT_SECONDS) as http,
         ):
             sandbox = Sandbox(url, http, account_sid)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from asgi_lifespan import LifespanManager
 
 from exoplane.app import create_app
 from exoplane.config import Settings
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.serving import listening_socket, serving, url_of
 from tests.conftest import make_settings
 from tests.voicebot.factories import create_operator
 
@@ -24,26 +23,16 @@ SID, KEY, TOKEN = "platform", "platform-key", "platform-token"
 @pytest.fixture
 async def sandbox_url() -> AsyncIterator[str]:
     """The sandbox on a real port, as exoplane's HTTP client needs."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     app = create_sandbox_app(SandboxSettings(_env_file=None, time_scale=0.01))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as http:
-        await http.post(
-            url + "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
-        )
-        flow = {"account_sid": SID, "id": "1", "applets": [{"type": "hangup"}]}
-        assert (await http.post(url + "/_sandbox/flows", json=flow)).status_code == 201
-    yield url
-    server.should_exit = True
-    await task
+    with contextlib.closing(listening_socket()) as sock:
+        url = url_of(sock)
+        async with serving(app, sock), httpx.AsyncClient() as http:
+            await http.post(
+                url + "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
+            )
+            flow = {"account_sid": SID, "id": "1", "applets": [{"type": "hangup"}]}
+            assert (await http.post(url + "/_sandbox/flows", json=flow)).status_code == 201
+            yield url
 
 
 @pytest.fixture
