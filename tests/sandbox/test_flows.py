@@ -14,7 +14,9 @@ import pytest
 from aiohttp import web
 from asgi_lifespan import LifespanManager
 
+from exoplane.sandbox import state as state_module
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.sandbox.store import SqliteStore
 from tests.webhooks.receiver import Receiver, running_receiver
 
 SID, KEY, TOKEN = "flowtest", "flow-key", "flow-token"
@@ -533,3 +535,22 @@ async def test_a_sandbox_file_keeps_its_state_across_restarts(tmp_path: Path) ->
     assert authorised.status_code == 200  # the account and its credentials survived
     assert isinstance(requests, list)
     assert after_reset == []
+
+
+def test_the_request_log_keeps_the_latest_entries_in_memory_and_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state_module, "MAX_LOGGED_REQUESTS", 3)
+    store = SqliteStore(tmp_path / "sandbox.db")
+    state = state_module.SandboxState(store)
+    for n in range(5):
+        state.log({"n": n})
+    store.close()
+
+    reopened = SqliteStore(tmp_path / "sandbox.db")
+    again = state_module.SandboxState(reopened)
+    again.log({"n": 5})
+    reopened.close()
+
+    assert state.requests == [{"n": 2}, {"n": 3}, {"n": 4}]
+    assert again.requests == [{"n": 3}, {"n": 4}, {"n": 5}]

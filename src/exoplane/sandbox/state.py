@@ -18,6 +18,7 @@ IST = timezone(timedelta(hours=5, minutes=30))
 
 # Magic numbers: the last four digits of a dialled PSTN number decide how it answers.
 OUTCOMES_BY_SUFFIX = {"0001": "busy", "0002": "no-answer", "0003": "failed"}
+MAX_LOGGED_REQUESTS = 10_000
 TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 CAUSE_CODES = {
     "busy": "USER_BUSY",
@@ -221,6 +222,10 @@ class Store(Protocol):
 
     def clear(self) -> None: ...
 
+    def delete_up_to(self, kind: str, key: str) -> None: ...
+
+    def last_key(self, kind: str) -> int: ...
+
 
 class SandboxState:
     """Every record the sandbox holds, written through to its store when it has one."""
@@ -233,6 +238,7 @@ class SandboxState:
         self.sip_users: dict[str, SipUser] = {}  # by "account/username"
         self.calls: dict[str, SandboxCall] = {}
         self.requests: list[dict[str, Any]] = []
+        self._logged = 0  # requests logged since the start (or the last reset): the log's keys
         self.faults: dict[str, Fault] = {}
         # Per account: monotonic times of the Calls API requests in the last minute.
         self.recent: dict[str, list[float]] = {}
@@ -265,6 +271,7 @@ class SandboxState:
             self.calls[call.sid] = call
         for body in store.load("request"):
             self.requests.append(json.loads(body))
+        self._logged = store.last_key("request")
 
     def _put(self, kind: str, key: str, record: BaseModel) -> None:
         if self.store is not None:
@@ -303,10 +310,19 @@ class SandboxState:
         self._put("call", call.sid, call)
 
     def log(self, entry: dict[str, Any]) -> None:
-        """One request the sandbox received or made; secrets are redacted by the caller."""
+        """One request the sandbox received or made; secrets are redacted by the caller.
+
+        The log keeps the latest ``MAX_LOGGED_REQUESTS``, so a long-running sandbox does not
+        grow without bound."""
+        self._logged += 1
         self.requests.append(entry)
         if self.store is not None:
-            self.store.put("request", f"{len(self.requests):09d}", json.dumps(entry, default=str))
+            self.store.put("request", f"{self._logged:012d}", json.dumps(entry, default=str))
+        excess = len(self.requests) - MAX_LOGGED_REQUESTS
+        if excess > 0:
+            del self.requests[:excess]
+            if self.store is not None:
+                self.store.delete_up_to("request", f"{self._logged - len(self.requests):012d}")
 
     def reset(self) -> None:
         self.accounts.clear()
@@ -315,6 +331,7 @@ class SandboxState:
         self.sip_users.clear()
         self.calls.clear()
         self.requests.clear()
+        self._logged = 0
         self.faults.clear()
         self.recent.clear()
         if self.store is not None:

@@ -38,6 +38,14 @@ class SqliteStore:
         ).fetchall()
         return [body for (body,) in rows]
 
+    def delete_up_to(self, kind: str, key: str) -> None:
+        self._db.execute("DELETE FROM records WHERE kind = ? AND key <= ?", (kind, key))
+
+    def last_key(self, kind: str) -> int:
+        """The largest numeric key of ``kind`` (0 when there is none)."""
+        (key,) = self._db.execute("SELECT MAX(key) FROM records WHERE kind = ?", (kind,)).fetchone()
+        return int(key) if key else 0
+
     def clear(self) -> None:
         self._db.execute("DELETE FROM records")
 
