@@ -261,8 +261,8 @@ class SandboxState:
         for body in store.load("fault"):
             fault = Fault.model_validate_json(body)
             self.faults[fault.route] = fault
-        for body in store.load("call"):
-            call = SandboxCall.model_validate_json(body)
+        calls = [SandboxCall.model_validate_json(body) for body in store.load("call")]
+        for call in sorted(calls, key=lambda call: call.created_at):  # the order they came in
             if call.status not in TERMINAL:
                 # The sandbox stopped during this call: it ended then, as a dropped call would.
                 call.status = "failed"
