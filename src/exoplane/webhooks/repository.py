@@ -125,6 +125,7 @@ async def leases(session: AsyncSession, delivery_ids: Sequence[int]) -> list[Lea
             WebhookDelivery.next_attempt_at,
         )
         .where(WebhookDelivery.id.in_(delivery_ids))
+        .order_by(WebhookDelivery.id)  # one locking order for every worker
         .with_for_update()
     )
     return [Lease(*row) for row in await session.execute(query)]
