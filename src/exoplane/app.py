@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
-from redis.asyncio import ConnectionPool
+from redis.asyncio import BlockingConnectionPool
 from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
@@ -37,6 +37,10 @@ def _no_worker() -> None:
     """Without an in-process worker, another process polls the outbox."""
 
 
+REDIS_CONNECTIONS = 100
+REDIS_WAIT_SECONDS = 5.0
+
+
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
     """The ASGI app. With ``run_worker`` the webhook delivery worker runs beside it."""
     settings = settings or Settings()
@@ -46,7 +50,15 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         secret_key = load_secret_key(settings)
         engine = create_engine(settings.database_url)
-        redis_pool = ConnectionPool.from_url(settings.redis_url) if settings.redis_url else None
+        # A burst waits for a free connection rather than overflowing the pool: an overflow
+        # error would count as the limiter being down, and let the request through uncounted.
+        redis_pool = (
+            BlockingConnectionPool.from_url(
+                settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS
+            )
+            if settings.redis_url
+            else None
+        )
         sessions = create_session_factory(engine)
         vault = Vault(secret_key)
         worker = WebhookWorker(settings, sessions, vault) if run_worker else None
