@@ -27,7 +27,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from exoplane.config import Settings
+from exoplane.config import DEFAULT_RATE_LIMIT, DEFAULT_RETRY_SCHEDULE, Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.state import TERMINAL
@@ -584,14 +584,24 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
     webhooks = Webhooks()
     ok = False
     with tempfile.TemporaryDirectory(prefix="exoplane-demo-") as home:
+        # Every setting that could send the demo elsewhere or stop it is given here, so that
+        # EXOPLANE_* variables meant for a real deployment neither leak in nor get seeded.
         settings = Settings(
             _env_file=None,
             home=Path(home),
+            database_url=f"sqlite+aiosqlite:///{Path(home) / 'exoplane.db'}",
+            redis_url=None,
+            secret_key=None,
             public_url=urls["exoplane"],
+            core_fleet=[],
             exotel_api_base_url=urls["sandbox"],
             allow_private_networks=True,
+            rate_limit=DEFAULT_RATE_LIMIT,
+            media_basic_auth=None,
+            media_require_signature=False,
             log_level="error",
             webhook_poll_seconds=0.1,
+            webhook_retry_schedule=list(DEFAULT_RETRY_SCHEDULE),
         )
         from exoplane.app import create_app
 
@@ -603,7 +613,10 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
         sandbox_settings = SandboxSettings(
             _env_file=None,
             time_scale=TIME_SCALE,
+            ring_seconds=3,
             talk_seconds=5,
+            calls_per_minute=200,
+            database=None,
         )
         transcript.section("exoplane demo: everything on 127.0.0.1, nothing leaves this machine")
         for name, url in urls.items():

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +24,20 @@ SECTIONS = (
 
 
 @pytest.fixture(scope="module")
-def demos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subprocess.Popen[str]]]:
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where a deployment's settings point: the demo must write nothing here."""
+    return tmp_path_factory.mktemp("deployment")
+
+
+@pytest.fixture(scope="module")
+def demos(
+    tmp_path_factory: pytest.TempPathFactory, deployment: Path
+) -> Iterator[dict[str, subprocess.Popen[str]]]:
     """Both forms of the demo, started together so that they take the time of one."""
     # The demo makes its own database and servers; nothing of the test run's may leak in.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("EXOPLANE_")}
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("EXOPLANE_")}
+    # A deployment's settings in the environment must not reach the demo either.
+    deployed = {**clean, **deployment_environment(deployment)}
     runs = {
         form: subprocess.Popen(
             [sys.executable, "-m", "exoplane", "demo", *args],
@@ -36,13 +47,27 @@ def demos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, subpro
             stderr=subprocess.PIPE,
             text=True,
         )
-        for form, args in (("text", ()), ("json", ("--json",)))
+        for form, args, env in (("text", (), clean), ("json", ("--json",), deployed))
     }
     yield runs
     for run in runs.values():
         if run.poll() is None:
             run.kill()
         run.communicate()
+
+
+def deployment_environment(directory: Path) -> dict[str, str]:
+    """Settings of a real deployment that would break the demo, or be written to, if used."""
+    return {
+        "EXOPLANE_DATABASE_URL": "postgresql+asyncpg://nobody@127.0.0.1:9/elsewhere",
+        "EXOPLANE_REDIS_URL": "redis://127.0.0.1:9/0",
+        "EXOPLANE_RATE_LIMIT": "1/minute",
+        "EXOPLANE_MEDIA_BASIC_AUTH": "key:token",
+        "EXOPLANE_SANDBOX_DATABASE": str(directory / "sandbox.db"),
+        "EXOPLANE_SANDBOX_CALLS_PER_MINUTE": "1",
+        "EXOPLANE_SANDBOX_RING_SECONDS": "600",
+        "EXOPLANE_HOME": str(directory / "home"),
+    }
 
 
 def finished(run: subprocess.Popen[str]) -> str:
@@ -64,9 +89,11 @@ def test_the_demo_tells_every_section_and_passes_every_check(
 
 
 def test_the_demo_as_json_is_one_parseable_document_that_says_ok(
-    demos: dict[str, subprocess.Popen[str]],
+    demos: dict[str, subprocess.Popen[str]], deployment: Path
 ) -> None:
-    document = json.loads(finished(demos["json"]))
+    document = json.loads(finished(demos["json"]))  # run with a deployment's environment
+
+    assert list(deployment.iterdir()) == []
 
     assert document["ok"] is True
     sections = [event["section"] for event in document["events"] if "section" in event]
