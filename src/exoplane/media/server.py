@@ -213,10 +213,9 @@ class Stream:
                     break
                 capped_by_session = remaining < settings.media_idle_timeout_seconds
                 try:
-                    frame = await asyncio.wait_for(
-                        self.socket.receive(),
-                        min(settings.media_idle_timeout_seconds, remaining),
-                    )
+                    # asyncio.timeout reschedules one timer; wait_for would start a task per frame.
+                    async with asyncio.timeout(min(settings.media_idle_timeout_seconds, remaining)):
+                        frame = await self.socket.receive()
                 except TimeoutError:
                     if capped_by_session:  # timers may fire a little early: trust the cap
                         close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
