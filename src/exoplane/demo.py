@@ -459,7 +459,20 @@ class Demo:
         self.t.line("sandbox", f"call {_short(call['Sid'])} ended: {call['Status']}")
 
     async def show_webhooks(self, call_sid: str, expected: list[str]) -> None:
+        """The call's webhooks in the order exoplane raised them (its delivery log's order:
+        events raised together may arrive in either order), each with its signature check."""
         received = await self.webhooks.wait_for(call_sid, expected)
+        log = await self.request(
+            self.api,
+            "exoplane",
+            "GET",
+            self.values["base"] + "/webhooks/deliveries",
+            headers={"Authorization": self.values["app_token"]},
+            params={"limit": 100},
+            note=_fixed("the delivery log: the order events were raised"),
+        )
+        raised = [delivery["event_id"] for delivery in reversed(log["data"]["deliveries"])]
+        received.sort(key=lambda item: raised.index(item["payload"]["event_id"]))
         verifier = Webhook(self.values["signing_secret"])
         order = []
         for item in received:
@@ -477,44 +490,44 @@ class Demo:
                 f"{'valid' if signed else 'INVALID'}  {json.dumps(detail)}",
             )
             self.t.check(f"{payload['event']} is signed with the app's secret", signed)
-        self.t.check(f"webhooks arrived in order: {' → '.join(expected)}", order == expected)
+        self.t.check(f"webhooks raised in order: {' → '.join(expected)}", order == expected)
 
-    async def inbound_answered(self) -> None:
-        self.t.section(f"3. Inbound call to alice's ExoPhone {ALICE_EXOPHONE}: answered")
+    async def inbound_call(self, title: str, exophone: str, note: str) -> dict[str, Any]:
+        """Somebody calls ``exophone``; the finished call, with its flow steps shown."""
+        self.t.section(title)
         started = await self.request(
             self.sandbox,
             "sandbox",
             "POST",
             "/_sandbox/inbound",
             expect=201,
-            json={"from": CALLER, "to": ALICE_EXOPHONE},
-            note=lambda _: f"{CALLER} dials {ALICE_EXOPHONE}",
+            json={"from": CALLER, "to": exophone},
+            note=_fixed(f"{CALLER} dials {exophone}{note}"),
         )
         call = await self.finished_call(started["Sid"])
         self.show_steps(call)
+        return call
+
+    async def inbound_answered(self) -> None:
+        call = await self.inbound_call(
+            f"3. Inbound call to alice's ExoPhone {ALICE_EXOPHONE}: answered", ALICE_EXOPHONE, ""
+        )
         connect = next(step for step in call["Steps"] if step["type"] == "connect")
         self.t.check(
             "routing rang alice's SIP client only (her phone is off)",
             connect["detail"].get("numbers") == ["sip:" + self.values["alice_sip"].split("@")[0]],
         )
         await self.show_webhooks(
-            started["Sid"], ["incoming_call", "call_completed", "recording_ready"]
+            call["Sid"], ["incoming_call", "call_completed", "recording_ready"]
         )
 
     async def inbound_missed(self) -> None:
-        self.t.section(f"4. Inbound call to bob's ExoPhone {BOB_EXOPHONE}: nobody answers")
-        started = await self.request(
-            self.sandbox,
-            "sandbox",
-            "POST",
-            "/_sandbox/inbound",
-            expect=201,
-            json={"from": CALLER, "to": BOB_EXOPHONE},
-            note=lambda _: f"{CALLER} dials {BOB_EXOPHONE}; bob's phone ends in 0002",
+        call = await self.inbound_call(
+            f"4. Inbound call to bob's ExoPhone {BOB_EXOPHONE}: nobody answers",
+            BOB_EXOPHONE,
+            "; bob's phone ends in 0002",
         )
-        call = await self.finished_call(started["Sid"])
-        self.show_steps(call)
-        await self.show_webhooks(started["Sid"], ["incoming_call", "call_missed"])
+        await self.show_webhooks(call["Sid"], ["incoming_call", "call_missed"])
 
     async def test_call(self) -> None:
         self.t.section("5. Voice-bot test call: ring a phone, bridge it to the echo bot")
