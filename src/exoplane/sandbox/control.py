@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.responses import Response
 
 from exoplane.responses import JSONBytesResponse
-from exoplane.sandbox.simulation import Simulator, redact_url
+from exoplane.sandbox.simulation import Simulator, outbound_entry
 from exoplane.sandbox.state import (
     TERMINAL,
     Account,
@@ -328,14 +328,7 @@ async def _report(
     if body.expires_in is not None:
         payload["expires_in"] = body.expires_in
     headers = {"Authorization": f"Bearer {body.report_token}"} if body.report_token else {}
-    entry: dict[str, Any] = {
-        "at": exotel_time(now_ist()),
-        "direction": "out",
-        "kind": "sip_registration",
-        "method": "POST",
-        "url": redact_url(url),
-        "fields": payload,
-    }
+    entry = outbound_entry("sip_registration", "POST", url, fields=payload)
     try:
         async with http.post(url, json=payload, headers=headers) as response:
             entry["status"] = response.status

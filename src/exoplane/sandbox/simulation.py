@@ -76,6 +76,18 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def outbound_entry(kind: str, method: str, url: str, **extra: Any) -> dict[str, Any]:
+    """A request-log entry for a request the sandbox makes, its URL redacted."""
+    return {
+        "at": exotel_time(now_ist()),
+        "direction": "out",
+        "kind": kind,
+        "method": method,
+        "url": redact_url(url),
+        **extra,
+    }
+
+
 @dataclass
 class FlowContext:
     """What the applets so far have left for the ones after them (Exotel's Passthru fields)."""
@@ -357,14 +369,7 @@ class Simulator:
         """GET ``url`` as Exotel's applets do: (status, body, error). Redirects not followed."""
         separator = "&" if urlsplit(url).query else "?"
         full = f"{url}{separator}{urlencode(params)}"
-        entry: dict[str, Any] = {
-            "at": exotel_time(now_ist()),
-            "direction": "out",
-            "kind": kind,
-            "method": "GET",
-            "url": redact_url(full),
-            "call_sid": call.sid,
-        }
+        entry = outbound_entry(kind, "GET", full, call_sid=call.sid)
         timeout = aiohttp.ClientTimeout(total=self.timing.http_timeout_seconds)
         try:
             async with self._http().get(
@@ -497,16 +502,7 @@ class Simulator:
 
     async def _voicebot(self, call: SandboxCall, applet: Applet, index: int) -> None:
         url = applet.url or ""
-        self.state.log(
-            {
-                "at": exotel_time(now_ist()),
-                "direction": "out",
-                "kind": "stream",
-                "method": "WEBSOCKET",
-                "url": redact_url(url),
-                "call_sid": call.sid,
-            }
-        )
+        self.state.log(outbound_entry("stream", "WEBSOCKET", url, call_sid=call.sid))
         report, audio = await run_stream(
             url,
             StreamCall(
@@ -557,15 +553,7 @@ class Simulator:
         self, call: SandboxCall, event: str, fields: dict[str, Any]
     ) -> dict[str, Any]:
         url = call.status_callback or ""
-        entry: dict[str, Any] = {
-            "at": exotel_time(now_ist()),
-            "direction": "out",
-            "kind": "status_callback",
-            "method": "POST",
-            "url": redact_url(url),
-            "call_sid": call.sid,
-            "fields": fields,
-        }
+        entry = outbound_entry("status_callback", "POST", url, call_sid=call.sid, fields=fields)
         timeout = aiohttp.ClientTimeout(total=self.timing.http_timeout_seconds)
         try:
             if call.callback_json:
