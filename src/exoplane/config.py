@@ -48,12 +48,16 @@ class Settings(BaseSettings):
 
     rate_limit: str = DEFAULT_RATE_LIMIT
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # Browser origins allowed to call the API; empty: no cross-origin access.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # FastAPI's own OpenTelemetry instrumentation, exporting through the global providers.
+    opentelemetry: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
-    @field_validator("core_fleet", mode="before")
+    @field_validator("core_fleet", "cors_origins", mode="before")
     @classmethod
-    def _split_fleet(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
