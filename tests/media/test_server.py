@@ -572,7 +572,7 @@ async def busy_streams_until_closed(
 async def test_the_session_limit_closes_a_busy_stream_on_time(limited: ServerProcess) -> None:
     [(code, _reason, lasted)] = await busy_streams_until_closed(limited, 1)
 
-    assert code in (4429, 4408)  # 4408 is the bug below
+    assert code == 4429
     assert 2.5 <= lasted < 3.5
 
 
@@ -749,6 +749,8 @@ class GreeterBot(Bot):
             await self.control.hang_up()
         elif digit == "9":
             raise RuntimeError("the greeter has a bug")
+        elif digit == "8":
+            raise TimeoutError("the greeter's own backend timed out")
         else:
             await self.control.mark(f"pressed-{digit}")
 """
@@ -815,3 +817,14 @@ async def test_a_bot_that_raises_closes_the_stream_with_1011(with_plugin: Server
         code, _reason = await call.closed()
 
     assert code == 1011
+
+
+async def test_a_bot_that_raises_timeout_error_is_an_error_not_an_idle_stream(
+    with_plugin: ServerProcess,
+) -> None:
+    async with exotel_call(with_plugin, "greeter") as call:
+        await call.receive()
+        await call.dtmf("8")
+        code, reason = await call.closed()
+
+    assert (code, reason) == (1011, "internal error")

@@ -7,12 +7,16 @@ matters: base64 must be valid, PCM16 must be whole samples, the sample rate one 
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# Every frame of a call passes through here ten times a second. orjson and pybase64 parse
+# and build a 100 ms media frame several times faster than the standard library's json and
+# base64, and raise the same exception types (ValueError, binascii.Error).
+import orjson
+import pybase64
 
 SAMPLE_RATES = (8000, 16000, 24000)
 DEFAULT_SAMPLE_RATE = 8000
@@ -83,10 +87,8 @@ Message = Connected | Start | Media | Dtmf | Mark | Stop | Clear
 def parse_message(frame: str | bytes) -> Message:
     """One inbound frame as a message, or ``ProtocolError``. Never raises anything else."""
     try:
-        document = json.loads(frame)
-    except RecursionError:
-        raise ProtocolError("not JSON: nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        document = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:  # too deep, or not UTF-8, included
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ProtocolError("not a JSON object")
@@ -211,7 +213,7 @@ def sample_rate_from_query(query: Mapping[str, str]) -> int:
 
 def decode_audio(payload: str) -> bytes:
     try:
-        audio = base64.b64decode(payload, validate=True)
+        audio = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ProtocolError(f"payload is not valid base64: {exc}") from None
     if len(audio) % 2:
@@ -222,26 +224,30 @@ def decode_audio(payload: str) -> bytes:
 # --- outbound -----------------------------------------------------------------------------
 
 
+def _text(document: Mapping[str, Any]) -> str:
+    return orjson.dumps(document).decode()
+
+
 def media_message(stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: int) -> str:
-    return json.dumps(
+    return _text(
         {
             "event": "media",
             "stream_sid": stream_sid,
             "media": {
                 "chunk": str(chunk),
                 "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(audio).decode(),
+                "payload": pybase64.b64encode_as_string(audio),
             },
         }
     )
 
 
 def mark_message(stream_sid: str, name: str) -> str:
-    return json.dumps({"event": "mark", "stream_sid": stream_sid, "mark": {"name": name}})
+    return _text({"event": "mark", "stream_sid": stream_sid, "mark": {"name": name}})
 
 
 def clear_message(stream_sid: str) -> str:
-    return json.dumps({"event": "clear", "stream_sid": stream_sid})
+    return _text({"event": "clear", "stream_sid": stream_sid})
 
 
 def chunk_bytes(sample_rate: int) -> int:

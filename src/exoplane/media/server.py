@@ -55,6 +55,8 @@ CLOSE_BAD_REQUEST = 4400
 CLOSE_IDLE = 4408
 CLOSE_SESSION_LIMIT = 4429
 LOGGED_BAD_FRAMES = 5
+# How a stream that failed ends: close code, close reason, stop reason.
+FAILED = (CLOSE_INTERNAL_ERROR, "internal error", "error")
 CLOSE_TIMEOUT_SECONDS = 2.0
 
 
@@ -159,6 +161,57 @@ class Player:
                 await self._task
 
 
+class Expiry(enum.Enum):
+    """Why the watchdog ended a stream: the close code, the close reason, the stop reason."""
+
+    IDLE = (CLOSE_IDLE, "no frames within the idle timeout", "idle_timeout")
+    SESSION_LIMIT = (CLOSE_SESSION_LIMIT, "session limit reached", "session_limit")
+
+
+class Watchdog:
+    """Ends a stream that goes quiet or outlives its session, through one ``asyncio.timeout``.
+
+    A frame only notes the time. The timer is set for the moment the stream would expire;
+    when it fires early because frames came in the meantime, it is set again for the new
+    moment. A timer per frame would cost every frame a timer cancelled and one scheduled.
+    """
+
+    def __init__(self, idle_seconds: float, session_seconds: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._idle = idle_seconds
+        self._last_frame = self._loop.time()
+        self._session_end = self._last_frame + session_seconds
+        self._timeout: asyncio.Timeout | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.expired: Expiry | None = None
+
+    def start(self, timeout: asyncio.Timeout) -> None:
+        self._timeout = timeout
+        self._check()
+
+    def saw_frame(self) -> None:
+        self._last_frame = self._loop.time()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        idle_end = self._last_frame + self._idle
+        if now >= self._session_end:
+            self.expired = Expiry.SESSION_LIMIT
+        elif now >= idle_end:
+            self.expired = Expiry.IDLE
+        if self.expired is not None:
+            self._timer = None
+            assert self._timeout is not None
+            self._timeout.reschedule(now)  # the stream's task gets TimeoutError at once
+            return
+        self._timer = self._loop.call_at(min(idle_end, self._session_end), self._check)
+
+
 class Control:
     """The ``CallControl`` a bot gets."""
 
@@ -198,58 +251,59 @@ class Stream:
         self.bad_frames = 0
         self.hang_up_requested = False
         self._stop_reason = "stopped"
+        self._disconnected = False
         self._torn_down = False
 
     async def run(self) -> None:
         settings = self.state.settings
-        deadline = time.monotonic() + settings.media_session_limit_seconds
+        watchdog = Watchdog(
+            settings.media_idle_timeout_seconds, settings.media_session_limit_seconds
+        )
         close_code, close_reason, stop_reason = CLOSE_NORMAL, "stream ended", "closed"
         try:
-            while self.phase is not Phase.STOPPED and not self.hang_up_requested:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
-                    stop_reason = "session_limit"
-                    break
-                capped_by_session = remaining < settings.media_idle_timeout_seconds
-                try:
-                    # asyncio.timeout reschedules one timer; wait_for would start a task per frame.
-                    async with asyncio.timeout(min(settings.media_idle_timeout_seconds, remaining)):
-                        frame = await self.socket.receive()
-                except TimeoutError:
-                    if capped_by_session:  # timers may fire a little early: trust the cap
-                        close_code, close_reason = CLOSE_SESSION_LIMIT, "session limit reached"
-                        stop_reason = "session_limit"
-                        break
-                    close_code, close_reason = CLOSE_IDLE, "no frames within the idle timeout"
-                    stop_reason = "idle_timeout"
-                    break
-                if frame["type"] == "websocket.disconnect":
-                    stop_reason = "disconnected"
-                    return
-                text = frame.get("text")
-                if text is None and frame.get("bytes") is not None:
-                    text = frame["bytes"].decode("utf-8", errors="replace")
-                if text is None:
-                    continue
-                limit = settings.media_max_message_bytes
-                if len(text) * 4 > limit and len(text.encode()) > limit:
-                    self._bad_frame(f"frame of {len(text.encode())} bytes is over the limit")
-                    continue
-                started = time.perf_counter()
-                await self._handle(text)
-                metrics.FRAME_SECONDS.observe(time.perf_counter() - started)
-            if self.phase is Phase.STOPPED:
+            async with asyncio.timeout(None) as timeout:
+                watchdog.start(timeout)
+                await self._receive_frames(watchdog)
+            if self._disconnected:
+                stop_reason = "disconnected"
+            elif self.phase is Phase.STOPPED:
                 stop_reason = self._stop_reason
             elif self.hang_up_requested:
                 close_reason, stop_reason = "bot hung up", "hangup"
         except WebSocketDisconnect:
             stop_reason = "disconnected"
+        except TimeoutError:
+            if watchdog.expired is None:  # the bot's own, not the watchdog's
+                log.exception("stream failed", bot_id=self.bot_id)
+                close_code, close_reason, stop_reason = FAILED
+            else:
+                close_code, close_reason, stop_reason = watchdog.expired.value
         except Exception:
             log.exception("stream failed", bot_id=self.bot_id)
-            close_code, close_reason, stop_reason = CLOSE_INTERNAL_ERROR, "internal error", "error"
+            close_code, close_reason, stop_reason = FAILED
         finally:
+            watchdog.stop()
             await self.teardown(close_code, close_reason, stop_reason)
+
+    async def _receive_frames(self, watchdog: Watchdog) -> None:
+        limit = self.state.settings.media_max_message_bytes
+        while self.phase is not Phase.STOPPED and not self.hang_up_requested:
+            frame = await self.socket.receive()
+            watchdog.saw_frame()
+            if frame["type"] == "websocket.disconnect":
+                self._disconnected = True
+                return
+            text = frame.get("text")
+            if text is None and frame.get("bytes") is not None:
+                text = frame["bytes"].decode("utf-8", errors="replace")
+            if text is None:
+                continue
+            if len(text) * 4 > limit and len(text.encode()) > limit:
+                self._bad_frame(f"frame of {len(text.encode())} bytes is over the limit")
+                continue
+            started = time.perf_counter()
+            await self._handle(text)
+            metrics.FRAME_SECONDS.observe(time.perf_counter() - started)
 
     async def _handle(self, text: str) -> None:
         metrics.FRAMES_IN.inc()
