@@ -73,7 +73,13 @@ class _MarkItem:
 
 
 class Player:
-    """Plays a bot's audio out to Exotel at real time, with marks in their place."""
+    """Plays a bot's audio out to Exotel at real time, with marks in their place.
+
+    Its task sends what is queued as each chunk falls due and, with nothing queued, parks.
+    Audio that arrives while it is parked and is already due (as a bot answering at real
+    time produces it) is sent at once by the caller instead: waking the task to send it would
+    cost every chunk two task switches. Only one of the two sends at any time.
+    """
 
     def __init__(self, socket: WebSocket, stream_sid: str, sample_rate: int) -> None:
         self._socket = socket
@@ -83,26 +89,30 @@ class Player:
         self._pending = bytearray()  # audio not yet a whole chunk
         self._queue: deque[bytes | _MarkItem] = deque()
         self._ready = asyncio.Event()
+        self._parked = False  # the task waits for audio; callers may send
+        self._sending = False
         self._sent_chunks = 0
         self._played_ms = 0
+        self._next_at = time.monotonic()  # when the next chunk is due to start playing
         self._lead = duration_seconds(self._chunk, sample_rate)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
-    def add_audio(self, pcm: bytes) -> None:
+    async def add_audio(self, pcm: bytes) -> None:
         self._pending += pcm
         whole = len(self._pending) - len(self._pending) % self._chunk
         for offset in range(0, whole, self._chunk):
             self._queue.append(bytes(self._pending[offset : offset + self._chunk]))
         del self._pending[:whole]
-        self._ready.set()
+        if whole:
+            await self._play()
 
-    def add_mark(self, name: str) -> None:
+    async def add_mark(self, name: str) -> None:
         self._flush_pending()
         self._queue.append(_MarkItem(name))
-        self._ready.set()
+        await self._play()
 
     async def clear(self) -> None:
         dropped = sum(1 for item in self._queue if isinstance(item, bytes))
@@ -116,38 +126,60 @@ class Player:
             self._queue.append(pad_to_chunk(bytes(self._pending), self._chunk))
             self._pending.clear()
 
+    async def _play(self) -> None:
+        """Send what is due now if the task is parked; hand the rest over to the task."""
+        if not self._parked or self._sending:
+            return  # the task, or a caller sending now, takes the new items with the rest
+        self._next_at = max(self._next_at, time.monotonic())
+        if await self._send_due() is not None:
+            self._parked = False  # from here on the task sends
+            self._ready.set()
+
     async def _run(self) -> None:
-        next_at = time.monotonic()
         while True:
-            if not self._queue:
-                self._ready.clear()
-                await self._ready.wait()
-                next_at = max(next_at, time.monotonic())
-                continue
-            if isinstance(self._queue[0], _MarkItem):
-                mark = self._queue.popleft()
-                assert isinstance(mark, _MarkItem)
-                await self._send(mark_message(self._stream_sid, mark.name))
-                continue
-            # Each chunk leaves one chunk ahead of its playing time, so a little jitter on
-            # the way never starves Exotel's playback; it waits for that moment while still
-            # queued, so a clear in the meantime drops it too.
-            delay = next_at - time.monotonic() - self._lead
-            if delay > 0:
+            delay = await self._send_due()
+            if delay is not None:
                 await asyncio.sleep(delay)
                 continue
-            metrics.PACING_LATENESS.observe(-delay)
-            item = self._queue.popleft()
-            assert isinstance(item, bytes)
-            self._sent_chunks += 1
-            await self._send(
-                media_message(
-                    self._stream_sid, item, chunk=self._sent_chunks, timestamp_ms=self._played_ms
+            self._ready.clear()
+            self._parked = True
+            await self._ready.wait()
+            self._next_at = max(self._next_at, time.monotonic())
+
+    async def _send_due(self) -> float | None:
+        """Send queued items until the next chunk is not yet due; the seconds until it is,
+        or None once the queue is empty."""
+        self._sending = True
+        try:
+            while self._queue:
+                head = self._queue[0]
+                if isinstance(head, _MarkItem):
+                    self._queue.popleft()
+                    await self._send(mark_message(self._stream_sid, head.name))
+                    continue
+                # Each chunk leaves one chunk ahead of its playing time, so a little jitter
+                # on the way never starves Exotel's playback; it waits for that moment while
+                # still queued, so a clear in the meantime drops it too.
+                delay = self._next_at - time.monotonic() - self._lead
+                if delay > 0:
+                    return delay
+                metrics.PACING_LATENESS.observe(-delay)
+                self._queue.popleft()
+                self._sent_chunks += 1
+                await self._send(
+                    media_message(
+                        self._stream_sid,
+                        head,
+                        chunk=self._sent_chunks,
+                        timestamp_ms=self._played_ms,
+                    )
                 )
-            )
-            seconds = duration_seconds(len(item), self._rate)
-            self._played_ms += round(seconds * 1000)
-            next_at += seconds
+                seconds = duration_seconds(len(head), self._rate)
+                self._played_ms += round(seconds * 1000)
+                self._next_at += seconds
+            return None
+        finally:
+            self._sending = False
 
     async def _send(self, text: str) -> None:
         if self._socket.application_state == WebSocketState.CONNECTED:
@@ -222,11 +254,11 @@ class Control:
         if len(pcm) % 2:
             raise ValueError("PCM16 audio must be whole samples (an even number of bytes)")
         if self._stream.player is not None:
-            self._stream.player.add_audio(pcm)
+            await self._stream.player.add_audio(pcm)
 
     async def mark(self, name: str) -> None:
         if self._stream.player is not None:
-            self._stream.player.add_mark(name)
+            await self._stream.player.add_mark(name)
 
     async def clear(self) -> None:
         if self._stream.player is not None:

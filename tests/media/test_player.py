@@ -1,0 +1,106 @@
+"""The player on its own: order, pacing and one sender at a time, against a socket that yields
+on every send as a slow network would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from typing import Any
+
+from starlette.websockets import WebSocketState
+
+from exoplane.media.protocol import decode_audio
+from exoplane.media.server import Player
+
+RATE = 8000
+CHUNK = 3200  # 200 ms at 8 kHz
+
+
+class SlowSocket:
+    """Records what is sent; each send suspends, so other coroutines run in the middle."""
+
+    application_state = WebSocketState.CONNECTED
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.sent_at: list[float] = []
+        self.in_send = 0
+        self.overlapping_sends = 0
+
+    async def send_text(self, text: str) -> None:
+        self.in_send += 1
+        if self.in_send > 1:
+            self.overlapping_sends += 1
+        await asyncio.sleep(0.001)
+        self.sent.append(json.loads(text))
+        self.sent_at.append(time.monotonic())
+        self.in_send -= 1
+
+    def audio(self) -> bytes:
+        return b"".join(
+            decode_audio(message["media"]["payload"])
+            for message in self.sent
+            if message["event"] == "media"
+        )
+
+
+async def started(socket: SlowSocket) -> Player:
+    player = Player(socket, "sid-1", RATE)  # type: ignore[arg-type]
+    player.start()
+    await asyncio.sleep(0)  # the task parks, waiting for audio
+    return player
+
+
+async def test_audio_from_two_coroutines_leaves_whole_in_order_and_one_send_at_a_time() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+    first = random.Random(1).randbytes(CHUNK * 2)
+    second = random.Random(2).randbytes(CHUNK)
+
+    await asyncio.gather(player.add_audio(first), player.add_audio(second))
+    await player.add_mark("after")
+    for _ in range(100):
+        if socket.sent and socket.sent[-1]["event"] == "mark":
+            break
+        await asyncio.sleep(0.02)
+    await player.stop()
+
+    assert socket.overlapping_sends == 0
+    assert socket.audio() == first + second
+    assert [m["media"]["chunk"] for m in socket.sent if m["event"] == "media"] == ["1", "2", "3"]
+    assert socket.sent[-1] == {"event": "mark", "stream_sid": "sid-1", "mark": {"name": "after"}}
+
+
+async def test_audio_ahead_of_real_time_is_paced_one_chunk_ahead_of_playback() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+    began = time.monotonic()
+
+    await player.add_audio(bytes(CHUNK * 4))  # 800 ms at once, as a TTS engine would
+    for _ in range(100):
+        if len(socket.sent) == 4:
+            break
+        await asyncio.sleep(0.02)
+    await player.stop()
+
+    offsets = [at - began for at in socket.sent_at]
+    # The first two leave at once (one plays, one waits ahead); then one per 200 ms.
+    assert offsets[1] < 0.1
+    assert 0.18 <= offsets[2] < 0.3
+    assert 0.38 <= offsets[3] < 0.5
+
+
+async def test_clear_drops_the_chunks_not_yet_sent() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+
+    await player.add_audio(bytes(CHUNK * 5))
+    await asyncio.sleep(0.05)
+    await player.clear()
+    await asyncio.sleep(0.5)
+    await player.stop()
+
+    events = [message["event"] for message in socket.sent]
+    assert events == ["media", "media", "clear"]
