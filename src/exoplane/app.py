@@ -21,6 +21,7 @@ from exoplane.errors import install_error_handlers
 from exoplane.exotel.client import ExotelClient
 from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
+from exoplane.integrations.calls.writer import HookWriter
 from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
 from exoplane.media.bots import discover_bots
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         sessions = create_session_factory(engine)
         vault = Vault(secret_key)
         worker = WebhookWorker(settings, sessions, vault) if run_worker else None
+        wake_webhooks = worker.wake if worker else _no_worker
+        hooks = HookWriter(sessions, wake_webhooks)
         state = AppState(
             settings=settings,
             engine=engine,
@@ -74,8 +77,10 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             capabilities=Capabilities(secret_key),
             exotel=ExotelClient(timeout=settings.exotel_timeout_seconds),
             bots=discover_bots(),
-            wake_webhooks=worker.wake if worker else _no_worker,
+            wake_webhooks=wake_webhooks,
+            hooks=hooks,
         )
+        hooks.start()
         worker_task = asyncio.create_task(worker.run()) if worker else None
         # Modules, routes, models and this state live as long as the process. Left to the
         # collector, each full collection walks all of them (~170,000 objects, 50-100 ms)
@@ -84,6 +89,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         try:
             yield {"exoplane": state}
         finally:
+            await hooks.stop()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -107,10 +113,11 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     )
     install_error_handlers(app)
 
-    # Routes are tried in order, each at a cost, so the API comes before the probes.
+    # Routes are tried in order, each at a cost: Exotel's hooks (several for every call)
+    # first, then the API, and the probes last.
     routers = (
-        *integrations_routers,
         calls_router,
+        *integrations_routers,
         webhooks_router,
         voicebot_router,
         media_router,

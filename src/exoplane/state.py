@@ -19,6 +19,7 @@ from exoplane.security import Vault
 
 if TYPE_CHECKING:  # db.py depends on this module for its session dependency
     from exoplane.db import Reader
+    from exoplane.integrations.calls.writer import HookWriter
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,7 @@ class AppState:
     bots: dict[str, type[Bot]]
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
+    hooks: HookWriter
 
 
 def app_state(request: Request) -> AppState:

@@ -20,16 +20,22 @@ _EVENTS = Base.metadata.tables[WebhookEvent.__tablename__]
 _ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 
 
-async def add_event_once(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert the event unless one with its id exists; True when this call inserted it."""
+async def add_events_once(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert each event unless one with its id exists (in the table, or earlier in
+    ``rows``); the ids this call inserted."""
     connection = await session.connection()
     statement = insert_or_ignore(connection.dialect.name, _EVENTS, ("id",))
-    return (await connection.execute(statement, values)).rowcount == 1
+    if len(rows) == 1:  # no RETURNING: one row's count says it, on every database
+        inserted = (await connection.execute(statement, rows[0])).rowcount == 1
+        return {rows[0]["id"]} if inserted else set()
+    result = await connection.execute(statement.returning(_EVENTS.c.id), list(rows))
+    return set(result.scalars())
 
 
-async def add_delivery(session: AsyncSession, values: dict[str, Any]) -> None:
-    connection = await session.connection()
-    await connection.execute(_ADD_DELIVERY, values)
+async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_ADD_DELIVERY, list(rows))
 
 
 @dataclass(frozen=True, slots=True)

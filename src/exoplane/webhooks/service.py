@@ -53,6 +53,17 @@ class WebhookTargets(Protocol):
     def recording_url(self) -> str | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event to write to the outbox. ``event_id`` derived from what the event is about
+    makes a repeated report of the same fact the same event."""
+
+    targets: WebhookTargets
+    event_type: str
+    payload: dict[str, Any]
+    event_id: str
+
+
 async def emit(
     session: AsyncSession,
     targets: WebhookTargets,
@@ -61,47 +72,59 @@ async def emit(
     *,
     event_id: str | None = None,
 ) -> bool:
-    """Write the event to the outbox in the caller's transaction, with its delivery.
+    """Write one event to the outbox in the caller's transaction (see ``emit_many``).
+    True when the event was new."""
+    event = PendingEvent(targets, event_type, payload, event_id or new_event_id())
+    return bool(await emit_many(session, [event]))
 
-    The event is recorded even when no URL is configured for it, so the log is complete;
-    only then is there nothing to deliver. ``event_id`` lets a caller derive the id from
-    what the event is about, so a repeated report of the same fact is one event: an event
-    whose id is already in the outbox is left as it is and gets no second delivery, even
-    when both reports arrive at the same moment. True when the event was new.
+
+async def emit_many(session: AsyncSession, events: Sequence[PendingEvent]) -> set[str]:
+    """Write events to the outbox in the caller's transaction, each with its delivery;
+    the ids of those that were new.
+
+    An event is recorded even when no URL is configured for it, so the log is complete;
+    only then is there nothing to deliver. An event whose id is already in the outbox (or
+    earlier in ``events``) is left as it is and gets no second delivery, even when two
+    reports of it arrive at the same moment.
     """
-    event_id = event_id or new_event_id()
     now = utcnow()
-    body = {"event": event_type, **payload, "event_id": event_id}
-    inserted = await repository.add_event_once(
-        session,
+    rows = [
         {
-            "id": event_id,
-            "app_id": targets.app_id,
-            "type": event_type,
-            "payload": json.dumps(body, separators=(",", ":")),
+            "id": event.event_id,
+            "app_id": event.targets.app_id,
+            "type": event.event_type,
+            "payload": json.dumps(
+                {"event": event.event_type, **event.payload, "event_id": event.event_id},
+                separators=(",", ":"),
+            ),
             "created_at": now,
-        },
-    )
+        }
+        for event in events
+    ]
+    inserted = await repository.add_events_once(session, rows)
     if not inserted:
-        return False
+        return inserted
     session.info[OUTBOX_WRITTEN] = True
-    url = getattr(targets, EVENT_TARGETS[event_type])
-    if url:
-        await repository.add_delivery(
-            session,
-            {
-                "event_id": event_id,
-                "app_id": targets.app_id,
-                "event_type": event_type,
-                "url": url,
-                "status": "pending",
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-    return True
+    deliveries, delivered = [], set()
+    for event in events:
+        url = getattr(event.targets, EVENT_TARGETS[event.event_type])
+        if url and event.event_id in inserted and event.event_id not in delivered:
+            delivered.add(event.event_id)
+            deliveries.append(
+                {
+                    "event_id": event.event_id,
+                    "app_id": event.targets.app_id,
+                    "event_type": event.event_type,
+                    "url": url,
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    await repository.add_deliveries(session, deliveries)
+    return inserted
 
 
 # --- outcome of an attempt ----------------------------------------------------------------

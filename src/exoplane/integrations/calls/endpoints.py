@@ -37,7 +37,6 @@ async def route_call(
 async def inbound_call(
     request: Request,
     state: State,
-    session: Session,
     app_id: str,
     type: Annotated[str, Query(description="popup, incomingcallhungup or missedcall")],
     sig: Sig = None,
@@ -45,7 +44,15 @@ async def inbound_call(
     """The Passthru hook: records the call event and queues the matching webhook."""
     params = CallParameters.read(request.query_params)
     await service.inbound_hook(
-        state.reader, session, state.vault, state.capabilities, app_id, sig, type, params
+        state.reader,
+        state.hooks,
+        state.sessions,
+        state.vault,
+        state.capabilities,
+        app_id,
+        sig,
+        type,
+        params,
     )
     return legacy_ok(request.scope, "Success")
 

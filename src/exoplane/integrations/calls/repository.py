@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader, insert_or_ignore
@@ -90,26 +90,45 @@ class CallRecord:
 _CALLS = Base.metadata.tables[Call.__tablename__]
 
 
-async def add_call_once(session: AsyncSession, values: dict[str, Any]) -> CallRecord:
-    """The app's call with this CallSid: inserted from ``values`` unless it exists.
+async def add_calls_once(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> dict[tuple[str, str], CallRecord]:
+    """Each app's call with each CallSid: inserted from its row unless it exists (in the
+    table, or earlier in ``rows``), then read back, keyed by ``(app_id, call_sid)``.
 
-    A report racing another about the same new call waits for the other's transaction
-    and then reads the call it wrote, rather than failing on the unique key.
+    A report racing another about the same new call waits for the other's transaction and
+    then reads the call it wrote, rather than failing on the unique key.
     """
     connection = await session.connection()
     inserted = insert_or_ignore(connection.dialect.name, _CALLS, ("app_id", "call_sid"))
-    if (await connection.execute(inserted, values)).rowcount == 1:
-        return CallRecord(
-            values["id"], values["call_sid"], values["from_number"], values["to_number"]
-        )
-    existing = select(Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
-        Call.app_id == values["app_id"], Call.call_sid == values["call_sid"]
+    await connection.execute(inserted, list(rows))
+    keys = sorted({(row["app_id"], row["call_sid"]) for row in rows})
+    stored = select(Call.app_id, Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
+        tuple_(Call.app_id, Call.call_sid).in_(keys)
     )
-    return CallRecord(*(await connection.execute(existing)).one())
+    return {
+        (app_id, call_sid): CallRecord(call_id, call_sid, from_number, to_number)
+        for app_id, call_id, call_sid, from_number, to_number in await connection.execute(stored)
+    }
 
 
-async def update_call(session: AsyncSession, call_id: str, values: dict[str, Any]) -> None:
-    await session.execute(update(Call).where(Call.id == call_id).values(values))
+async def update_calls(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> None:
+    """Apply each ``{"id": ..., column: value, ...}``; rows changing the same columns go in
+    one statement."""
+    connection = await session.connection()
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        columns = tuple(sorted(key for key in change if key != "id"))
+        by_columns.setdefault(columns, []).append(
+            {"call_id": change["id"], **{f"new_{column}": change[column] for column in columns}}
+        )
+    for columns, rows in by_columns.items():
+        statement = (
+            update(_CALLS)
+            .where(_CALLS.c.id == bindparam("call_id"))
+            .values({column: bindparam(f"new_{column}") for column in columns})
+        )
+        await connection.execute(statement, rows)
 
 
 _CALLER = (

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
-from exoplane.db import Reader
+from exoplane.db import Reader, unit_of_work
 from exoplane.errors import BadRequest, NotFound, Unauthorized, UpstreamError
 from exoplane.exotel.client import (
     DEFAULT_BASE_URL,
@@ -27,8 +30,11 @@ from exoplane.models import Call, User
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
-from exoplane.webhooks.service import WebhookTargets, emit, new_event_id
+from exoplane.webhooks.service import PendingEvent, WebhookTargets, emit_many, new_event_id
 from exoplane.webhooks.targets import check_target
+
+if TYPE_CHECKING:  # the writer calls back into this module
+    from exoplane.integrations.calls.writer import HookWriter
 
 HOOK_TYPES = ("popup", "incomingcallhungup", "missedcall")
 MISSED_STATUSES = ("no-answer", "busy", "failed", "canceled", "missed")
@@ -148,9 +154,20 @@ def destinations(user: User) -> list[str]:
 # --- Passthru hooks -----------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class HookReport:
+    """One Passthru report, checked and ready to be written."""
+
+    context: repository.HookContext
+    hook_type: str
+    params: CallParameters
+    received_at: datetime
+
+
 async def inbound_hook(
     reader: Reader,
-    session: AsyncSession,
+    hooks: HookWriter,
+    sessions: async_sessionmaker[AsyncSession],
     vault: Vault,
     capabilities: Capabilities,
     app_id: str,
@@ -165,9 +182,9 @@ async def inbound_hook(
     (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
     A repeated report of the same fact raises no second event.
 
-    Exotel calls this for every call, so it is a few plain statements: one read of the
-    app's targets and the call's agent (outside the transaction), then an
-    insert-unless-present of the call and of each event, with the event's delivery.
+    Exotel calls this for every call: the app's targets and the call's agent are read
+    outside any transaction, and the writes join those of other hooks arriving at the same
+    time (``HookWriter``); the hook is answered once they are committed.
     """
     _require(capabilities, sig, "hook", app_id)
     if hook_type not in HOOK_TYPES:
@@ -178,31 +195,91 @@ async def inbound_hook(
     virtual_number = _number(params.call_to)
     context = await repository.hook_context(reader, app_id, virtual_number)
     if context is None:
-        context = await _context_making_settings(session, vault, app_id, virtual_number)
-    call = await _inbound_call(session, context, params)
-    base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
+        # An app that predates settings: they are made first (404 if the app is gone).
+        async with unit_of_work(sessions) as session:
+            context = await _context_making_settings(session, vault, app_id, virtual_number)
+    await hooks.write(HookReport(context, hook_type, params, utcnow()))
 
-    if hook_type == "popup":
-        await _emit_once(session, context, call.call_sid, "incoming_call", base)
-        return
-    answered = hook_type == "incomingcallhungup" and params.dial_call_status in (
+
+async def record_hooks(session: AsyncSession, reports: Sequence[HookReport]) -> None:
+    """Write the calls, call changes and events of many reports in a few statements."""
+    calls = await repository.add_calls_once(session, [_call_row(report) for report in reports])
+    events: list[PendingEvent] = []
+    changes: list[dict[str, Any]] = []
+    for report in reports:
+        call = calls[(report.context.app_id, report.params.call_sid)]
+        change = _hook_outcome(report, call, events)
+        if change is not None:
+            changes.append(change)
+    await emit_many(session, events)
+    if changes:
+        await repository.update_calls(session, changes)
+
+
+def _call_row(report: HookReport) -> dict[str, Any]:
+    """The call a report is about, as recorded if it is the first report of it."""
+    context, params = report.context, report.params
+    agent = context.agent_sip_username
+    return {
+        "id": new_id(),
+        "app_id": context.app_id,
+        "call_sid": params.call_sid,
+        "direction": "inbound",
+        "from_number": _number(params.call_from) if params.call_from else "",
+        "to_number": params.dial_whom or (f"sip:{agent}" if agent else params.call_to),
+        "user_id": context.agent_user_id,
+        "status": "ringing",
+        "created_at": report.received_at,
+        "updated_at": report.received_at,
+    }
+
+
+def _hook_outcome(
+    report: HookReport, call: repository.CallRecord, events: list[PendingEvent]
+) -> dict[str, Any] | None:
+    """Add the report's events to ``events``; the change to its call, if any."""
+    context, params = report.context, report.params
+    base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
+    if report.hook_type == "popup":
+        events.append(_event(context, call.call_sid, "incoming_call", base, report.received_at))
+        return None
+    answered = report.hook_type == "incomingcallhungup" and params.dial_call_status in (
         "completed",
         "answered",
     )
-    changes: dict[str, Any] = {"updated_at": utcnow()}
+    change: dict[str, Any] = {"id": call.id, "updated_at": report.received_at}
     if answered:
-        changes.update(status="completed", duration=params.duration)
+        change.update(status="completed", duration=params.duration)
         payload = {**base, "status": "completed", "duration": params.duration}
-        await _emit_once(session, context, call.call_sid, "call_completed", payload)
+        events.append(_event(context, call.call_sid, "call_completed", payload, report.received_at))
     else:
-        changes["status"] = "missed"
-        status = params.dial_call_status or "missed"
-        payload = {**base, "status": status}
-        await _emit_once(session, context, call.call_sid, "call_missed", payload)
+        change["status"] = "missed"
+        payload = {**base, "status": params.dial_call_status or "missed"}
+        events.append(_event(context, call.call_sid, "call_missed", payload, report.received_at))
     if params.recording_url:
-        changes["recording_url"] = params.recording_url
-        await _recording_ready(session, context, call.call_sid, params)
-    await repository.update_call(session, call.id, changes)
+        change["recording_url"] = params.recording_url
+        recording = _recording(call.call_sid, params)
+        events.append(
+            _event(context, call.call_sid, "recording_ready", recording, report.received_at)
+        )
+    return change
+
+
+def _event(
+    targets: WebhookTargets,
+    call_sid: str,
+    event_type: str,
+    payload: dict[str, Any],
+    moment: datetime,
+) -> PendingEvent:
+    """The event's id is derived from the call and the event type, so the outbox holds
+    one of each per call however often (and however concurrently) Exotel reports it."""
+    return PendingEvent(
+        targets,
+        event_type,
+        {**payload, "timestamp": resource_time(moment)},
+        new_event_id(targets.app_id, call_sid, event_type),
+    )
 
 
 async def _context_making_settings(
@@ -222,30 +299,6 @@ async def _context_making_settings(
     )
 
 
-async def _inbound_call(
-    session: AsyncSession, context: repository.HookContext, params: CallParameters
-) -> repository.CallRecord:
-    """The call this hook reports on, recorded as ringing if it is the first report."""
-    agent = context.agent_sip_username
-    to = params.dial_whom or (f"sip:{agent}" if agent else params.call_to)
-    now = utcnow()
-    return await repository.add_call_once(
-        session,
-        {
-            "id": new_id(),
-            "app_id": context.app_id,
-            "call_sid": params.call_sid,
-            "direction": "inbound",
-            "from_number": _number(params.call_from) if params.call_from else "",
-            "to_number": to,
-            "user_id": context.agent_user_id,
-            "status": "ringing",
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-
-
 async def _emit_once(
     session: AsyncSession,
     targets: WebhookTargets,
@@ -253,26 +306,21 @@ async def _emit_once(
     event_type: str,
     payload: dict[str, Any],
 ) -> None:
-    """The event's id is derived from the call and the event type, so the outbox holds
-    one of each per call however often (and however concurrently) Exotel reports it."""
-    await emit(
-        session,
-        targets,
-        event_type,
-        {**payload, "timestamp": resource_time(utcnow())},
-        event_id=new_event_id(targets.app_id, call_sid, event_type),
-    )
+    await emit_many(session, [_event(targets, call_sid, event_type, payload, utcnow())])
 
 
 async def _recording_ready(
     session: AsyncSession, targets: WebhookTargets, call_sid: str, params: CallParameters
 ) -> None:
-    payload = {
+    await _emit_once(session, targets, call_sid, "recording_ready", _recording(call_sid, params))
+
+
+def _recording(call_sid: str, params: CallParameters) -> dict[str, Any]:
+    return {
         "call_sid": call_sid,
         "recording_url": params.recording_url,
         "duration": params.duration,
     }
-    await _emit_once(session, targets, call_sid, "recording_ready", payload)
 
 
 # --- StatusCallback -----------------------------------------------------------------------
