@@ -9,7 +9,7 @@ import random
 import time
 from typing import Any
 
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from exoplane.media.protocol import decode_audio
 from exoplane.media.server import Player
@@ -104,3 +104,22 @@ async def test_clear_drops_the_chunks_not_yet_sent() -> None:
 
     events = [message["event"] for message in socket.sent]
     assert events == ["media", "media", "clear"]
+
+
+class HungUpSocket(SlowSocket):
+    """Exotel has gone: every send fails as Starlette reports it."""
+
+    async def send_text(self, text: str) -> None:
+        self.application_state = WebSocketState.DISCONNECTED
+        raise WebSocketDisconnect(code=1006)
+
+
+async def test_audio_for_a_caller_who_hung_up_is_dropped_without_raising_into_the_bot() -> None:
+    socket = HungUpSocket()
+    player = await started(socket)
+
+    await player.add_audio(bytes(CHUNK * 2))
+    await player.add_mark("after")
+    await player.stop()
+
+    assert socket.sent == []

@@ -182,9 +182,13 @@ class Player:
             self._sending = False
 
     async def _send(self, text: str) -> None:
-        if self._socket.application_state == WebSocketState.CONNECTED:
+        if self._socket.application_state != WebSocketState.CONNECTED:
+            return
+        try:
             await self._socket.send_text(text)
-            metrics.FRAMES_OUT.inc()
+        except WebSocketDisconnect:
+            return  # Exotel hung up: the stream's receive loop sees it and ends the call
+        metrics.FRAMES_OUT.inc()
 
     async def stop(self) -> None:
         if self._task is not None:
