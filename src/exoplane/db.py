@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,12 +19,14 @@ from fastapi import Depends
 from sqlalchemy import Connection, Dialect, Insert, Select, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from exoplane.state import State
 
@@ -34,12 +37,20 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 OUTBOX_WRITTEN = "outbox_written"
 
 
-def create_engine(database_url: str) -> AsyncEngine:
+# A pooled connection idle for longer than this is checked before it is used again.
+IDLE_PING_SECONDS = 10.0
+
+
+def create_engine(
+    database_url: str, *, idle_ping_seconds: float = IDLE_PING_SECONDS
+) -> AsyncEngine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # Twenty connections kept open: with overflow connections, nearly every request
         # above the pool size opened and closed one of its own.
-        return create_async_engine(url, pool_size=20, max_overflow=0, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        _ping_when_idle(engine, idle_ping_seconds)
+        return engine
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     # One connection per process: SQLite has a single writer anyway, and queueing on the
@@ -47,6 +58,35 @@ def create_engine(database_url: str) -> AsyncEngine:
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
     _configure_sqlite(engine)
     return engine
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Check a pooled connection before use only when it has been idle a while.
+
+    A connection in constant use is known to be alive; one that sat idle may have been
+    closed by the server, a restart or a proxy meanwhile. Pinging on every checkout (the
+    pool's ``pre_ping``) cost every read and transaction an extra round trip.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < idle_seconds:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"idle connection failed its check: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("idle connection failed its check")
+
+
+_RETURNED_AT = "returned_at"
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -100,16 +100,27 @@ async def add_calls_once(
     then reads the call it wrote, rather than failing on the unique key.
     """
     connection = await session.connection()
-    inserted = insert_or_ignore(connection.dialect.name, _CALLS, ("app_id", "call_sid"))
-    await connection.execute(inserted, list(rows))
-    keys = sorted({(row["app_id"], row["call_sid"]) for row in rows})
-    stored = select(Call.app_id, Call.id, Call.call_sid, Call.from_number, Call.to_number).where(
-        tuple_(Call.app_id, Call.call_sid).in_(keys)
-    )
-    return {
-        (app_id, call_sid): CallRecord(call_id, call_sid, from_number, to_number)
-        for app_id, call_id, call_sid, from_number, to_number in await connection.execute(stored)
+    insert = insert_or_ignore(connection.dialect.name, _CALLS, ("app_id", "call_sid"))
+    if len(rows) == 1:  # no RETURNING: one row's count says it, on every database
+        inserted = [rows[0]] if (await connection.execute(insert, rows[0])).rowcount else []
+    else:
+        ids = set((await connection.execute(insert.returning(_CALLS.c.id), list(rows))).scalars())
+        inserted = [row for row in rows if row["id"] in ids]
+    calls = {
+        (row["app_id"], row["call_sid"]): CallRecord(
+            row["id"], row["call_sid"], row["from_number"], row["to_number"]
+        )
+        for row in inserted
     }
+    # The rest were there already (or earlier in ``rows``): read them as they are stored.
+    missing = sorted({(row["app_id"], row["call_sid"]) for row in rows} - calls.keys())
+    if missing:
+        stored = select(
+            Call.app_id, Call.id, Call.call_sid, Call.from_number, Call.to_number
+        ).where(tuple_(Call.app_id, Call.call_sid).in_(missing))
+        for app_id, call_id, call_sid, from_number, to_number in await connection.execute(stored):
+            calls[(app_id, call_sid)] = CallRecord(call_id, call_sid, from_number, to_number)
+    return calls
 
 
 async def update_calls(session: AsyncSession, changes: Sequence[dict[str, Any]]) -> None:
