@@ -64,20 +64,6 @@ class PendingEvent:
     event_id: str
 
 
-async def emit(
-    session: AsyncSession,
-    targets: WebhookTargets,
-    event_type: str,
-    payload: dict[str, Any],
-    *,
-    event_id: str | None = None,
-) -> bool:
-    """Write one event to the outbox in the caller's transaction (see ``emit_many``).
-    True when the event was new."""
-    event = PendingEvent(targets, event_type, payload, event_id or new_event_id())
-    return bool(await emit_many(session, [event]))
-
-
 async def emit_many(session: AsyncSession, events: Sequence[PendingEvent]) -> set[str]:
     """Write events to the outbox in the caller's transaction, each with its delivery;
     the ids of those that were new.
