@@ -31,7 +31,9 @@ from exoplane.webhooks.signing import signature_headers
 from exoplane.webhooks.targets import ForbiddenTarget, check_literal_host, resolver_for
 
 log = get_logger("exoplane.webhooks")
-CLAIM_GATHER_SECONDS = 0.02
+# Long enough for a burst of completions to share one claim, short enough not to idle the
+# slots: with 64 slots, 20 ms held SQLite's delivery to ~1,200/s, 5 ms let it reach ~1,450/s.
+CLAIM_GATHER_SECONDS = 0.005
 
 
 class WebhookWorker:
