@@ -86,10 +86,9 @@ class WebhookWorker:
                     await self._pause()
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=settings.webhook_timeout_seconds + 1)
-        recorder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recorder
-        await self._write_results()
+        # Not cancelled: a write cut off inside its transaction could keep the connection.
+        self._results_ready.set()
+        await recorder
         await self._release_leases()
 
     async def _pause(self) -> None:
@@ -156,11 +155,15 @@ class WebhookWorker:
         """Write finished attempts a batch per transaction, not one transaction each.
 
         A batch that cannot be written is logged; its leases run out and the deliveries
-        are attempted again, so nothing is lost (delivery stays at least once).
+        are attempted again, so nothing is lost (delivery stays at least once). Once the
+        worker is stopping, the next wake-up writes what is left and ends the loop.
         """
         while True:
             await self._results_ready.wait()
             self._results_ready.clear()
+            if self._stopping.is_set():  # the last write: what is left, then done
+                await self._write_results()
+                return
             await asyncio.sleep(0.01)  # let a burst of completions share one transaction
             await self._write_results()
 
