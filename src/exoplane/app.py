@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         vault = Vault(secret_key)
         worker = WebhookWorker(settings, sessions, vault) if run_worker else None
         wake_webhooks = worker.wake if worker else _no_worker
-        hooks = HookWriter(sessions, wake_webhooks)
+        hooks = HookWriter(sessions, vault, wake_webhooks)
         state = AppState(
             settings=settings,
             engine=engine,

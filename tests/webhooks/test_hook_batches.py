@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from exoplane.config import Settings
@@ -17,8 +17,9 @@ from exoplane.integrations.calls.repository import HookContext
 from exoplane.integrations.calls.schemas import CallParameters
 from exoplane.integrations.calls.service import HookReport
 from exoplane.integrations.calls.writer import HookWriter
-from exoplane.models import Call, WebhookEvent
+from exoplane.models import AppSettings, Call, WebhookEvent
 from exoplane.models.base import utcnow
+from exoplane.security import Vault, load_secret_key
 from tests.webhooks.conftest import app_path, app_sending_to, auth, count_rows, hook_url
 from tests.webhooks.receiver import Receiver
 
@@ -82,12 +83,14 @@ async def test_a_report_that_cannot_be_written_fails_alone(
     app = await app_sending_to(client, settings, receiver)
     engine = create_engine(settings.database_url)
     woken: list[bool] = []
-    writer = HookWriter(create_session_factory(engine), lambda: woken.append(True))
+    vault = Vault(load_secret_key(settings))
+    writer = HookWriter(create_session_factory(engine), vault, lambda: woken.append(True))
     writer.start()
 
     def report(app_id: str, sid: str) -> HookReport:
         context = HookContext(app_id, receiver.url("/popup"), None, None, None, None, None)
-        return HookReport(context, "popup", CallParameters.read(call(sid)), utcnow())
+        params = CallParameters.read(call(sid))
+        return HookReport(app_id, "08047491899", context, "popup", params, utcnow())
 
     try:
         good, bad = await asyncio.gather(
@@ -111,12 +114,49 @@ async def test_a_report_that_cannot_be_written_fails_alone(
 
 async def test_a_writer_that_is_not_running_refuses_reports(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
-    writer = HookWriter(create_session_factory(engine), lambda: None)
+    writer = HookWriter(create_session_factory(engine), Vault(load_secret_key(settings)), print)
     context = HookContext("app", None, None, None, None, None, None)
+    report = HookReport(
+        "app", "08047491899", context, "popup", CallParameters.read(call("x")), utcnow()
+    )
     try:
         with pytest.raises(RuntimeError, match="not running"):
-            await writer.write(
-                HookReport(context, "popup", CallParameters.read(call("x")), utcnow())
-            )
+            await writer.write(report)
     finally:
         await engine.dispose()
+
+
+async def test_a_hook_for_an_app_without_settings_makes_them_and_records_the_call(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    popup = await hook_url(client, app, "popup")
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:  # as for an app made before settings existed
+            await connection.execute(delete(AppSettings).where(AppSettings.app_id == app.id))
+    finally:
+        await engine.dispose()
+
+    response = await client.get(popup + "&" + urlencode(call("no_settings")))
+    read_back = await client.get(app_path(app, "/settings"), headers=auth(app))
+
+    assert response.status_code == 200
+    assert read_back.status_code == 200, read_back.text
+    assert read_back.json()["data"]["settings"]["popup_url"] is None
+    assert await count_rows(settings, Call) == 1
+    assert await count_rows(settings, WebhookEvent) == 1
+
+
+async def test_a_hook_for_a_deleted_app_is_404_and_records_nothing(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    popup = await hook_url(client, app, "popup")
+    deleted = await client.delete("/v2/integrations/app", headers=auth(app))
+    assert deleted.status_code == 200
+
+    response = await client.get(popup + "&" + urlencode(call("after_delete")))
+
+    assert response.status_code == 404
+    assert await count_rows(settings, Call) == 0

@@ -9,11 +9,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
-from exoplane.db import Reader, unit_of_work
+from exoplane.db import Reader
 from exoplane.errors import BadRequest, NotFound, Unauthorized, UpstreamError
 from exoplane.exotel.client import (
     DEFAULT_BASE_URL,
@@ -156,9 +156,12 @@ def destinations(user: User) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class HookReport:
-    """One Passthru report, checked and ready to be written."""
+    """One Passthru report, checked and ready to be written. ``context`` is None for an app
+    that predates settings: they are made in the transaction that writes the report."""
 
-    context: repository.HookContext
+    app_id: str
+    virtual_number: str
+    context: repository.HookContext | None
     hook_type: str
     params: CallParameters
     received_at: datetime
@@ -167,8 +170,6 @@ class HookReport:
 async def inbound_hook(
     reader: Reader,
     hooks: HookWriter,
-    sessions: async_sessionmaker[AsyncSession],
-    vault: Vault,
     capabilities: Capabilities,
     app_id: str,
     sig: str | None,
@@ -194,21 +195,25 @@ async def inbound_hook(
     _require_call_sid(params)
     virtual_number = _number(params.call_to)
     context = await repository.hook_context(reader, app_id, virtual_number)
-    if context is None:
-        # An app that predates settings: they are made first (404 if the app is gone).
-        async with unit_of_work(sessions) as session:
-            context = await _context_making_settings(session, vault, app_id, virtual_number)
-    await hooks.write(HookReport(context, hook_type, params, utcnow()))
+    await hooks.write(HookReport(app_id, virtual_number, context, hook_type, params, utcnow()))
 
 
-async def record_hooks(session: AsyncSession, reports: Sequence[HookReport]) -> None:
+async def record_hooks(session: AsyncSession, vault: Vault, reports: Sequence[HookReport]) -> None:
     """Write the calls, call changes and events of many reports in a few statements."""
-    calls = await repository.add_calls_once(session, [_call_row(report) for report in reports])
+    contexts = [
+        report.context
+        or await _context_making_settings(session, vault, report.app_id, report.virtual_number)
+        for report in reports
+    ]
+    calls = await repository.add_calls_once(
+        session,
+        [_call_row(report, context) for report, context in zip(reports, contexts, strict=True)],
+    )
     events: list[PendingEvent] = []
     changes: list[dict[str, Any]] = []
-    for report in reports:
-        call = calls[(report.context.app_id, report.params.call_sid)]
-        change = _hook_outcome(report, call, events)
+    for report, context in zip(reports, contexts, strict=True):
+        call = calls[(context.app_id, report.params.call_sid)]
+        change = _hook_outcome(report, context, call, events)
         if change is not None:
             changes.append(change)
     await emit_many(session, events)
@@ -216,9 +221,9 @@ async def record_hooks(session: AsyncSession, reports: Sequence[HookReport]) -> 
         await repository.update_calls(session, changes)
 
 
-def _call_row(report: HookReport) -> dict[str, Any]:
+def _call_row(report: HookReport, context: repository.HookContext) -> dict[str, Any]:
     """The call a report is about, as recorded if it is the first report of it."""
-    context, params = report.context, report.params
+    params = report.params
     agent = context.agent_sip_username
     return {
         "id": new_id(),
@@ -235,10 +240,13 @@ def _call_row(report: HookReport) -> dict[str, Any]:
 
 
 def _hook_outcome(
-    report: HookReport, call: repository.CallRecord, events: list[PendingEvent]
+    report: HookReport,
+    context: repository.HookContext,
+    call: repository.CallRecord,
+    events: list[PendingEvent],
 ) -> dict[str, Any] | None:
     """Add the report's events to ``events``; the change to its call, if any."""
-    context, params = report.context, report.params
+    params = report.params
     base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
     if report.hook_type == "popup":
         events.append(_event(context, call.call_sid, "incoming_call", base, report.received_at))

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from exoplane.db import OUTBOX_WRITTEN, unit_of_work
 from exoplane.integrations.calls.service import HookReport, record_hooks
 from exoplane.logs import get_logger
+from exoplane.security import Vault
 
 log = get_logger("exoplane.calls")
 
@@ -46,9 +47,13 @@ class HookWriter:
     queued webhooks."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], on_events: Callable[[], None]
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        vault: Vault,
+        on_events: Callable[[], None],
     ) -> None:
         self._sessions = sessions
+        self._vault = vault
         self._on_events = on_events
         self._waiting: list[_Waiting] = []
         self._arrived = asyncio.Event()
@@ -107,6 +112,6 @@ class HookWriter:
 
     async def _commit(self, batch: list[_Waiting]) -> None:
         async with unit_of_work(self._sessions) as session:
-            await record_hooks(session, [waiting.report for waiting in batch])
+            await record_hooks(session, self._vault, [waiting.report for waiting in batch])
         if session.info.get(OUTBOX_WRITTEN):
             self._on_events()
