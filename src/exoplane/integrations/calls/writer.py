@@ -1,8 +1,8 @@
 """Group commit for Passthru hooks: the reports that arrive together are written together.
 
 Exotel reports every call several times, and a busy account's reports arrive concurrently.
-Written one transaction each, every report paid for its own transaction and a statement per
-row; here the reports waiting when a write starts share one transaction and a few
+A transaction per report would cost each report a transaction and a statement per row.
+Instead, the reports waiting when a write starts share one transaction and a few
 statements, and the next write takes all that arrived meanwhile. Each hook is answered only
 after the transaction holding its report commits, so an answered report is never lost.
 """
