@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -219,6 +220,23 @@ def insert_or_ignore(dialect: str, table: Any, key: tuple[str, ...]) -> Insert:
     """
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return insert(table).on_conflict_do_nothing(index_elements=list(key))
+
+
+async def insert_missing(
+    connection: AsyncConnection, table: Any, key: tuple[str, ...], rows: Sequence[dict[str, Any]]
+) -> set[Any]:
+    """Insert each row unless one with its ``key`` exists (in the table, or earlier in
+    ``rows``); the ``id`` of every row this inserted.
+
+    Many rows go in one executemany with RETURNING; a single row goes without, its row
+    count saying whether it was inserted.
+    """
+    statement = insert_or_ignore(connection.dialect.name, table, key)
+    if len(rows) == 1:
+        inserted = (await connection.execute(statement, rows[0])).rowcount == 1
+        return {rows[0]["id"]} if inserted else set()
+    result = await connection.execute(statement.returning(table.c.id), list(rows))
+    return set(result.scalars())
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.db import insert_or_ignore
+from exoplane.db import insert_missing
 from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
 from exoplane.models.base import Base
 
@@ -23,13 +23,7 @@ _ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 async def add_events_once(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert each event unless one with its id exists (in the table, or earlier in
     ``rows``); the ids this call inserted."""
-    connection = await session.connection()
-    statement = insert_or_ignore(connection.dialect.name, _EVENTS, ("id",))
-    if len(rows) == 1:  # no RETURNING: one row's count says it, on every database
-        inserted = (await connection.execute(statement, rows[0])).rowcount == 1
-        return {rows[0]["id"]} if inserted else set()
-    result = await connection.execute(statement.returning(_EVENTS.c.id), list(rows))
-    return set(result.scalars())
+    return await insert_missing(await session.connection(), _EVENTS, ("id",), rows)
 
 
 async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

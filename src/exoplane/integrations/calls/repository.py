@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.db import Reader, insert_or_ignore
+from exoplane.db import Reader, insert_missing
 from exoplane.models import App, AppSettings, Call, User
 from exoplane.models.base import Base
 
@@ -100,12 +100,8 @@ async def add_calls_once(
     then reads the call it wrote, rather than failing on the unique key.
     """
     connection = await session.connection()
-    insert = insert_or_ignore(connection.dialect.name, _CALLS, ("app_id", "call_sid"))
-    if len(rows) == 1:  # no RETURNING: one row's count says it, on every database
-        inserted = [rows[0]] if (await connection.execute(insert, rows[0])).rowcount else []
-    else:
-        ids = set((await connection.execute(insert.returning(_CALLS.c.id), list(rows))).scalars())
-        inserted = [row for row in rows if row["id"] in ids]
+    ids = await insert_missing(connection, _CALLS, ("app_id", "call_sid"), rows)
+    inserted = [row for row in rows if row["id"] in ids]
     calls = {
         (row["app_id"], row["call_sid"]): CallRecord(
             row["id"], row["call_sid"], row["from_number"], row["to_number"]
