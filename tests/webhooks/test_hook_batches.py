@@ -9,14 +9,13 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
-from exoplane.integrations.calls.repository import HookContext
 from exoplane.integrations.calls.schemas import CallParameters
 from exoplane.integrations.calls.service import HookReport
 from exoplane.integrations.calls.writer import HookWriter
+from exoplane.integrations.errors import AppNotFound
 from exoplane.models import AppSettings, Call, WebhookEvent
 from exoplane.models.base import utcnow
 from exoplane.security import Vault, load_secret_key
@@ -88,9 +87,8 @@ async def test_a_report_that_cannot_be_written_fails_alone(
     writer.start()
 
     def report(app_id: str, sid: str) -> HookReport:
-        context = HookContext(app_id, receiver.url("/popup"), None, None, None, None, None)
         params = CallParameters.read(call(sid))
-        return HookReport(app_id, "08047491899", context, "popup", params, utcnow())
+        return HookReport(app_id, "08047491899", "popup", params, utcnow())
 
     try:
         good, bad = await asyncio.gather(
@@ -105,7 +103,7 @@ async def test_a_report_that_cannot_be_written_fails_alone(
         await engine.dispose()
 
     assert good is None
-    assert isinstance(bad, IntegrityError)
+    assert isinstance(bad, AppNotFound)
     assert stored == {"good"}
     assert woken  # the good report's event was queued, and delivery told so
     received = await receiver.wait_for(1)
@@ -115,10 +113,7 @@ async def test_a_report_that_cannot_be_written_fails_alone(
 async def test_a_writer_that_is_not_running_refuses_reports(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
     writer = HookWriter(create_session_factory(engine), Vault(load_secret_key(settings)), print)
-    context = HookContext("app", None, None, None, None, None, None)
-    report = HookReport(
-        "app", "08047491899", context, "popup", CallParameters.read(call("x")), utcnow()
-    )
+    report = HookReport("app", "08047491899", "popup", CallParameters.read(call("x")), utcnow())
     try:
         with pytest.raises(RuntimeError, match="not running"):
             await writer.write(report)

@@ -43,9 +43,7 @@ async def inbound_call(
 ) -> Response:
     """The Passthru hook: records the call event and queues the matching webhook."""
     params = CallParameters.read(request.query_params)
-    await service.inbound_hook(
-        state.reader, state.hooks, state.capabilities, app_id, sig, type, params
-    )
+    await service.inbound_hook(state.hooks, state.capabilities, app_id, sig, type, params)
     return legacy_ok(request.scope, "Success")
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, select, tuple_, update
@@ -38,45 +39,70 @@ def add_call(session: AsyncSession, call: Call) -> None:
 
 @dataclass(frozen=True, slots=True)
 class HookContext:
-    """An app's webhook targets, with the first user owning the called number (if any)."""
+    """An app's webhook targets and signing secrets (encrypted), with the first user owning
+    the called number (if any)."""
 
     app_id: str
     popup_url: str | None
     missed_call_url: str | None
     callback_url: str | None
     recording_url: str | None
+    webhook_secret_enc: str
+    previous_webhook_secret_enc: str | None
+    previous_webhook_secret_expires_at: datetime | None
     agent_user_id: str | None
     agent_sip_username: str | None
 
 
-_HOOK_CONTEXT = (
-    select(
-        AppSettings.app_id,
-        AppSettings.popup_url,
-        AppSettings.missed_call_url,
-        AppSettings.callback_url,
-        AppSettings.recording_url,
-        User.user_id,
-        User.sip_username,
-    )
+_SETTINGS_COLUMNS = (
+    AppSettings.app_id,
+    AppSettings.popup_url,
+    AppSettings.missed_call_url,
+    AppSettings.callback_url,
+    AppSettings.recording_url,
+    AppSettings.webhook_secret_enc,
+    AppSettings.previous_webhook_secret_enc,
+    AppSettings.previous_webhook_secret_expires_at,
+)
+_HOOK_CONTEXTS = (
+    select(*_SETTINGS_COLUMNS, User.virtual_number, User.user_id, User.sip_username)
     .outerjoin(
         User,
-        and_(User.app_id == AppSettings.app_id, User.virtual_number == bindparam("number")),
+        and_(
+            User.app_id == AppSettings.app_id,
+            User.virtual_number.in_(bindparam("numbers", expanding=True)),
+        ),
     )
-    .where(AppSettings.app_id == bindparam("app_id"))
+    .where(AppSettings.app_id.in_(bindparam("app_ids", expanding=True)))
     .order_by(User.id)
-    .limit(1)
 )
 
 
-async def hook_context(reader: Reader, app_id: str, virtual_number: str) -> HookContext | None:
-    """None when the app has no settings row (it predates settings, or was deleted).
-
-    Read outside the hook's transaction, so it holds no lock while it reads: where a call's
-    webhooks go is decided as the hook arrives.
-    """
-    row = await reader.first(_HOOK_CONTEXT, {"app_id": app_id, "number": virtual_number})
-    return HookContext(*row) if row else None
+async def hook_contexts(
+    session: AsyncSession, wanted: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], HookContext]:
+    """The context of each ``(app_id, virtual number)`` in one statement; an app without a
+    settings row (it predates settings, or was deleted) has none."""
+    wanted = set(wanted)
+    params = {
+        "app_ids": sorted({app_id for app_id, _ in wanted}),
+        "numbers": sorted({number for _, number in wanted}),
+    }
+    connection = await session.connection()
+    settings: dict[str, tuple[Any, ...]] = {}
+    agents: dict[tuple[str, str], tuple[str, str]] = {}
+    for row in await connection.execute(_HOOK_CONTEXTS, params):
+        values: tuple[Any, ...] = tuple(row)
+        app_id, (number, user_id, sip_username) = values[0], values[-3:]
+        settings.setdefault(app_id, values[: len(_SETTINGS_COLUMNS)])
+        if user_id is not None:
+            agents.setdefault((app_id, number), (user_id, sip_username))  # the first by id
+    nobody = (None, None)
+    return {
+        (app_id, number): HookContext(*settings[app_id], *agents.get((app_id, number), nobody))
+        for app_id, number in wanted
+        if app_id in settings
+    }
 
 
 @dataclass(frozen=True, slots=True)

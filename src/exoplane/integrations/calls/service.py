@@ -156,19 +156,16 @@ def destinations(user: User) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class HookReport:
-    """One Passthru report, checked and ready to be written. ``context`` is None for an app
-    that predates settings: they are made in the transaction that writes the report."""
+    """One Passthru report, checked and ready to be written."""
 
     app_id: str
     virtual_number: str
-    context: repository.HookContext | None
     hook_type: str
     params: CallParameters
     received_at: datetime
 
 
 async def inbound_hook(
-    reader: Reader,
     hooks: HookWriter,
     capabilities: Capabilities,
     app_id: str,
@@ -183,9 +180,9 @@ async def inbound_hook(
     (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
     A repeated report of the same fact raises no second event.
 
-    Exotel calls this for every call: the app's targets and the call's agent are read
-    outside any transaction, and the writes join those of other hooks arriving at the same
-    time (``HookWriter``); the hook is answered once they are committed.
+    Exotel calls this for every call, so nothing is read here: the app's targets, the
+    call's agent and the writes join those of other hooks arriving at the same time
+    (``HookWriter``), and the hook is answered once they are committed.
     """
     _require(capabilities, sig, "hook", app_id)
     if hook_type not in HOOK_TYPES:
@@ -193,18 +190,22 @@ async def inbound_hook(
             f"Query parameter 'type' must be one of {', '.join(HOOK_TYPES)}", field="type"
         )
     _require_call_sid(params)
-    virtual_number = _number(params.call_to)
-    context = await repository.hook_context(reader, app_id, virtual_number)
-    await hooks.write(HookReport(app_id, virtual_number, context, hook_type, params, utcnow()))
+    report = HookReport(app_id, _number(params.call_to), hook_type, params, utcnow())
+    await hooks.write(report)
 
 
 async def record_hooks(session: AsyncSession, vault: Vault, reports: Sequence[HookReport]) -> None:
-    """Write the calls, call changes and events of many reports in a few statements."""
-    contexts = [
-        report.context
-        or await _context_making_settings(session, vault, report.app_id, report.virtual_number)
-        for report in reports
-    ]
+    """Write the calls, call changes and events of many reports in a few statements.
+
+    Where a call's webhooks go is decided by the settings as this transaction reads them.
+    """
+    about = {(report.app_id, report.virtual_number) for report in reports}
+    known = await repository.hook_contexts(session, about)
+    for app_id, virtual_number in sorted(about - known.keys()):
+        known[app_id, virtual_number] = await _context_making_settings(
+            session, vault, app_id, virtual_number
+        )
+    contexts = [known[report.app_id, report.virtual_number] for report in reports]
     calls = await repository.add_calls_once(
         session,
         [_call_row(report, context) for report, context in zip(reports, contexts, strict=True)],
@@ -302,6 +303,9 @@ async def _context_making_settings(
         missed_call_url=settings.missed_call_url,
         callback_url=settings.callback_url,
         recording_url=settings.recording_url,
+        webhook_secret_enc=settings.webhook_secret_enc,
+        previous_webhook_secret_enc=settings.previous_webhook_secret_enc,
+        previous_webhook_secret_expires_at=settings.previous_webhook_secret_expires_at,
         agent_user_id=users[0].user_id if users else None,
         agent_sip_username=users[0].sip_username if users else None,
     )
