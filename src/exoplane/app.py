@@ -32,12 +32,8 @@ from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
 from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
+from exoplane.webhooks.service import NoLocalDelivery
 from exoplane.webhooks.worker import WebhookWorker
-
-
-def _no_worker() -> None:
-    """Without an in-process worker, another process polls the outbox."""
-
 
 REDIS_CONNECTIONS = 100
 REDIS_WAIT_SECONDS = 5.0
@@ -64,8 +60,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         sessions = create_session_factory(engine)
         vault = Vault(secret_key)
         worker = WebhookWorker(settings, sessions, vault) if run_worker else None
-        wake_webhooks = worker.wake if worker else _no_worker
-        hooks = HookWriter(sessions, vault, wake_webhooks)
+        delivery = worker or NoLocalDelivery()
+        wake_webhooks = delivery.wake
+        hooks = HookWriter(sessions, vault, delivery)
         state = AppState(
             settings=settings,
             engine=engine,

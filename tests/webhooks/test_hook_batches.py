@@ -19,6 +19,7 @@ from exoplane.integrations.errors import AppNotFound
 from exoplane.models import AppSettings, Call, WebhookEvent
 from exoplane.models.base import utcnow
 from exoplane.security import Vault, load_secret_key
+from exoplane.webhooks.service import NoLocalDelivery
 from tests.webhooks.conftest import app_path, app_sending_to, auth, count_rows, hook_url
 from tests.webhooks.receiver import Receiver
 
@@ -76,14 +77,24 @@ async def test_a_call_reported_ringing_and_ended_at_once_ends_completed_with_bot
     assert (status, duration) == ("completed", 42)
 
 
+class WakeCounter(NoLocalDelivery):
+    """No worker of its own: counts the calls telling delivery that work was queued."""
+
+    def __init__(self) -> None:
+        self.wakes = 0
+
+    def wake(self) -> None:
+        self.wakes += 1
+
+
 async def test_a_report_that_cannot_be_written_fails_alone(
     client: httpx.AsyncClient, settings: Settings, receiver: Receiver
 ) -> None:
     app = await app_sending_to(client, settings, receiver)
     engine = create_engine(settings.database_url)
-    woken: list[bool] = []
+    delivery = WakeCounter()
     vault = Vault(load_secret_key(settings))
-    writer = HookWriter(create_session_factory(engine), vault, lambda: woken.append(True))
+    writer = HookWriter(create_session_factory(engine), vault, delivery)
     writer.start()
 
     def report(app_id: str, sid: str) -> HookReport:
@@ -105,14 +116,15 @@ async def test_a_report_that_cannot_be_written_fails_alone(
     assert good is None
     assert isinstance(bad, AppNotFound)
     assert stored == {"good"}
-    assert woken  # the good report's event was queued, and delivery told so
+    assert delivery.wakes  # the good report's event was queued, and delivery told so
     received = await receiver.wait_for(1)
     assert json.loads(received[0].body)["call_sid"] == "good"
 
 
 async def test_a_writer_that_is_not_running_refuses_reports(settings: Settings) -> None:
     engine = create_engine(settings.database_url)
-    writer = HookWriter(create_session_factory(engine), Vault(load_secret_key(settings)), print)
+    vault = Vault(load_secret_key(settings))
+    writer = HookWriter(create_session_factory(engine), vault, NoLocalDelivery())
     report = HookReport("app", "08047491899", "popup", CallParameters.read(call("x")), utcnow())
     try:
         with pytest.raises(RuntimeError, match="not running"):

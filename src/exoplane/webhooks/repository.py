@@ -18,6 +18,9 @@ from exoplane.models.base import Base
 # writes plain rows and skips the ORM's per-statement work.
 _EVENTS = Base.metadata.tables[WebhookEvent.__tablename__]
 _ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
+_ADD_DELIVERY_RETURNING_IDS = _ADD_DELIVERY.returning(
+    _ADD_DELIVERY.table.c.id, sort_by_parameter_order=True
+)
 
 
 async def add_events_once(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> set[str]:
@@ -26,10 +29,18 @@ async def add_events_once(session: AsyncSession, rows: Sequence[dict[str, Any]])
     return await insert_missing(await session.connection(), _EVENTS, ("id",), rows)
 
 
-async def add_deliveries(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    if rows:
-        connection = await session.connection()
+async def add_deliveries(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], *, returning_ids: bool = False
+) -> list[int]:
+    """Insert the deliveries; with ``returning_ids``, their new ids in the order of ``rows``."""
+    if not rows:
+        return []
+    connection = await session.connection()
+    if not returning_ids:
         await connection.execute(_ADD_DELIVERY, list(rows))
+        return []
+    result = await connection.execute(_ADD_DELIVERY_RETURNING_IDS, list(rows))
+    return list(result.scalars())
 
 
 @dataclass(frozen=True, slots=True)

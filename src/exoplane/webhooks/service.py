@@ -39,7 +39,8 @@ def new_event_id(*about: str) -> str:
 
 
 class WebhookTargets(Protocol):
-    """Where an app's webhooks go: its settings row, or the columns of it a query read."""
+    """Where an app's webhooks go and how they are signed: its settings row, or the columns
+    of it a query read."""
 
     @property
     def app_id(self) -> str: ...
@@ -51,6 +52,12 @@ class WebhookTargets(Protocol):
     def callback_url(self) -> str | None: ...
     @property
     def recording_url(self) -> str | None: ...
+    @property
+    def webhook_secret_enc(self) -> str: ...
+    @property
+    def previous_webhook_secret_enc(self) -> str | None: ...
+    @property
+    def previous_webhook_secret_expires_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,17 +71,71 @@ class PendingEvent:
     event_id: str
 
 
-async def emit_many(session: AsyncSession, events: Sequence[PendingEvent]) -> set[str]:
+class Handoff(Protocol):
+    """Free slots of the delivery worker in this process, for deliveries being written.
+
+    A delivery given a slot is written already leased to that worker and is sent by it as
+    soon as the transaction commits, without waiting to be claimed. If the process dies
+    first, the lease runs out and any worker claims the delivery as usual.
+    """
+
+    lease_token: str
+    leased_until: datetime
+
+    def take(self, wanted: int) -> int:
+        """Hold up to ``wanted`` slots; how many were held."""
+        ...
+
+    def add(self, delivery: repository.Claimed, targets: WebhookTargets) -> None:
+        """A delivery written into a held slot, to be sent after the commit."""
+        ...
+
+    def send(self) -> None:
+        """After the commit: start the deliveries added."""
+        ...
+
+    def cancel(self) -> None:
+        """After a rollback: free the slots."""
+        ...
+
+
+class LocalDelivery(Protocol):
+    """The delivery worker running in this process, as writers of events see it."""
+
+    def wake(self) -> None:
+        """Deliveries were queued for claiming: look for them now."""
+        ...
+
+    def handoff(self) -> Handoff | None:
+        """Slots for the deliveries of one transaction; None when there are none to give."""
+        ...
+
+
+class NoLocalDelivery:
+    """No worker in this process (``serve --no-worker``): every delivery waits to be
+    claimed by a standalone one."""
+
+    def wake(self) -> None:
+        return None
+
+    def handoff(self) -> Handoff | None:
+        return None
+
+
+async def emit_many(
+    session: AsyncSession, events: Sequence[PendingEvent], handoff: Handoff | None = None
+) -> set[str]:
     """Write events to the outbox in the caller's transaction, each with its delivery;
     the ids of those that were new.
 
     An event is recorded even when no URL is configured for it, so the log is complete;
     only then is there nothing to deliver. An event whose id is already in the outbox (or
     earlier in ``events``) is left as it is and gets no second delivery, even when two
-    reports of it arrive at the same moment.
+    reports of it arrive at the same moment. With a ``handoff``, as many deliveries as it
+    has slots for go to this process's worker directly; the rest wait to be claimed.
     """
     now = utcnow()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": event.event_id,
             "app_id": event.targets.app_id,
@@ -90,27 +151,53 @@ async def emit_many(session: AsyncSession, events: Sequence[PendingEvent]) -> se
     inserted = await repository.add_events_once(session, rows)
     if not inserted:
         return inserted
-    session.info[OUTBOX_WRITTEN] = True
-    deliveries, delivered = [], set()
-    for event in events:
+    deliveries: list[dict[str, Any]] = []
+    sent_ids: set[str] = set()
+    sent: list[tuple[WebhookTargets, str]] = []  # each delivery's targets and payload
+    for event, row in zip(events, rows, strict=True):
         url = getattr(event.targets, EVENT_TARGETS[event.event_type])
-        if url and event.event_id in inserted and event.event_id not in delivered:
-            delivered.add(event.event_id)
-            deliveries.append(
-                {
-                    "event_id": event.event_id,
-                    "app_id": event.targets.app_id,
-                    "event_type": event.event_type,
-                    "url": url,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+        if url and event.event_id in inserted and event.event_id not in sent_ids:
+            sent_ids.add(event.event_id)
+            deliveries.append(_delivery_row(event, url, now))
+            sent.append((event.targets, row["payload"]))
+    held = handoff.take(len(deliveries)) if handoff is not None and deliveries else 0
+    if handoff is None or held == 0:
+        await repository.add_deliveries(session, deliveries)
+    else:
+        for delivery in deliveries[:held]:
+            delivery.update(leased_until=handoff.leased_until, lease_token=handoff.lease_token)
+        ids = await repository.add_deliveries(session, deliveries, returning_ids=True)
+        for delivery, delivery_id, (targets, payload) in zip(
+            deliveries[:held], ids[:held], sent[:held], strict=True
+        ):
+            claimed = repository.Claimed(
+                delivery_id,
+                delivery["app_id"],
+                delivery["url"],
+                delivery["event_id"],
+                delivery["event_type"],
+                payload,
             )
-    await repository.add_deliveries(session, deliveries)
+            handoff.add(claimed, targets)
+    if len(deliveries) > held:
+        session.info[OUTBOX_WRITTEN] = True
     return inserted
+
+
+def _delivery_row(event: PendingEvent, url: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "app_id": event.targets.app_id,
+        "event_type": event.event_type,
+        "url": url,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "leased_until": None,
+        "lease_token": None,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 # --- outcome of an attempt ----------------------------------------------------------------

@@ -4,6 +4,10 @@ Several workers (processes, or tasks beside the API) share one queue: each claim
 a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so no delivery is attempted by two of
 them at once, and a lease left by a crashed worker runs out and the delivery is tried again.
 Delivery is therefore at least once; receivers de-duplicate on ``webhook-id``.
+
+Deliveries written by a process running a worker skip the queue while that worker has
+free slots: they are written already leased to it and started when their transaction
+commits (``handoff``). Only the rest, retries and other processes' deliveries are claimed.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +30,12 @@ from exoplane.models.base import utcnow
 from exoplane.security import Vault
 from exoplane.webhooks import repository
 from exoplane.webhooks.repository import Claimed
-from exoplane.webhooks.service import RESPONSE_BODY_LIMIT, AttemptResult, apply_result
+from exoplane.webhooks.service import (
+    RESPONSE_BODY_LIMIT,
+    AttemptResult,
+    WebhookTargets,
+    apply_result,
+)
 from exoplane.webhooks.signing import signature_headers
 from exoplane.webhooks.targets import ForbiddenTarget, check_literal_host, resolver_for
 
@@ -34,9 +43,13 @@ log = get_logger("exoplane.webhooks")
 # Long enough for a burst of completions to share one claim, short enough not to idle the
 # slots: with 64 slots, 20 ms held SQLite's delivery to ~1,200/s, 5 ms let it reach ~1,450/s.
 CLAIM_GATHER_SECONDS = 0.005
+# Decrypted signing secrets kept in memory (keyed by their ciphertext) before starting over.
+DECRYPTED_SECRETS_KEPT = 1024
 
 
 class WebhookWorker:
+    """Claims, sends and records deliveries, ``webhook_concurrency`` at a time."""
+
     def __init__(
         self, settings: Settings, sessions: async_sessionmaker[AsyncSession], vault: Vault
     ) -> None:
@@ -50,10 +63,61 @@ class WebhookWorker:
         # Finished attempts waiting to be written, in batches, by the recorder.
         self._results: list[tuple[int, str, AttemptResult]] = []
         self._results_ready = asyncio.Event()
+        # Slots promised to deliveries being written (see ``handoff``), not yet started.
+        self._held = 0
+        # Whether due deliveries may be waiting to be claimed: set by ``wake`` and by a
+        # claim that filled every free slot; a finished attempt then looks for more.
+        self._more = True
+        self._http: aiohttp.ClientSession | None = None
+        self._decrypted: dict[str, str] = {}
 
     def wake(self) -> None:
         """Look for due deliveries now rather than at the next poll."""
+        self._more = True
         self._wake.set()
+
+    def handoff(self) -> LocalHandoff | None:
+        """Free slots for deliveries about to be written, or None when not delivering."""
+        if self._http is None or self._stopping.is_set():
+            return None
+        lease_until = utcnow() + timedelta(seconds=self._settings.webhook_lease_seconds)
+        return LocalHandoff(self, str(uuid.uuid4()), lease_until)
+
+    def _free_slots(self) -> int:
+        return self._settings.webhook_concurrency - len(self._in_flight) - self._held
+
+    def _hold(self, wanted: int) -> int:
+        held = max(0, min(wanted, self._free_slots()))
+        self._held += held
+        return held
+
+    def _unhold(self, held: int) -> None:
+        self._held -= held
+
+    def _start_handed(
+        self, lease_token: str, deliveries: Sequence[tuple[Claimed, WebhookTargets]]
+    ) -> None:
+        """Start deliveries written leased to this worker; if it stopped meanwhile, their
+        leases run out and they are claimed again later."""
+        if self._http is None:
+            return
+        self._lease_tokens.add(lease_token)
+        now = utcnow()
+        for delivery, targets in deliveries:
+            secrets = self._secrets(
+                targets.webhook_secret_enc,
+                targets.previous_webhook_secret_enc,
+                targets.previous_webhook_secret_expires_at,
+                now,
+            )
+            self._start(self._http, delivery, lease_token, secrets)
+
+    def _start(
+        self, http: aiohttp.ClientSession, delivery: Claimed, lease_token: str, secrets: list[str]
+    ) -> None:
+        task = asyncio.create_task(self._deliver(http, delivery, lease_token, secrets))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -72,18 +136,23 @@ class WebhookWorker:
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
+            self._http = http
             while not self._stopping.is_set():
                 # Completions and new events wake the loop often; let them gather briefly
                 # so one claim serves many of them.
                 await asyncio.sleep(CLAIM_GATHER_SECONDS)
-                free = settings.webhook_concurrency - len(self._in_flight)
-                claimed = await self._claim(free) if free > 0 else []
+                free = self._free_slots()
+                claimed = []
+                if free > 0:
+                    self._more = False
+                    claimed = await self._claim(free)
+                    if len(claimed) >= free:
+                        self._more = True
                 for delivery, lease_token, secrets in claimed:
-                    task = asyncio.create_task(self._deliver(http, delivery, lease_token, secrets))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
+                    self._start(http, delivery, lease_token, secrets)
                 if not claimed or free <= len(claimed):
                     await self._pause()
+            self._http = None
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=settings.webhook_timeout_seconds + 1)
         # Not cancelled: a write cut off inside its transaction could keep the connection.
@@ -121,14 +190,30 @@ class WebhookWorker:
         self, session: AsyncSession, app_ids: set[str]
     ) -> dict[str, list[str]]:
         now = utcnow()
-        secrets: dict[str, list[str]] = {}
-        for app_id, current, previous, expires in await repository.signing_secrets(
-            session, app_ids
-        ):
-            secrets[app_id] = [self._vault.decrypt(current)]
-            if previous is not None and expires is not None and expires > now:
-                secrets[app_id].append(self._vault.decrypt(previous))
+        return {
+            app_id: self._secrets(current, previous, expires, now)
+            for app_id, current, previous, expires in await repository.signing_secrets(
+                session, app_ids
+            )
+        }
+
+    def _secrets(
+        self, current: str, previous: str | None, expires: datetime | None, now: datetime
+    ) -> list[str]:
+        """The secrets to sign with: the current one, and the previous one until it expires."""
+        secrets = [self._decrypt(current)]
+        if previous is not None and expires is not None and expires > now:
+            secrets.append(self._decrypt(previous))
         return secrets
+
+    def _decrypt(self, encrypted: str) -> str:
+        # Every delivery of an app is signed with the same few secrets: decrypted once each.
+        secret = self._decrypted.get(encrypted)
+        if secret is None:
+            if len(self._decrypted) >= DECRYPTED_SECRETS_KEPT:
+                self._decrypted.clear()
+            secret = self._decrypted[encrypted] = self._vault.decrypt(encrypted)
+        return secret
 
     async def _deliver(
         self,
@@ -149,7 +234,8 @@ class WebhookWorker:
         )
         self._results.append((delivery.id, lease_token, result))
         self._results_ready.set()
-        self._wake.set()  # a slot is free: look for more work now
+        if self._more:
+            self._wake.set()  # a slot is free and work may be waiting: look now
 
     async def _record_results(self) -> None:
         """Write finished attempts a batch per transaction, not one transaction each.
@@ -230,3 +316,36 @@ class WebhookWorker:
             async with unit_of_work(self._sessions) as session:
                 for token in self._lease_tokens:
                     await repository.release_leases(session, token)
+
+
+class LocalHandoff:
+    """Slots of one worker held for the deliveries of one transaction (``Handoff``).
+
+    ``send()`` after the commit starts them; ``cancel()`` after a rollback frees the slots.
+    """
+
+    def __init__(self, worker: WebhookWorker, lease_token: str, leased_until: datetime) -> None:
+        self._worker = worker
+        self.lease_token = lease_token
+        self.leased_until = leased_until
+        self._held = 0
+        self._deliveries: list[tuple[Claimed, WebhookTargets]] = []
+
+    def take(self, wanted: int) -> int:
+        granted = self._worker._hold(wanted)
+        self._held += granted
+        return granted
+
+    def add(self, delivery: Claimed, targets: WebhookTargets) -> None:
+        self._deliveries.append((delivery, targets))
+
+    def send(self) -> None:
+        deliveries = self._deliveries
+        self.cancel()
+        if deliveries:
+            self._worker._start_handed(self.lease_token, deliveries)
+
+    def cancel(self) -> None:
+        self._worker._unhold(self._held)
+        self._held = 0
+        self._deliveries = []

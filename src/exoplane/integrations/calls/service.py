@@ -30,7 +30,13 @@ from exoplane.models import Call, User
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
-from exoplane.webhooks.service import PendingEvent, WebhookTargets, emit_many, new_event_id
+from exoplane.webhooks.service import (
+    Handoff,
+    PendingEvent,
+    WebhookTargets,
+    emit_many,
+    new_event_id,
+)
 from exoplane.webhooks.targets import check_target
 
 if TYPE_CHECKING:  # the writer calls back into this module
@@ -194,7 +200,12 @@ async def inbound_hook(
     await hooks.write(report)
 
 
-async def record_hooks(session: AsyncSession, vault: Vault, reports: Sequence[HookReport]) -> None:
+async def record_hooks(
+    session: AsyncSession,
+    vault: Vault,
+    reports: Sequence[HookReport],
+    handoff: Handoff | None = None,
+) -> None:
     """Write the calls, call changes and events of many reports in a few statements.
 
     Where a call's webhooks go is decided by the settings as this transaction reads them.
@@ -217,7 +228,7 @@ async def record_hooks(session: AsyncSession, vault: Vault, reports: Sequence[Ho
         change = _hook_outcome(report, context, call, events)
         if change is not None:
             changes.append(change)
-    await emit_many(session, events)
+    await emit_many(session, events, handoff)
     if changes:
         await repository.update_calls(session, changes)
 

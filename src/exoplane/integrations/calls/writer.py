@@ -10,7 +10,6 @@ after the transaction holding its report commits, so an answered report is never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,6 +18,7 @@ from exoplane.db import OUTBOX_WRITTEN, unit_of_work
 from exoplane.integrations.calls.service import HookReport, record_hooks
 from exoplane.logs import get_logger
 from exoplane.security import Vault
+from exoplane.webhooks.service import LocalDelivery
 
 log = get_logger("exoplane.calls")
 
@@ -43,18 +43,18 @@ class _Waiting:
 
 
 class HookWriter:
-    """Writes hook reports a batch per transaction; ``on_events`` runs after a commit that
-    queued webhooks."""
+    """Writes hook reports a batch per transaction; the webhooks they raise go straight to
+    this process's delivery worker while it has room, and are queued for claiming beyond."""
 
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         vault: Vault,
-        on_events: Callable[[], None],
+        delivery: LocalDelivery,
     ) -> None:
         self._sessions = sessions
         self._vault = vault
-        self._on_events = on_events
+        self._delivery = delivery
         self._waiting: list[_Waiting] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -111,7 +111,16 @@ class HookWriter:
             waiting.settle(None)
 
     async def _commit(self, batch: list[_Waiting]) -> None:
-        async with unit_of_work(self._sessions) as session:
-            await record_hooks(session, self._vault, [waiting.report for waiting in batch])
+        handoff = self._delivery.handoff()
+        reports = [waiting.report for waiting in batch]
+        try:
+            async with unit_of_work(self._sessions) as session:
+                await record_hooks(session, self._vault, reports, handoff)
+        except BaseException:
+            if handoff is not None:
+                handoff.cancel()
+            raise
+        if handoff is not None:
+            handoff.send()
         if session.info.get(OUTBOX_WRITTEN):
-            self._on_events()
+            self._delivery.wake()
