@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -232,6 +232,25 @@ async def test_a_hook_without_call_sid_is_400(
 
     assert response.status_code == 400
     assert "CallSid" in response.json()["Error"]
+
+
+@pytest.mark.parametrize("hook_type", [None, "", "ringing"])
+async def test_a_hook_without_a_known_type_is_400_naming_the_field_and_records_nothing(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver, hook_type: str | None
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    popup = urlsplit(await hook_url(client, app, "popup"))
+    params = {key: value for key, value in parse_qsl(popup.query) if key != "type"}
+    if hook_type is not None:
+        params["type"] = hook_type
+
+    response = await client.get(popup.path, params={**params, **CALL})
+
+    assert response.status_code == 400
+    assert response.json()["Status"] == "Failed"
+    assert "'type'" in response.json()["Error"]
+    assert "popup, incomingcallhungup, missedcall" in response.json()["Error"]
+    assert await count_rows(settings, Call) == 0
 
 
 async def test_500_500_200_is_delivered_on_the_third_attempt_with_three_attempts_logged(

@@ -14,7 +14,7 @@ from exoplane.integrations.auth import AnyAuth, AppAuth
 from exoplane.integrations.calls import service
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
-from exoplane.state import State
+from exoplane.state import State, app_state
 
 router = APIRouter(prefix="/v2/integrations", tags=["calls"])
 
@@ -33,17 +33,42 @@ async def route_call(
     return JSONBytesResponse(answer)
 
 
-@router.get("/call/inbound_call/{app_id}")
-async def inbound_call(
-    request: Request,
-    state: State,
-    app_id: str,
-    type: Annotated[str, Query(description="popup, incomingcallhungup or missedcall")],
-    sig: Sig = None,
-) -> Response:
+# Documented by hand: the hook reads its parameters itself (see ``inbound_call``).
+_HOOK_PARAMETERS = [
+    {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "type",
+        "in": "query",
+        "required": True,
+        "description": "popup, incomingcallhungup or missedcall",
+        "schema": {"type": "string", "enum": list(service.HOOK_TYPES)},
+    },
+    {
+        "name": PARAMETER,
+        "in": "query",
+        "required": True,
+        "description": "The URL's capability token",
+        "schema": {"type": "string"},
+    },
+]
+
+
+@router.get("/call/inbound_call/{app_id}", openapi_extra={"parameters": _HOOK_PARAMETERS})
+async def inbound_call(request: Request) -> Response:
     """The Passthru hook: records the call event and queues the matching webhook."""
-    params = CallParameters.read(request.query_params)
-    await service.inbound_hook(state.hooks, state.capabilities, app_id, sig, type, params)
+    # Exotel calls this several times for every call. Declared as FastAPI parameters, the
+    # path, query and state cost about as much again as the rest of the request; the
+    # service checks each of them and names the one that is wrong.
+    query = request.query_params
+    state = app_state(request)
+    await service.inbound_hook(
+        state.hooks,
+        state.capabilities,
+        request.path_params["app_id"],
+        query.get(PARAMETER),
+        query.get("type", ""),
+        CallParameters.read(query),
+    )
     return legacy_ok(request.scope, "Success")
 
 
