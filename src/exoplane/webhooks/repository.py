@@ -19,7 +19,7 @@ from exoplane.models.base import Base
 _EVENTS = Base.metadata.tables[WebhookEvent.__tablename__]
 _ADD_DELIVERY = insert(Base.metadata.tables[WebhookDelivery.__tablename__])
 _ADD_DELIVERY_RETURNING_IDS = _ADD_DELIVERY.returning(
-    _ADD_DELIVERY.table.c.id, sort_by_parameter_order=True
+    _ADD_DELIVERY.table.c.id, _ADD_DELIVERY.table.c.event_id
 )
 
 
@@ -31,16 +31,19 @@ async def add_events_once(session: AsyncSession, rows: Sequence[dict[str, Any]])
 
 async def add_deliveries(
     session: AsyncSession, rows: Sequence[dict[str, Any]], *, returning_ids: bool = False
-) -> list[int]:
-    """Insert the deliveries; with ``returning_ids``, their new ids in the order of ``rows``."""
+) -> dict[str, int]:
+    """Insert the deliveries (at most one per event); with ``returning_ids``, each one's new
+    id by its event's id."""
     if not rows:
-        return []
+        return {}
     connection = await session.connection()
     if not returning_ids:
         await connection.execute(_ADD_DELIVERY, list(rows))
-        return []
+        return {}
+    # Keyed by event rather than asking for the rows' order: SQLite does not promise the
+    # order of RETURNING, and SQLAlchemy would then insert the rows one statement each.
     result = await connection.execute(_ADD_DELIVERY_RETURNING_IDS, list(rows))
-    return list(result.scalars())
+    return {event_id: delivery_id for delivery_id, event_id in result}
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,11 +167,9 @@ async def emit_many(
         for delivery in deliveries[:held]:
             delivery.update(leased_until=handoff.leased_until, lease_token=handoff.lease_token)
         ids = await repository.add_deliveries(session, deliveries, returning_ids=True)
-        for delivery, delivery_id, (targets, payload) in zip(
-            deliveries[:held], ids[:held], sent[:held], strict=True
-        ):
+        for delivery, (targets, payload) in zip(deliveries[:held], sent[:held], strict=True):
             claimed = repository.Claimed(
-                delivery_id,
+                ids[delivery["event_id"]],
                 delivery["app_id"],
                 delivery["url"],
                 delivery["event_id"],
