@@ -37,6 +37,11 @@ from exoplane.webhooks.worker import WebhookWorker
 
 REDIS_CONNECTIONS = 100
 REDIS_WAIT_SECONDS = 5.0
+# The garbage collector's thresholds while serving (CPython's defaults are 700, 10, 10). A
+# request or media frame allocates many objects that die young; at the defaults the young
+# generation was collected every request or two. Webhooks at full speed, two runs each:
+# 1,869 -> 2,093/s on PostgreSQL and 1,899 -> 2,121/s on SQLite.
+GC_THRESHOLDS = (10_000, 50, 10)
 
 
 def create_app(settings: Settings | None = None, *, run_worker: bool = False) -> FastAPI:
@@ -83,6 +88,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         # collector, each full collection walks all of them (~170,000 objects, 50-100 ms)
         # while every request waits; frozen, a full collection only sees what requests make.
         gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         try:
             yield {"exoplane": state}
         finally:
