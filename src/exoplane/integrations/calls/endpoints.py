@@ -14,6 +14,7 @@ from exoplane.integrations.auth import AnyAuth, AppAuth
 from exoplane.integrations.calls import service
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
+from exoplane.routing import PlainRoute
 from exoplane.state import State, app_state
 
 router = APIRouter(prefix="/v2/integrations", tags=["calls"])
@@ -33,7 +34,7 @@ async def route_call(
     return JSONBytesResponse(answer)
 
 
-# Documented by hand: the hook reads its parameters itself (see ``inbound_call``).
+# Documented by hand: the hook reads its parameters itself.
 _HOOK_PARAMETERS = [
     {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}},
     {
@@ -53,12 +54,10 @@ _HOOK_PARAMETERS = [
 ]
 
 
-@router.get("/call/inbound_call/{app_id}", openapi_extra={"parameters": _HOOK_PARAMETERS})
 async def inbound_call(request: Request) -> Response:
     """The Passthru hook: records the call event and queues the matching webhook."""
-    # Exotel calls this several times for every call. Declared as FastAPI parameters, the
-    # path, query and state cost about as much again as the rest of the request; the
-    # service checks each of them and names the one that is wrong.
+    # Exotel calls this several times for every call, so it is a PlainRoute; the service
+    # checks each parameter and names the one that is wrong.
     query = request.query_params
     state = app_state(request)
     await service.inbound_hook(
@@ -70,6 +69,15 @@ async def inbound_call(request: Request) -> Response:
         CallParameters.read(query),
     )
     return legacy_ok(request.scope, "Success")
+
+
+router.add_api_route(
+    "/call/inbound_call/{app_id}",
+    inbound_call,
+    methods=["GET"],
+    openapi_extra={"parameters": _HOOK_PARAMETERS},
+    route_class_override=PlainRoute,
+)
 
 
 @router.post("/call/status/{call_id}")
