@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import uuid
 from collections.abc import Sequence
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import OUTBOX_WRITTEN
@@ -140,10 +140,9 @@ async def emit_many(
             "id": event.event_id,
             "app_id": event.targets.app_id,
             "type": event.event_type,
-            "payload": json.dumps(
-                {"event": event.event_type, **event.payload, "event_id": event.event_id},
-                separators=(",", ":"),
-            ),
+            "payload": orjson.dumps(
+                {"event": event.event_type, **event.payload, "event_id": event.event_id}
+            ).decode(),
             "created_at": now,
         }
         for event in events

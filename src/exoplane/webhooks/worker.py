@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from exoplane import __version__
 from exoplane.config import Settings
 from exoplane.db import unit_of_work
-from exoplane.logs import get_logger
+from exoplane.logs import enabled_for, get_logger
 from exoplane.models.base import utcnow
 from exoplane.security import Vault
 from exoplane.webhooks import repository
@@ -223,15 +224,16 @@ class WebhookWorker:
         secrets: Sequence[str],
     ) -> None:
         result = await self._post(http, delivery, secrets)
-        log.info(
-            "webhook attempt",
-            delivery_id=delivery.id,
-            event_id=delivery.event_id,
-            event_type=delivery.event_type,
-            status=result.status_code,
-            latency_ms=result.latency_ms,
-            error=result.error,
-        )
+        if enabled_for(logging.INFO):
+            log.info(
+                "webhook attempt",
+                delivery_id=delivery.id,
+                event_id=delivery.event_id,
+                event_type=delivery.event_type,
+                status=result.status_code,
+                latency_ms=result.latency_ms,
+                error=result.error,
+            )
         self._results.append((delivery.id, lease_token, result))
         self._results_ready.set()
         if self._more:
