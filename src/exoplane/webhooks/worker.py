@@ -59,8 +59,8 @@ class WebhookWorker:
         self._vault = vault
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._lease_tokens: set[str] = set()
+        # Each attempt under way, with the token of the lease it holds.
+        self._in_flight: dict[asyncio.Task[None], str] = {}
         # Finished attempts waiting to be written, in batches, by the recorder.
         self._results: list[tuple[int, str, AttemptResult]] = []
         self._results_ready = asyncio.Event()
@@ -102,7 +102,6 @@ class WebhookWorker:
         leases run out and they are claimed again later."""
         if self._http is None:
             return
-        self._lease_tokens.add(lease_token)
         now = utcnow()
         for delivery, targets in deliveries:
             secrets = self._secrets(
@@ -117,8 +116,8 @@ class WebhookWorker:
         self, http: aiohttp.ClientSession, delivery: Claimed, lease_token: str, secrets: list[str]
     ) -> None:
         task = asyncio.create_task(self._deliver(http, delivery, lease_token, secrets))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
+        self._in_flight[task] = lease_token
+        task.add_done_callback(self._in_flight.pop)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -182,7 +181,6 @@ class WebhookWorker:
         except Exception:
             log.exception("claiming webhook deliveries failed")
             return []
-        self._lease_tokens.add(lease_token)
         return [
             (delivery, lease_token, secrets.get(delivery.app_id, [])) for delivery in deliveries
         ]
@@ -313,10 +311,15 @@ class WebhookWorker:
             return AttemptResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500], None)
 
     async def _release_leases(self) -> None:
-        """On shutdown, hand back what this worker still holds so others need not wait."""
+        """On shutdown, hand back the leases of attempts still under way (their answers will
+        not be logged), so other workers need not wait for them to run out. A finished
+        attempt's lease was already given up when it was logged."""
+        tokens = set(self._in_flight.values())
+        if not tokens:
+            return
         with contextlib.suppress(Exception):
             async with unit_of_work(self._sessions) as session:
-                for token in self._lease_tokens:
+                for token in tokens:
                     await repository.release_leases(session, token)
 
 
