@@ -151,14 +151,14 @@ async def emit_many(
     if not inserted:
         return inserted
     deliveries: list[dict[str, Any]] = []
-    sent_ids: set[str] = set()
-    sent: list[tuple[WebhookTargets, str]] = []  # each delivery's targets and payload
+    delivered: set[str] = set()
+    sources: list[tuple[WebhookTargets, str]] = []  # each delivery's targets and payload
     for event, row in zip(events, rows, strict=True):
         url = getattr(event.targets, EVENT_TARGETS[event.event_type])
-        if url and event.event_id in inserted and event.event_id not in sent_ids:
-            sent_ids.add(event.event_id)
+        if url and event.event_id in inserted and event.event_id not in delivered:
+            delivered.add(event.event_id)
             deliveries.append(_delivery_row(event, url, now))
-            sent.append((event.targets, row["payload"]))
+            sources.append((event.targets, row["payload"]))
     held = handoff.take(len(deliveries)) if handoff is not None and deliveries else 0
     if handoff is None or held == 0:
         await repository.add_deliveries(session, deliveries)
@@ -166,7 +166,7 @@ async def emit_many(
         for delivery in deliveries[:held]:
             delivery.update(leased_until=handoff.leased_until, lease_token=handoff.lease_token)
         ids = await repository.add_deliveries(session, deliveries, returning_ids=True)
-        for delivery, (targets, payload) in zip(deliveries[:held], sent[:held], strict=True):
+        for delivery, (targets, payload) in zip(deliveries[:held], sources[:held], strict=True):
             claimed = repository.Claimed(
                 ids[delivery["event_id"]],
                 delivery["app_id"],

@@ -186,9 +186,9 @@ async def inbound_hook(
     (``call_completed`` or ``call_missed``), with ``recording_ready`` when recorded.
     A repeated report of the same fact raises no second event.
 
-    Exotel calls this for every call, so nothing is read here: the app's targets, the
-    call's agent and the writes join those of other hooks arriving at the same time
-    (``HookWriter``), and the hook is answered once they are committed.
+    Exotel calls this for every call, so nothing is read here: the app's targets and the
+    call's agent are read, and the report written, together with the other hooks arriving
+    at the same time (``HookWriter``); the hook is answered once that is committed.
     """
     _require(capabilities, sig, "hook", app_id)
     if hook_type not in HOOK_TYPES:
