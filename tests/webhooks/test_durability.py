@@ -312,3 +312,42 @@ async def test_two_workers_never_deliver_one_event_at_the_same_time(
         assert all(w.process.poll() is None for w in workers), outputs
         # Both took part, or the test proved nothing about two of them.
         assert all('"webhook attempt"' in w.output() for w in workers), outputs
+
+
+async def test_a_server_handing_over_and_a_standalone_worker_never_send_one_event_at_once(
+    tmp_path: Path, database_url: str, server_env: dict[str, str]
+) -> None:
+    if BACKEND != "postgres":
+        pytest.skip("a second worker needs PostgreSQL (FOR UPDATE SKIP LOCKED); SQLite has one")
+    home = tmp_path / "home"
+    env = {**server_env, **WEBHOOK_ENV}
+    calls = call_sids(600)
+    async with AsyncExitStack() as stack:
+        receiver = await stack.enter_async_context(tracking_receiver(delay=0.005))
+        # Four slots in the server's own worker: most hooks' deliveries cannot be handed over
+        # and wait in the queue, where the standalone worker claims them.
+        server_worker_env = {**env, "EXOPLANE_WEBHOOK_CONCURRENCY": "4"}
+        server, base_url = await serve(stack, home, server_worker_env, name="serve")
+        worker = await start(
+            stack, ["worker"], home, {**env, "EXOPLANE_WEBHOOK_CONCURRENCY": "32"}, "worker"
+        )
+        app, popup_hook = await app_sending_popups_to(base_url, home, database_url, receiver)
+        await ring(base_url, popup_hook, calls)
+
+        all_delivered = await wait_until(lambda: receiver.delivered_calls() == set(calls), 120)
+        outputs = f"--- serve:\n{server.output()[-2000:]}\n--- worker:\n{worker.output()[-2000:]}"
+        assert all_delivered, (
+            f"{len(set(calls) - receiver.delivered_calls())} of {len(calls)} events never "
+            f"delivered\n{outputs}"
+        )
+        deadline = time.monotonic() + 30
+        while (logged := await succeeded_deliveries(base_url, app)) < len(calls):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+
+        assert receiver.overlapping == [], "events received by two requests at once"
+        assert logged == len(calls)
+        # Both took part: the server's worker with deliveries handed over, the other by claims.
+        assert '"webhook attempt"' in server.output(), outputs
+        assert '"webhook attempt"' in worker.output(), outputs
