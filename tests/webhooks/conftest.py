@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -21,24 +22,35 @@ from tests.factories import RegisteredApp, app_with_token
 from tests.webhooks.receiver import Receiver, running_receiver
 
 
+def webhook_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
+    """Settings for fast delivery tests: short timeouts and retries, receivers on loopback."""
+    values: dict[str, Any] = {
+        "allow_private_networks": True,
+        "webhook_retry_schedule": [0.05] * 8,
+        "webhook_timeout_seconds": 0.5,
+        "webhook_poll_seconds": 0.05,
+    }
+    return make_settings(tmp_path / "home", database_url, **(values | overrides))
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(
-        tmp_path / "home",
-        database_url,
-        allow_private_networks=True,
-        webhook_retry_schedule=[0.05] * 8,
-        webhook_timeout_seconds=0.5,
-        webhook_poll_seconds=0.05,
-    )
+    return webhook_settings(tmp_path, database_url)
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its delivery worker running, and a client for it."""
     async with LifespanManager(create_app(settings, run_worker=True)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(settings) as http:
+        yield http
 
 
 @pytest.fixture

@@ -239,6 +239,29 @@ async def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     return True
 
 
+async def delivered_and_logged(
+    receiver: TrackingReceiver,
+    calls: Sequence[str],
+    base_url: str,
+    app: RegisteredApp,
+    outputs: str,
+) -> int:
+    """Wait until every call's event has arrived (failing with the children's ``outputs``
+    if one never does); then how many deliveries the log lists as succeeded, once it has
+    caught up (it is written just after each answer arrives) or 30 s have passed."""
+    all_delivered = await wait_until(lambda: receiver.delivered_calls() == set(calls), 120)
+    assert all_delivered, (
+        f"{len(set(calls) - receiver.delivered_calls())} of {len(calls)} events never "
+        f"delivered\n{outputs}"
+    )
+    deadline = time.monotonic() + 30
+    while (logged := await succeeded_deliveries(base_url, app)) < len(calls):
+        if time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    return logged
+
+
 def call_sids(count: int) -> list[str]:
     return [f"CA{n:05d}{os.urandom(4).hex()}" for n in range(count)]
 
@@ -294,18 +317,8 @@ async def test_two_workers_never_deliver_one_event_at_the_same_time(
         app, popup_hook = await app_sending_popups_to(base_url, home, database_url, receiver)
         await ring(base_url, popup_hook, calls)
 
-        all_delivered = await wait_until(lambda: receiver.delivered_calls() == set(calls), 120)
         outputs = "\n".join(f"--- {w.name}:\n{w.output()[-2000:]}" for w in workers)
-        assert all_delivered, (
-            f"{len(set(calls) - receiver.delivered_calls())} of {len(calls)} events never "
-            f"delivered\n{outputs}"
-        )
-        # The log is written just after each answer arrives.
-        deadline = time.monotonic() + 30
-        while (logged := await succeeded_deliveries(base_url, app)) < len(calls):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
+        logged = await delivered_and_logged(receiver, calls, base_url, app, outputs)
 
         assert receiver.overlapping == [], "events received by two requests at once"
         assert logged == len(calls)
@@ -334,17 +347,8 @@ async def test_a_server_handing_over_and_a_standalone_worker_never_send_one_even
         app, popup_hook = await app_sending_popups_to(base_url, home, database_url, receiver)
         await ring(base_url, popup_hook, calls)
 
-        all_delivered = await wait_until(lambda: receiver.delivered_calls() == set(calls), 120)
-        outputs = f"--- serve:\n{server.output()[-2000:]}\n--- worker:\n{worker.output()[-2000:]}"
-        assert all_delivered, (
-            f"{len(set(calls) - receiver.delivered_calls())} of {len(calls)} events never "
-            f"delivered\n{outputs}"
-        )
-        deadline = time.monotonic() + 30
-        while (logged := await succeeded_deliveries(base_url, app)) < len(calls):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.5)
+        outputs = "\n".join(f"--- {c.name}:\n{c.output()[-2000:]}" for c in (server, worker))
+        logged = await delivered_and_logged(receiver, calls, base_url, app, outputs)
 
         assert receiver.overlapping == [], "events received by two requests at once"
         assert logged == len(calls)

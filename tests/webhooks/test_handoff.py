@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,38 +13,22 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.app import create_app
-from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory
 from exoplane.security import Vault, load_secret_key
 from exoplane.webhooks import repository
 from exoplane.webhooks.repository import Claimed
 from exoplane.webhooks.worker import WebhookWorker
-from tests.conftest import make_settings
-from tests.webhooks.conftest import app_path, app_sending_to, auth, hook_url
+from tests.webhooks.conftest import (
+    app_path,
+    app_sending_to,
+    auth,
+    hook_url,
+    serving,
+    webhook_settings,
+)
 from tests.webhooks.receiver import Receiver
-
-
-def handoff_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
-    return make_settings(
-        tmp_path / "home",
-        database_url,
-        allow_private_networks=True,
-        webhook_retry_schedule=[0.05] * 8,
-        webhook_timeout_seconds=0.5,
-        **overrides,
-    )
-
-
-@asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(create_app(settings, run_worker=True)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
 
 
 @pytest.fixture
@@ -90,7 +73,7 @@ async def test_a_popup_is_delivered_at_once_without_waiting_to_be_claimed(
     tmp_path: Path, database_url: str, receiver: Receiver, claimed: list[int]
 ) -> None:
     # Claims only every 10 s: a webhook arriving sooner was never claimed.
-    settings = handoff_settings(tmp_path, database_url, webhook_poll_seconds=10)
+    settings = webhook_settings(tmp_path, database_url, webhook_poll_seconds=10)
     async with serving(settings) as client:
         app = await app_sending_to(client, settings, receiver)
         popup = await hook_url(client, app, "popup")
@@ -108,7 +91,7 @@ async def test_a_popup_is_delivered_at_once_without_waiting_to_be_claimed(
 async def test_deliveries_beyond_the_free_slots_are_claimed_and_each_sent_once(
     tmp_path: Path, database_url: str, receiver: Receiver, claimed: list[int]
 ) -> None:
-    settings = handoff_settings(
+    settings = webhook_settings(
         tmp_path, database_url, webhook_concurrency=1, webhook_poll_seconds=0.05
     )
     async with serving(settings) as client:
@@ -133,7 +116,7 @@ async def test_deliveries_beyond_the_free_slots_are_claimed_and_each_sent_once(
 async def test_slots_held_for_a_transaction_that_fails_are_given_back(
     tmp_path: Path, database_url: str
 ) -> None:
-    settings = handoff_settings(tmp_path, database_url, webhook_concurrency=4)
+    settings = webhook_settings(tmp_path, database_url, webhook_concurrency=4)
     engine = create_engine(settings.database_url)
     worker = WebhookWorker(
         settings, create_session_factory(engine), Vault(load_secret_key(settings))
