@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +22,8 @@ from exoplane.media.protocol import (
     ProtocolError,
     Start,
     Stop,
+    _parse_any,
+    _parse_media,
     chunk_bytes,
     clear_message,
     decode_audio,
@@ -620,3 +623,107 @@ def test_any_value_in_any_field_parses_or_raises_protocol_error(
     document, path = place
 
     _parses_or_refuses(json.dumps(_replaced(document, path, value)))
+
+
+# --- the media fast path --------------------------------------------------------------------
+# Media frames are read by a path of their own, which gives up (None) on anything that is not
+# spelt as Exotel spells it. Wherever it does not give up it must agree with the general path.
+
+
+def _outcome(parser: Callable[[dict[str, Any]], Any], document: dict[str, Any]) -> Any:
+    try:
+        return parser(document)
+    except (ProtocolError, TypeError, ValueError, AttributeError, KeyError, OverflowError) as exc:
+        return type(exc)
+
+
+def _agrees_with_the_general_path(document: dict[str, Any]) -> bool:
+    """Whether the fast path took ``document`` (and asserts it agreed if it did)."""
+    document = json.loads(json.dumps(document))  # as the parser sees it: decoded JSON
+    fast = _outcome(_parse_media, document)
+    if fast is None:
+        return False
+    assert fast == _outcome(_parse_any, document), document
+    return True
+
+
+def test_the_fast_path_takes_exotels_media_frames() -> None:
+    document = {
+        "event": "media",
+        "stream_sid": SID,
+        "media": {"chunk": "2", "timestamp": "200", "payload": PAYLOAD},
+    }
+    assert _agrees_with_the_general_path(document)
+    assert _parse_media(document) == Media(SID, AUDIO, 2, 200)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"Event": "media", "stream_sid": SID, "media": {"payload": PAYLOAD}},
+        {"event": "Media", "stream_sid": SID, "media": {"payload": PAYLOAD}},
+        {"event": "media", "streamSid": SID, "media": {"payload": PAYLOAD}},
+        {"event": "media", "stream_sid": "", "media": {"payload": PAYLOAD, "stream_sid": SID}},
+        {"event": "media", "stream_sid": 42, "media": {"payload": PAYLOAD}},
+        {"event": "media", "stream_sid": SID, "Payload": {"payload": PAYLOAD}},
+        {"event": "media", "stream_sid": SID, "media": {"Payload": PAYLOAD}},
+        {"event": "dtmf", "stream_sid": SID, "dtmf": {"digit": "5"}},
+    ],
+    ids=[
+        "Event",
+        "Media",
+        "streamSid",
+        "sid-in-section",
+        "numeric-sid",
+        "section-as-Payload",
+        "Payload",
+        "dtmf",
+    ],
+)
+def test_other_spellings_go_the_general_way(document: dict[str, Any]) -> None:
+    assert _parse_media(document) is None
+    assert parse(document) == _parse_any(document)
+
+
+MEDIA_FIELD_PATHS = [place for place in FIELD_PATHS if place[0]["event"] == "media"]
+
+
+@settings(max_examples=400)
+@given(place=st.sampled_from(MEDIA_FIELD_PATHS), value=json_values | plausible | payloads)
+def test_the_fast_path_agrees_whatever_is_in_a_field(
+    place: tuple[dict[str, Any], tuple[str, ...]], value: Any
+) -> None:
+    document, path = place
+    _agrees_with_the_general_path(_replaced(document, path, value))
+
+
+# Media frames near what the fast path takes, with the other spellings of each field mixed in.
+media_fields = {
+    name: plausible | payloads
+    for name in ("Payload", "chunk", "Chunk", "timestamp", "Timestamp", "streamSid")
+}
+
+
+@st.composite
+def media_shaped(draw: st.DrawFn) -> dict[str, Any]:
+    """Mostly a media frame the fast path takes, now and then one with something else in a
+    field, always with the other spellings of fields mixed in."""
+
+    def mostly(likely: st.SearchStrategy[Any], other: st.SearchStrategy[Any]) -> Any:
+        return draw(likely if draw(st.sampled_from([True, True, True, False])) else other)
+
+    media = draw(st.fixed_dictionaries({}, optional=media_fields))
+    media["payload"] = mostly(payloads, plausible)
+    document = {
+        "event": draw(st.sampled_from(["media", "media", "media", "Media", "dtmf"])),
+        "stream_sid": mostly(st.text(min_size=1, max_size=8), plausible),
+        "media": mostly(st.just(media), json_values),
+    }
+    document.update(draw(st.fixed_dictionaries({}, optional={"streamSid": plausible})))
+    return document
+
+
+@settings(max_examples=400)
+@given(document=message_shaped() | media_shaped())
+def test_the_fast_path_agrees_on_any_message_shaped_document(document: dict[str, Any]) -> None:
+    _agrees_with_the_general_path(document)
