@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from exoplane.media.metrics import STATS
 from exoplane.media.protocol import decode_audio
 from exoplane.media.server import Player
 
@@ -123,3 +124,58 @@ async def test_audio_for_a_caller_who_hung_up_is_dropped_without_raising_into_th
     await player.stop()
 
     assert socket.sent == []
+
+
+def lateness() -> tuple[int, int]:
+    """How many chunks the pacing-lateness histogram has seen, and how many of them left
+    more than 100 ms late."""
+    buckets = STATS.pacing_lateness
+    return sum(buckets.counts), sum(buckets.counts[buckets.bounds.index(0.1) + 1 :])
+
+
+async def test_a_bot_answering_at_real_time_is_not_counted_late() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+    count, late = lateness()
+
+    for _ in range(4):  # each chunk handed over as the one before ends, as an echo does
+        await player.add_audio(bytes(CHUNK))
+        await asyncio.sleep(0.2)
+    await player.stop()
+
+    assert len(socket.sent) == 4
+    # Each left as it was handed over. (Counted from when it could first have left, one
+    # chunk ahead of playing, every one would be 200 ms late.)
+    assert lateness() == (count + 4, late)
+
+
+async def test_chunks_queued_ahead_are_counted_by_how_late_the_player_sent_them() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+    count, late = lateness()
+
+    await player.add_audio(bytes(CHUNK * 4))
+    for _ in range(100):
+        if len(socket.sent) == 4:
+            break
+        await asyncio.sleep(0.02)
+    await player.stop()
+
+    assert lateness() == (count + 4, late)  # the first at once, the rest as they fell due
+
+
+async def test_a_bots_buffer_reused_after_handing_it_over_does_not_change_queued_audio() -> None:
+    socket = SlowSocket()
+    player = await started(socket)
+    buffer = bytearray(b"\x01" * (CHUNK // 2))
+
+    await player.add_audio(buffer)  # type: ignore[arg-type]  # half a chunk: it waits
+    buffer[:] = b"\x02" * len(buffer)  # the bot fills its buffer again
+    await player.add_audio(buffer)  # type: ignore[arg-type]
+    for _ in range(50):
+        if socket.sent:
+            break
+        await asyncio.sleep(0.01)
+    await player.stop()
+
+    assert socket.audio() == b"\x01" * (CHUNK // 2) + b"\x02" * (CHUNK // 2)

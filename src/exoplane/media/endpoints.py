@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from exoplane.media.server import serve_stream
 from exoplane.responses import JSONBytesResponse
@@ -14,10 +17,21 @@ from exoplane.voicebot.auth import AdminAuth
 router = APIRouter()
 
 
-@router.websocket("/exotel/{bot_id}")
-async def exotel_stream(websocket: WebSocket, bot_id: str) -> None:
-    """Exotel's Voicebot applet connects here (AgentStream protocol)."""
-    await serve_stream(websocket, websocket.state.exoplane, bot_id)
+class ExotelStream:
+    """Exotel's Voicebot applet connects here (AgentStream protocol).
+
+    A plain ASGI endpoint rather than a FastAPI one: a call's frames come ten a second for as
+    long as it lasts, and each of them would otherwise also pass through the layers FastAPI
+    and Starlette wrap around a WebSocket endpoint to inject dependencies and map exceptions,
+    neither of which a stream uses. The socket is still Starlette's ``WebSocket``.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        socket = WebSocket(scope, receive, send)
+        await serve_stream(socket, socket.state.exoplane, socket.path_params["bot_id"])
+
+
+router.routes.append(WebSocketRoute("/exotel/{bot_id}", ExotelStream(), name="exotel_stream"))
 
 
 @router.get("/api/v1/bots", tags=["voice-bot admin"])

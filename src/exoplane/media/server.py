@@ -21,8 +21,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from exoplane.capabilities import PARAMETER
 from exoplane.logs import get_logger
-from exoplane.media import metrics
 from exoplane.media.bots import Bot, CallInfo
+from exoplane.media.metrics import STATS
 from exoplane.media.protocol import (
     Clear,
     Connected,
@@ -36,7 +36,8 @@ from exoplane.media.protocol import (
     clear_message,
     duration_seconds,
     mark_message,
-    media_message,
+    media_prefix,
+    media_text,
     pad_to_chunk,
     parse_message,
     sample_rate_from_query,
@@ -84,9 +85,14 @@ class Player:
     def __init__(self, socket: WebSocket, stream_sid: str, sample_rate: int) -> None:
         self._socket = socket
         self._stream_sid = stream_sid
-        self._rate = sample_rate
+        self._media_prefix = media_prefix(stream_sid)
+        # Every audio chunk is this long: a short last one is padded with silence.
         self._chunk = chunk_bytes(sample_rate)
-        self._pending = bytearray()  # audio not yet a whole chunk
+        self._chunk_seconds = duration_seconds(self._chunk, sample_rate)
+        self._chunk_ms = round(self._chunk_seconds * 1000)
+        # Audio not yet a whole chunk, as the bot gave it: joined once a chunk is complete.
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
         self._queue: deque[bytes | _MarkItem] = deque()
         self._ready = asyncio.Event()
         self._parked = False  # the task waits for audio; callers may send
@@ -94,20 +100,26 @@ class Player:
         self._sent_chunks = 0
         self._played_ms = 0
         self._next_at = time.monotonic()  # when the next chunk is due to start playing
-        self._lead = duration_seconds(self._chunk, sample_rate)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
     async def add_audio(self, pcm: bytes) -> None:
-        self._pending += pcm
-        whole = len(self._pending) - len(self._pending) % self._chunk
-        for offset in range(0, whole, self._chunk):
-            self._queue.append(bytes(self._pending[offset : offset + self._chunk]))
-        del self._pending[:whole]
-        if whole:
-            await self._play()
+        # bytes() keeps a bot's own buffer out of the queue (a bot may reuse it); of a bytes
+        # object it is that object, not a copy.
+        self._pending.append(bytes(pcm))
+        self._pending_bytes += len(pcm)
+        if self._pending_bytes < self._chunk:
+            return  # not a whole chunk yet
+        pending, size = self._pending, self._chunk
+        audio = pending[0] if len(pending) == 1 else b"".join(pending)
+        whole = len(audio) - len(audio) % size
+        # A slice of the whole of a bytes object is that object: an exact chunk is not copied.
+        self._queue.extend(audio[at : at + size] for at in range(0, whole, size))
+        self._pending = [audio[whole:]] if whole < len(audio) else []
+        self._pending_bytes = len(audio) - whole
+        await self._play()
 
     async def add_mark(self, name: str) -> None:
         self._flush_pending()
@@ -117,27 +129,29 @@ class Player:
     async def clear(self) -> None:
         dropped = sum(1 for item in self._queue if isinstance(item, bytes))
         self._queue.clear()
-        self._pending.clear()
-        metrics.CLEARED_CHUNKS.inc(dropped)
+        self._pending, self._pending_bytes = [], 0
+        STATS.cleared_chunks += dropped
         await self._send(clear_message(self._stream_sid))
 
     def _flush_pending(self) -> None:
         if self._pending:
-            self._queue.append(pad_to_chunk(bytes(self._pending), self._chunk))
-            self._pending.clear()
+            self._queue.append(pad_to_chunk(b"".join(self._pending), self._chunk))
+            self._pending, self._pending_bytes = [], 0
 
     async def _play(self) -> None:
         """Send what is due now if the task is parked; hand the rest over to the task."""
         if not self._parked or self._sending:
             return  # the task, or a caller sending now, takes the new items with the rest
-        self._next_at = max(self._next_at, time.monotonic())
-        if await self._send_due() is not None:
+        now = time.monotonic()
+        if self._next_at < now:
+            self._next_at = now
+        if await self._send_due(now, handed_at=now) is not None:
             self._parked = False  # from here on the task sends
             self._ready.set()
 
     async def _run(self) -> None:
         while True:
-            delay = await self._send_due()
+            delay = await self._send_due(time.monotonic())
             if delay is not None:
                 await asyncio.sleep(delay)
                 continue
@@ -146,49 +160,59 @@ class Player:
             await self._ready.wait()
             self._next_at = max(self._next_at, time.monotonic())
 
-    async def _send_due(self) -> float | None:
+    async def _send_due(self, now: float, *, handed_at: float | None = None) -> float | None:
         """Send queued items until the next chunk is not yet due; the seconds until it is,
-        or None once the queue is empty."""
+        or None once the queue is empty.
+
+        ``handed_at`` is when a caller handed over the audio it sends itself. A chunk cannot
+        leave before it exists, so its lateness counts from then if it fell due earlier: a
+        bot answering at real time hands each chunk over when it is due to play, one chunk
+        later than the lead the player aims for, and that is not the player being late.
+        """
+        queue = self._queue
         self._sending = True
         try:
-            while self._queue:
-                head = self._queue[0]
+            while queue:
+                head = queue[0]
                 if isinstance(head, _MarkItem):
-                    self._queue.popleft()
+                    queue.popleft()
                     await self._send(mark_message(self._stream_sid, head.name))
+                    now = time.monotonic()
                     continue
                 # Each chunk leaves one chunk ahead of its playing time, so a little jitter
                 # on the way never starves Exotel's playback; it waits for that moment while
                 # still queued, so a clear in the meantime drops it too.
-                delay = self._next_at - time.monotonic() - self._lead
-                if delay > 0:
-                    return delay
-                metrics.PACING_LATENESS.observe(-delay)
-                self._queue.popleft()
+                due = self._next_at - self._chunk_seconds
+                if due > now:
+                    return due - now
+                STATS.pacing_lateness.observe(
+                    now - (due if handed_at is None else max(due, handed_at))
+                )
+                queue.popleft()
                 self._sent_chunks += 1
                 await self._send(
-                    media_message(
-                        self._stream_sid,
+                    media_text(
+                        self._media_prefix,
                         head,
                         chunk=self._sent_chunks,
                         timestamp_ms=self._played_ms,
                     )
                 )
-                seconds = duration_seconds(len(head), self._rate)
-                self._played_ms += round(seconds * 1000)
-                self._next_at += seconds
+                self._played_ms += self._chunk_ms
+                self._next_at += self._chunk_seconds
+                now = time.monotonic()
             return None
         finally:
             self._sending = False
 
     async def _send(self, text: str) -> None:
-        if self._socket.application_state != WebSocketState.CONNECTED:
+        if self._socket.application_state is not WebSocketState.CONNECTED:
             return
         try:
             await self._socket.send_text(text)
         except WebSocketDisconnect:
             return  # Exotel hung up: the stream's receive loop sees it and ends the call
-        metrics.FRAMES_OUT.inc()
+        STATS.frames_out += 1
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -251,22 +275,20 @@ class Watchdog:
 class Control:
     """The ``CallControl`` a bot gets."""
 
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, player: Player) -> None:
         self._stream = stream
+        self._player = player
 
     async def send_audio(self, pcm: bytes) -> None:
         if len(pcm) % 2:
             raise ValueError("PCM16 audio must be whole samples (an even number of bytes)")
-        if self._stream.player is not None:
-            await self._stream.player.add_audio(pcm)
+        await self._player.add_audio(pcm)
 
     async def mark(self, name: str) -> None:
-        if self._stream.player is not None:
-            await self._stream.player.add_mark(name)
+        await self._player.add_mark(name)
 
     async def clear(self) -> None:
-        if self._stream.player is not None:
-            await self._stream.player.clear()
+        await self._player.clear()
 
     async def hang_up(self) -> None:
         self._stream.hang_up_requested = True
@@ -339,14 +361,17 @@ class Stream:
                 continue
             started = time.perf_counter()
             await self._handle(text)
-            metrics.FRAME_SECONDS.observe(time.perf_counter() - started)
+            STATS.frame_seconds.observe(time.perf_counter() - started)
 
     async def _handle(self, text: str) -> None:
-        metrics.FRAMES_IN.inc()
+        STATS.frames_in += 1
         try:
             message = parse_message(text)
         except ProtocolError as exc:
             self._bad_frame(str(exc))
+            return
+        if type(message) is Media and self.bot is not None and self.phase is Phase.STREAMING:
+            await self.bot.on_audio(message.payload)  # nearly every frame: the rest can wait
             return
         if isinstance(message, Connected):
             if self.phase is Phase.AWAITING_CONNECTED:
@@ -362,9 +387,7 @@ class Stream:
         if self.phase is not Phase.STREAMING or self.bot is None:
             self._bad_frame(f"{type(message).__name__.lower()} before start")
             return
-        if isinstance(message, Media):
-            await self.bot.on_audio(message.payload)
-        elif isinstance(message, Dtmf):
+        if isinstance(message, Dtmf):  # media, when streaming, was handled first
             await self.bot.on_dtmf(message.digit)
         elif isinstance(message, Mark):
             await self.bot.on_mark(message.name)
@@ -390,14 +413,14 @@ class Stream:
         )
         self.player = Player(self.socket, start.stream_sid, rate)
         self.player.start()
-        self.bot = self.bot_class(call, Control(self))
+        self.bot = self.bot_class(call, Control(self, self.player))
         self.phase = Phase.STREAMING
         log.info("stream started", bot_id=self.bot_id, call_sid=start.call_sid, sample_rate=rate)
         await self.bot.on_start()
 
     def _bad_frame(self, reason: str) -> None:
         self.bad_frames += 1
-        metrics.MALFORMED_FRAMES.inc()
+        STATS.malformed_frames += 1
         if self.bad_frames <= LOGGED_BAD_FRAMES:
             log.warning("skipped a frame", bot_id=self.bot_id, reason=reason[:200])
         elif self.bad_frames == LOGGED_BAD_FRAMES + 1:
@@ -413,12 +436,14 @@ class Stream:
             await self.player.stop()
         if self.bot is not None:
             try:
-                await asyncio.wait_for(self.bot.on_stop(stop_reason), CLOSE_TIMEOUT_SECONDS)
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):  # no task, unlike wait_for
+                    await self.bot.on_stop(stop_reason)
             except Exception:
                 log.exception("bot failed while stopping", bot_id=self.bot_id)
         if self.socket.application_state == WebSocketState.CONNECTED:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.socket.close(code, reason), CLOSE_TIMEOUT_SECONDS)
+                async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                    await self.socket.close(code, reason)
 
 
 async def serve_stream(socket: WebSocket, state: AppState, bot_id: str) -> None:
@@ -431,11 +456,14 @@ async def serve_stream(socket: WebSocket, state: AppState, bot_id: str) -> None:
         return
     bot = state.bots[bot_id]
     stream = Stream(socket, state, bot_id, bot)
-    metrics.ACTIVE_STREAMS.inc()
+    STATS.active_streams += 1
     try:
-        await stream.run()
+        # The stream runs as a task of its own. Each frame wakes the task that waits for it,
+        # and waking a task resumes every coroutine it is awaiting through: here only the
+        # stream's own few rather than the twenty-odd of the server's and the framework's.
+        await asyncio.create_task(stream.run())
     finally:
-        metrics.ACTIVE_STREAMS.dec()
+        STATS.active_streams -= 1
 
 
 def _refusal(socket: WebSocket, state: AppState, bot_id: str) -> tuple[int, str] | None:
