@@ -14,9 +14,11 @@ buffering a server does by design and nothing else. A message is due once the in
 holding its last byte has been sent: exoplane sends 200 ms chunks of two frames, so the first
 frame of each chunk necessarily waits 100 ms for the second (for the bare echo every message is
 one frame, and this is plainly send to echo). exoplane also paces, keeping at most one chunk
-ahead of playback, so for it a chunk is due no sooner than the previous one's arrival plus its
-duration. The time from the completing frame alone (raw) and the gaps a
-real-time player would hear (late) are reported beside it. See bench/README.md.
+ahead of playback, so for it a chunk is due no sooner than the previous one began to play.
+The time from the completing frame alone (raw) and the gaps a real-time player would hear
+(late) are reported beside it. Only frames due while all N streams are under way are measured:
+not the warm-up, nor the last half second, when the first streams already hang up. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ FRAME_S = 0.1
 FRAME_BYTES = 1600  # 100 ms of PCM16 at 8 kHz
 BYTES_PER_S = SAMPLE_RATE * 2
 
-DEFAULT_LADDER = (100, 250, 500, 1000, 1400, 1600, 2000, 2200, 2400)
+DEFAULT_LADDER = (100, 250, 500, 1000, 1200, 1400, 1600, 1800, 2000, 2200, 2400, 2800)
 QUICK_LADDER = (100, 250, 500)
 QUICK_DURATION_S = 8.0
 QUICK_WARMUP_S = 1.0
@@ -76,6 +78,9 @@ QUICK_WARMUP_S = 1.0
 CONNECT_BATCH = 50  # handshakes in flight while the streams are being set up
 CONNECT_TIMEOUT_S = 30.0
 START_DELAY_S = 0.5  # between the last handshake and the first frame
+# The last frames of each stream are not measured either: the first streams to finish hang
+# up while the last ones still send, N hang-ups within 100 ms, which no real traffic does.
+COOLDOWN_S = 0.5
 DRAIN_TIMEOUT_S = 3.0  # for the last echoes once sending stops
 CLOSE_TIMEOUT_S = 5.0
 
@@ -127,7 +132,7 @@ class StreamLog:
     due_at: list[float] = field(default_factory=list)  # when each frame should have left
     sent_at: list[float] = field(default_factory=list)  # when it did
     echoed: int = 0  # audio bytes that came back
-    previous_ends: float | None = None  # the last message's arrival plus its duration
+    previous_starts: float | None = None  # when the last message began to play, played out
     played_until: float | None = None  # when the audio received so far ends, played out
     round_trips: list[float] = field(default_factory=list)  # from when it was due
     raw_round_trips: list[float] = field(default_factory=list)  # from the completing frame
@@ -183,17 +188,18 @@ async def _receive(
         frame = (log.echoed - 1) // FRAME_BYTES  # the inbound frame that completed this one
         if frame < len(log.sent_at) and log.due_at[frame] in window:
             sent = log.sent_at[frame]
-            # Due once its audio is all sent and, where the server paces, once the message
-            # before it has had time to play.
-            due = sent if not paced or log.previous_ends is None else max(sent, log.previous_ends)
+            # Due once its audio is all sent and, where the server paces (one message ahead
+            # of playback), once the message before it has begun to play.
+            starts = log.previous_starts
+            due = sent if not paced or starts is None else max(sent, starts)
             log.round_trips.append(max(0.0, now - due))
             log.raw_round_trips.append(now - sent)
             # Played out as Exotel does: each message at real time once the one before ends.
             late = 0.0 if log.played_until is None else max(0.0, now - log.played_until)
             log.lateness.append(late)
             log.echoes += 1
-        log.previous_ends = now + seconds
-        log.played_until = max(now, log.played_until or now) + seconds
+        log.previous_starts = max(now, log.played_until or now)
+        log.played_until = log.previous_starts + seconds
         if log.echoed >= expected:
             log.drained.set()
 
@@ -277,7 +283,7 @@ async def offer(
                 else:
                     sockets.append(result)
         started = clock() + START_DELAY_S
-        window = Window(started + warmup, started + duration)
+        window = Window(started + warmup, started + duration - COOLDOWN_S)
         load = Load(logs, window, connected=sum(s is not None for s in sockets))
         # Every task exists before the first frame is due, so none starts late.
         drivers = [
@@ -437,7 +443,8 @@ async def measure(served: Served, streams: int, options: argparse.Namespace) -> 
 
 
 async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
-    """Both servers up for the whole run; each rung loads one of them at a time."""
+    """Both servers up for the whole run; each rung loads one of them at a time, and each
+    climbs the ladder until it first misses the target."""
     bare_port, exoplane_port = free_port(), free_port()
     async with (
         serving(
@@ -459,10 +466,17 @@ async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
             paced=True,
         ) as exoplane,
     ):
-        rungs = []
+        rungs: list[Rung] = []
+        climbing = [bare, exoplane]
         for streams in options.ladder:
-            for served in (bare, exoplane):
-                rungs.append(await measure(served, streams, options))
+            for served in list(climbing):
+                rung = await measure(served, streams, options)
+                rungs.append(rung)
+                if not rung.within_target:
+                    # Its capacity is the rung below: higher rungs cannot change it.
+                    climbing.remove(served)
+            if not climbing:
+                break
     return rungs
 
 
@@ -562,6 +576,7 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
         "ladder": list(options.ladder),
         "duration_s": options.duration,
         "warmup_s": options.warmup,
+        "cooldown_s": COOLDOWN_S,
         "quick": options.quick,
         "frame": f"{FRAME_BYTES} bytes PCM16 at {SAMPLE_RATE} Hz every {FRAME_S * 1000:g} ms",
         "bot": "echo",
@@ -576,7 +591,8 @@ def headline(options: argparse.Namespace, when: datetime) -> str:
     ladder = ", ".join(str(n) for n in options.ladder)
     return (
         f"Media benchmark, {when:%Y-%m-%d %H:%M} UTC: echo bot, {ladder} streams, "
-        f"{options.duration:g} s each ({options.warmup:g} s of it unmeasured warm-up); "
+        f"{options.duration:g} s each (unmeasured: the first {options.warmup:g} s and the last "
+        f"{COOLDOWN_S:g} s); "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs."
     )
 
@@ -650,8 +666,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         options.duration = QUICK_DURATION_S if options.quick else 30.0
     if options.warmup is None:
         options.warmup = QUICK_WARMUP_S if options.quick else 2.0
-    if options.warmup >= options.duration:
-        parser.error("--warmup must be shorter than --duration")
+    if options.warmup + COOLDOWN_S >= options.duration:
+        parser.error(f"--duration must be longer than --warmup plus {COOLDOWN_S:g} s")
     return options
 
 
