@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -233,6 +234,35 @@ async def test_injected_faults_answer_with_their_status(sandbox: httpx.AsyncClie
     response = await sandbox.post(CONNECT + ".json", data=FLOW_CALL)
 
     assert response.status_code == 503
+
+
+async def test_a_reply_latency_places_the_call_before_the_answer_leaves(
+    sandbox: httpx.AsyncClient,
+) -> None:
+    fault = {"route": "calls_connect", "reply_latency_seconds": 0.5}
+    assert (await sandbox.post("/_sandbox/faults", json=fault)).status_code == 201
+
+    placing = asyncio.create_task(sandbox.post(CONNECT + ".json", data=FLOW_CALL))
+    while not (calls := (await sandbox.get("/_sandbox/calls")).json()):
+        await asyncio.sleep(0.01)
+    placed_at = time.monotonic()
+    response = await placing
+
+    assert time.monotonic() - placed_at >= 0.4
+    assert response.status_code == 200
+    assert response.json()["Call"]["Sid"] == calls[0]["Sid"]
+
+
+async def test_a_reply_latency_on_another_route_is_refused_naming_the_field(
+    sandbox: httpx.AsyncClient,
+) -> None:
+    fault = {"route": "callbacks", "reply_latency_seconds": 1}
+
+    response = await sandbox.post("/_sandbox/faults", json=fault)
+
+    assert response.status_code == 422
+    assert "reply_latency_seconds applies to the calls_connect route only" in response.text
+    assert (await sandbox.get("/_sandbox/faults")).json() == []
 
 
 async def test_dropped_callbacks_are_recorded_but_not_sent(

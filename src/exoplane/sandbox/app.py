@@ -25,6 +25,7 @@ from exoplane.sandbox.simulation import Simulator, redact_url
 from exoplane.sandbox.state import (
     FLOW_URL,
     Account,
+    Fault,
     SandboxCall,
     SandboxState,
     exotel_time,
@@ -157,13 +158,14 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
         state.recent[account_sid] = recent
         return allowed
 
-    async def apply_fault(route: str) -> int | None:
+    async def fired_fault(route: str) -> Fault | None:
+        """The route's fault if it fires this time, once its latency has passed."""
         fault = state.faults.get(route)
         if fault is None or not fault.fires():
             return None
         if fault.latency_seconds:
             await asyncio.sleep(fault.latency_seconds)
-        return fault.status
+        return fault
 
     def check_access(request: Request, account_sid: str, as_json: bool) -> Response | None:
         account = state.accounts.get(account_sid)
@@ -235,10 +237,10 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
         if denied is not None:
             log_request(request, fields, denied.status_code)
             return denied
-        fault_status = await apply_fault("calls_connect")
-        if fault_status is not None:
-            log_request(request, fields, fault_status)
-            return rest_exception(fault_status, "Injected fault", as_json=as_json)
+        fault = await fired_fault("calls_connect")
+        if fault is not None and fault.status is not None:
+            log_request(request, fields, fault.status)
+            return rest_exception(fault.status, "Injected fault", as_json=as_json)
         problem = invalid(fields, account_sid)
         if problem is None and not set(events) <= {"terminal", "answered", "ringing"}:
             problem = "StatusCallbackEvents may hold terminal, answered and ringing only"
@@ -265,6 +267,8 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
         state.save_call(call)
         log_request(request, fields, 200)
         simulator.start(call)
+        if fault is not None and fault.reply_latency_seconds:
+            await asyncio.sleep(fault.reply_latency_seconds)
         return render({"Call": call.details()}, as_json=as_json)
 
     @app.get("/v1/Accounts/{account_sid}/Calls/{call_sid}", tags=["exotel"])
@@ -277,9 +281,9 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
         denied = check_access(request, account_sid, as_json)
         if denied is not None:
             return denied
-        fault_status = await apply_fault("call_details")
-        if fault_status is not None:
-            return rest_exception(fault_status, "Injected fault", as_json=as_json)
+        fault = await fired_fault("call_details")
+        if fault is not None and fault.status is not None:
+            return rest_exception(fault.status, "Injected fault", as_json=as_json)
         call = state.calls.get(call_sid)
         if call is None or call.account_sid != account_sid:
             return rest_exception(404, f"Call {call_sid} not found", as_json=as_json)

@@ -124,9 +124,16 @@ class FaultIn(Body):
     route: Literal["calls_connect", "call_details", "callbacks"]
     status: int | None = Field(default=None, ge=400, le=599)
     latency_seconds: float = Field(default=0.0, ge=0, le=60)
+    reply_latency_seconds: float = Field(default=0.0, ge=0, le=60)
     drop_callbacks: bool = False
     duplicate_callbacks: bool = False
     probability: float = Field(default=1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _reply_latency_on_calls_connect_only(self) -> FaultIn:
+        if self.reply_latency_seconds and self.route != "calls_connect":
+            raise ValueError("reply_latency_seconds applies to the calls_connect route only")
+        return self
 
 
 # --- the router ---------------------------------------------------------------------------

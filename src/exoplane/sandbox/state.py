@@ -201,6 +201,9 @@ class Fault(Record):
     route: str
     status: int | None = None
     latency_seconds: float = 0.0
+    # Calls/connect: the call is placed at once, but the answer to the request leaves this
+    # much later, as over a slow network.
+    reply_latency_seconds: float = 0.0
     drop_callbacks: bool = False
     duplicate_callbacks: bool = False
     probability: float = 1.0
