@@ -12,8 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from exoplane.config import Settings
+from exoplane.db import create_engine, create_session_factory, unit_of_work
+from exoplane.models import Call
 from tests.e2e.conftest import Exoplane, running_exoplane
 from tests.e2e.servers import Sandbox, running_sandbox
 from tests.factories import (
@@ -173,6 +176,50 @@ async def test_status_callbacks_come_back_to_a_signed_url_for_this_call(
     ]
 
 
+async def stored_calls(settings: Settings) -> list[Call]:
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            return list(await session.scalars(select(Call).order_by(Call.created_at)))
+    finally:
+        await engine.dispose()
+
+
+async def test_status_callbacks_sent_before_exotel_answers_the_request_are_not_lost(
+    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
+) -> None:
+    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
+    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+    # The whole simulated call (about 0.2 s) is over before Exotel's answer arrives.
+    await exotel.add_fault(route="calls_connect", reply_latency_seconds=1.0)
+
+    response = await call_out(client, calling_app)
+
+    assert response.status_code == 200, response.text
+    call_sid = response.json()["Data"]["CallSid"]
+    call = await exotel.finished_call(call_sid, reports=1)
+    assert [(sent["event"], sent["status"]) for sent in call["Callbacks"]] == [
+        ("answered", 200),
+        ("terminal", 200),
+    ]
+    [stored] = await stored_calls(settings)
+    assert (stored.call_sid, stored.status) == (call_sid, "completed")
+
+
+async def test_a_placed_call_is_stored_with_its_sid_and_final_status(
+    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
+) -> None:
+    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
+    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+
+    call_sid = (await call_out(client, calling_app)).json()["Data"]["CallSid"]
+
+    await exotel.finished_call(call_sid, reports=1)
+    [stored] = await stored_calls(settings)
+    assert (stored.call_sid, stored.direction, stored.status) == (call_sid, "outbound", "completed")
+    assert (stored.from_number, stored.to_number) == (f"sip:{AGENT}", "+919123456789")
+
+
 async def test_an_unknown_user_is_404_and_rings_nobody(
     client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
@@ -206,7 +253,7 @@ async def test_an_exotel_rest_exception_is_502_with_its_message(
 
 
 async def test_an_exotel_server_error_is_502_and_places_no_call(
-    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
+    client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
     await exotel.add_fault(route="calls_connect", status=500)
 
@@ -214,6 +261,8 @@ async def test_an_exotel_server_error_is_502_and_places_no_call(
 
     assert "Injected fault" in failed(response, 502)
     assert await exotel.calls() == []
+    [stored] = await stored_calls(settings)
+    assert (stored.call_sid, stored.status) == (None, "failed")
 
 
 async def test_another_apps_id_with_this_token_is_404_and_rings_nobody(

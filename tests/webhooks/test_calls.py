@@ -174,6 +174,55 @@ async def test_a_status_callback_with_a_forged_capability_is_401(
     assert unknown.status_code == 401
 
 
+async def _call_being_placed(settings: Settings, app: RegisteredApp) -> str:
+    """A click-to-call recorded before Exotel answered with its CallSid; its status URL."""
+    call = Call(
+        id="placing-1",
+        app_id=app.id,
+        call_sid=None,
+        direction="outbound",
+        from_number="sip:agent_001",
+        to_number="+919123456789",
+        user_id="agent_001",
+        status="queued",
+    )
+    engine = create_engine(settings.database_url)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            session.add(call)
+    finally:
+        await engine.dispose()
+    parts = urlsplit(status_callback_url(settings, Capabilities(load_secret_key(settings)), call))
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_a_status_callback_before_exotel_answered_gives_the_call_its_sid(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    url = await _call_being_placed(settings, app)
+
+    answered = await client.post(url, data={"CallSid": "call_early", "EventType": "answered"})
+    [webhook] = await receiver.wait_for(1)
+
+    assert answered.status_code == 200, answered.text
+    assert (webhook.json["event"], webhook.json["call_sid"]) == ("call_answered", "call_early")
+    assert webhook.json["from"] == "sip:agent_001"
+
+
+async def test_a_status_callback_without_a_sid_for_a_call_being_placed_is_400(
+    client: httpx.AsyncClient, settings: Settings, receiver: Receiver
+) -> None:
+    app = await app_sending_to(client, settings, receiver)
+    url = await _call_being_placed(settings, app)
+
+    response = await client.post(url, data={"EventType": "answered"})
+
+    assert response.status_code == 400
+    assert "'CallSid'" in response.json()["Error"]
+    assert receiver.received == []
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_delivery_to_a_private_address_fails_when_private_networks_are_not_allowed(
     settings: Settings, receiver: Receiver, host: str

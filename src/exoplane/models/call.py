@@ -16,7 +16,8 @@ class Call(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
-    call_sid: Mapped[str] = mapped_column(String(100))
+    # Exotel's CallSid; empty (NULL) for a call being placed until Exotel gives it.
+    call_sid: Mapped[str | None] = mapped_column(String(100))
     direction: Mapped[str] = mapped_column(String(20))
     from_number: Mapped[str] = mapped_column(String(100))
     to_number: Mapped[str] = mapped_column(String(100))

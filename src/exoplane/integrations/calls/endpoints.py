@@ -11,7 +11,7 @@ from exoplane.capabilities import PARAMETER
 from exoplane.db import Session
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AnyAuth, AppAuth
-from exoplane.integrations.calls import service
+from exoplane.integrations.calls import placing, service
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.routing import PlainRoute
@@ -101,12 +101,12 @@ async def _callback_fields(request: Request) -> dict[str, Any]:
 
 @router.post("/call/outbound_call")
 async def outbound_call(
-    request: Request, state: State, session: Session, principal: AnyAuth, body: OutboundCall
+    request: Request, state: State, principal: AnyAuth, body: OutboundCall
 ) -> Response:
     """Click-to-call: ring the agent's device, then ``to``; answers the Exotel CallSid."""
-    data = await service.place_outbound_call(
+    data = await placing.place_outbound_call(
         state.reader,
-        session,
+        state.sessions,
         state.vault,
         state.settings,
         state.capabilities,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader, insert_missing
@@ -32,6 +32,32 @@ async def get_call(session: AsyncSession, call_id: str) -> Call | None:
 
 def add_call(session: AsyncSession, call: Call) -> None:
     session.add(call)
+
+
+async def settle_placed_call(
+    session: AsyncSession,
+    call_id: str,
+    *,
+    call_sid: str | None,
+    status: str,
+    while_status: str,
+    at: datetime,
+) -> None:
+    """Record how placing a call went: its CallSid (when given), and ``status`` while the
+    call's status is still ``while_status``.
+
+    One statement, so a StatusCallback committed meanwhile is seen and kept: it reported
+    on the call after Exotel accepted it, so it knows better.
+    """
+    still = Call.status == while_status
+    values: dict[Any, Any] = {
+        Call.status: case((still, status), else_=Call.status),
+        Call.updated_at: case((still, at), else_=Call.updated_at),
+    }
+    if call_sid is not None:
+        values[Call.call_sid] = call_sid
+    statement = update(Call).where(Call.id == call_id).values(values)
+    await session.execute(statement.execution_options(synchronize_session=False))
 
 
 # --- what a Passthru hook needs, in as few statements as it can be read and written ------
@@ -141,7 +167,8 @@ async def add_calls_once(
             Call.app_id, Call.id, Call.call_sid, Call.from_number, Call.to_number
         ).where(tuple_(Call.app_id, Call.call_sid).in_(missing))
         for app_id, call_id, call_sid, from_number, to_number in await connection.execute(stored):
-            calls[(app_id, call_sid)] = CallRecord(call_id, call_sid, from_number, to_number)
+            # Matched on its CallSid, so it has one.
+            calls[(app_id, call_sid)] = CallRecord(call_id, str(call_sid), from_number, to_number)
     return calls
 
 

@@ -20,6 +20,7 @@ from exoplane.exotel.client import (
     ExotelClient,
     ExotelCredentials,
     ExotelError,
+    PlacedCall,
 )
 from exoplane.exotel.numbers import InvalidPhoneNumber, normalise_phone_number
 from exoplane.integrations import service as integrations
@@ -364,20 +365,26 @@ async def status_callback(
     # An unknown call answers exactly like a bad signature: ids are not to be probed.
     if call is None or not capabilities.verify(sig, "status", call.app_id, call_id):
         raise _invalid_capability()
+    if call.call_sid is None:
+        # Exotel reports on the call before its answer to Calls/connect has been recorded.
+        if not params.call_sid:
+            raise BadRequest("Field 'CallSid' is required", field="CallSid")
+        call.call_sid = params.call_sid
+    call_sid = call.call_sid
     app_settings = await integrations.app_settings(session, vault, call.app_id)
-    base = {"call_sid": call.call_sid, "from": call.from_number, "to": call.to_number}
+    base = {"call_sid": call_sid, "from": call.from_number, "to": call.to_number}
     if params.event_type == "answered":
         call.status = "in-progress"
         answered = {**base, "status": "answered"}
-        await _emit_once(session, app_settings, call.call_sid, "call_answered", answered)
+        await _emit_once(session, app_settings, call_sid, "call_answered", answered)
     else:
         call.status = params.status or "completed"
         call.duration = params.duration
         payload = {**base, "status": call.status, "duration": params.duration}
-        await _emit_once(session, app_settings, call.call_sid, "call_completed", payload)
+        await _emit_once(session, app_settings, call_sid, "call_completed", payload)
         if params.recording_url:
             call.recording_url = params.recording_url
-            await _recording_ready(session, app_settings, call.call_sid, params)
+            await _recording_ready(session, app_settings, call_sid, params)
     call.updated_at = utcnow()
 
 
@@ -386,21 +393,25 @@ async def status_callback(
 REGION_BASE_URLS = {"mumbai": "https://api.in.exotel.com", "singapore": "https://api.exotel.com"}
 
 
-async def place_outbound_call(
+@dataclass(frozen=True, slots=True)
+class OutboundCallPlan:
+    """A click-to-call checked and ready to place: the call as it will be recorded, and the
+    Exotel account and numbers to place it with."""
+
+    call: Call
+    credentials: ExotelCredentials
+    caller_id: str
+
+
+async def plan_outbound_call(
     reader: Reader,
-    session: AsyncSession,
     vault: Vault,
     settings: Settings,
-    capabilities: Capabilities,
-    exotel: ExotelClient,
     principal: Principal,
     request: OutboundCall,
-) -> dict[str, str]:
-    """Ring the agent's enabled device (the SIP client when on, else the phone), then
-    ``to``, through the app's own Exotel account; StatusCallbacks come back to exoplane.
-
-    Nothing is written before Exotel answers, so no database lock waits on it.
-    """
+) -> OutboundCallPlan:
+    """Check a click-to-call: the app and agent exist for this token, and the agent has a
+    device to ring and a virtual number to call from. Reads only; writes nothing."""
     app_id = request.app_id
     if principal.customer_id != (request.customer_id or principal.customer_id) or (
         isinstance(principal, AppPrincipal) and principal.app_id != app_id
@@ -415,15 +426,18 @@ async def place_outbound_call(
             f"User {request.user_id!r} has no VirtualNumber to call from; set one first",
             field="user_id",
         )
+    now = utcnow()
     call = Call(
         id=new_id(),
         app_id=app_id,
-        call_sid="",
+        call_sid=None,
         direction="outbound",
         from_number=first,
         to_number=request.to,
         user_id=request.user_id,
-        status="queued",
+        status=QUEUED,
+        created_at=now,
+        updated_at=now,
     )
     credentials = ExotelCredentials(
         caller.account_sid,
@@ -433,23 +447,55 @@ async def place_outbound_call(
     )
     if not settings.allow_private_networks:
         await check_target(credentials.api_base_url, "api_base_url", allow_private=False)
+    return OutboundCallPlan(call, credentials, caller.virtual_number)
+
+
+# A placed call's status until Exotel accepts it (or a StatusCallback reports on it).
+QUEUED = "queued"
+
+
+def record_call_intent(session: AsyncSession, plan: OutboundCallPlan) -> None:
+    """The call about to be placed, so its StatusCallbacks find it however early they come."""
+    repository.add_call(session, plan.call)
+
+
+async def dial(
+    exotel: ExotelClient, settings: Settings, capabilities: Capabilities, plan: OutboundCallPlan
+) -> PlacedCall:
+    """Ask Exotel to ring the agent's leg, then the called number."""
+    call = plan.call
     try:
-        placed = await exotel.connect_two_numbers(
-            credentials,
-            first=first,
-            second=request.to,
-            caller_id=caller.virtual_number,
+        return await exotel.connect_two_numbers(
+            plan.credentials,
+            first=call.from_number,
+            second=call.to_number,
+            caller_id=plan.caller_id,
             custom_field=f"exoplane:{call.id}",
             status_callback=status_callback_url(settings, capabilities, call),
         )
     except ExotelError as exc:
         raise UpstreamError(exc.message) from exc
-    now = utcnow()
-    call.call_sid, call.status = placed.call_sid, placed.provider_status
-    call.created_at = call.updated_at = now
-    repository.add_call(session, call)
-    await session.flush()
-    return {"CallSid": placed.call_sid, "AppUserID": request.user_id, "FromNumber": first}
+
+
+async def record_placed(session: AsyncSession, call_id: str, placed: PlacedCall) -> None:
+    """Exotel accepted the call: its CallSid, and its status unless a StatusCallback has
+    already reported a newer one."""
+    await repository.settle_placed_call(
+        session,
+        call_id,
+        call_sid=placed.call_sid,
+        status=placed.provider_status,
+        while_status=QUEUED,
+        at=utcnow(),
+    )
+
+
+async def record_not_placed(session: AsyncSession, call_id: str) -> None:
+    """Exotel refused the call or did not answer: ``failed``, unless a StatusCallback says
+    it was placed after all."""
+    await repository.settle_placed_call(
+        session, call_id, call_sid=None, status="failed", while_status=QUEUED, at=utcnow()
+    )
 
 
 def _agent_leg(caller: repository.Caller) -> str:
