@@ -393,6 +393,10 @@ async def status_callback(
 REGION_BASE_URLS = {"mumbai": "https://api.in.exotel.com", "singapore": "https://api.exotel.com"}
 
 
+# A placed call's status until Exotel accepts it (or a StatusCallback reports on it).
+QUEUED = "queued"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundCallPlan:
     """A click-to-call checked and ready to place: the call as it will be recorded, and the
@@ -448,10 +452,6 @@ async def plan_outbound_call(
     if not settings.allow_private_networks:
         await check_target(credentials.api_base_url, "api_base_url", allow_private=False)
     return OutboundCallPlan(call, credentials, caller.virtual_number)
-
-
-# A placed call's status until Exotel accepts it (or a StatusCallback reports on it).
-QUEUED = "queued"
 
 
 def record_call_intent(session: AsyncSession, plan: OutboundCallPlan) -> None:
