@@ -17,7 +17,8 @@ one frame, and this is plainly send to echo). exoplane also paces, keeping at mo
 ahead of playback, so for it a chunk is due no sooner than the previous one began to play.
 The time from the completing frame alone (raw) and the gaps a real-time player would hear
 (late) are reported beside it. Only frames due while all N streams are under way are measured:
-not the warm-up, nor the last half second, when the first streams already hang up. See
+not the warm-up, nor the last half second, when the first streams already hang up. A rung
+whose RT p99 is near the target is run three times and judged by the median. See
 bench/README.md.
 """
 
@@ -38,7 +39,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ CLOSE_TIMEOUT_S = 5.0
 BASELINE = "bare"
 TARGET = "exoplane"
 TARGET_P99_MS = 20.0
+# A rung whose RT p99 lands within this band around the target is run twice more and judged
+# by the median of its three runs: near a server's limit a single run's p99 is mostly noise.
+RECHECK_P99_MS = (TARGET_P99_MS / 2, TARGET_P99_MS * 2)
+RUNS_NEAR_TARGET = 3
 TARGET_RATIO = 0.7
 TARGET_STREAMS = 500
 
@@ -380,6 +385,9 @@ class Rung:
     send_lag_p99_ms: float
     server_cpu: float | None
     client_cpu: float
+    # RT p99 of every run of this rung, in the order run; the other figures are those of
+    # the run with the median RT p99, and errors count those of every run.
+    p99_runs_ms: tuple[float, ...] = ()
 
     @property
     def within_target(self) -> bool:
@@ -427,6 +435,31 @@ def summarise(target: str, streams: int, load: Load) -> Rung:
 
 
 async def measure(served: Served, streams: int, options: argparse.Namespace) -> Rung:
+    """One rung: run once, and twice more when that run's p99 is close to the target."""
+    runs = [await measure_once(served, streams, options)]
+    low, high = RECHECK_P99_MS
+    if runs[0].errors == 0 and low <= runs[0].rt_p99_ms <= high:
+        for _ in range(RUNS_NEAR_TARGET - 1):
+            runs.append(await measure_once(served, streams, options))
+    return median_run(runs)
+
+
+def median_run(runs: Sequence[Rung]) -> Rung:
+    """The run with the median RT p99 (of an even number, the higher), carrying every
+    run's p99 and errors."""
+    median = sorted(runs, key=lambda run: run.rt_p99_ms)[len(runs) // 2]
+    kinds: Counter[str] = Counter()
+    for run in runs:
+        kinds.update(run.error_kinds)
+    return replace(
+        median,
+        errors=sum(run.errors for run in runs),
+        error_kinds=dict(kinds),
+        p99_runs_ms=tuple(run.rt_p99_ms for run in runs),
+    )
+
+
+async def measure_once(served: Served, streams: int, options: argparse.Namespace) -> Rung:
     print(f"{served.name}: {streams} streams ...", file=sys.stderr, flush=True)
     load = await offer(
         served.url,
@@ -528,16 +561,18 @@ def markdown_table(rungs: Sequence[Rung]) -> str:
     lines = [
         "| streams | server | frames/s in | echoes/s out | RT p50 ms | RT p99 ms | raw RT p99 ms "
         "| late p99 ms | send lag p99 ms | server CPU | client CPU | errors "
-        f"| p99 <= {TARGET_P99_MS:g} ms |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        f"| p99 <= {TARGET_P99_MS:g} ms | RT p99 of each run |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rungs:
         errors = f"**{r.errors}**" if r.errors else "0"
+        runs = ", ".join(f"{p99:.2f}" for p99 in r.p99_runs_ms) if len(r.p99_runs_ms) > 1 else ""
         lines.append(
             f"| {r.streams:,} | {r.target} | {r.frames_per_s:,.0f} | {r.echoes_per_s:,.0f} "
             f"| {r.rt_p50_ms:.2f} | {r.rt_p99_ms:.2f} | {r.raw_rt_p99_ms:.2f} "
             f"| {r.late_p99_ms:.2f} | {r.send_lag_p99_ms:.2f} | {_cpu(r.server_cpu)} "
-            f"| {_cpu(r.client_cpu)} | {errors} | {'yes' if r.within_target else 'no'} |"
+            f"| {_cpu(r.client_cpu)} | {errors} | {'yes' if r.within_target else 'no'} "
+            f"| {runs} |"
         )
     return "\n".join(lines)
 
@@ -584,6 +619,8 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
         "database": "SQLite (default) in a fresh EXOPLANE_HOME",
         "client": "aiohttp WebSocket client, one process, uvloop if installed",
         "target_p99_ms": TARGET_P99_MS,
+        "recheck_p99_ms": list(RECHECK_P99_MS),
+        "runs_near_target": RUNS_NEAR_TARGET,
     }
 
 
