@@ -253,15 +253,34 @@ async def test_a_reply_latency_places_the_call_before_the_answer_leaves(
     assert response.json()["Call"]["Sid"] == calls[0]["Sid"]
 
 
-async def test_a_reply_latency_on_another_route_is_refused_naming_the_field(
-    sandbox: httpx.AsyncClient,
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (
+            {"route": "callbacks", "reply_latency_seconds": 1},
+            "reply_latency_seconds applies to the calls_connect route only",
+        ),
+        (
+            {"route": "callbacks", "status": 503},
+            "status applies to the calls_connect and call_details routes only",
+        ),
+        (
+            {"route": "calls_connect", "drop_callbacks": True},
+            "drop_callbacks applies to the callbacks route only",
+        ),
+        (
+            {"route": "call_details", "duplicate_callbacks": True},
+            "duplicate_callbacks applies to the callbacks route only",
+        ),
+    ],
+)
+async def test_a_fault_field_on_a_route_it_does_not_apply_to_is_refused_naming_it(
+    sandbox: httpx.AsyncClient, fault: dict[str, Any], message: str
 ) -> None:
-    fault = {"route": "callbacks", "reply_latency_seconds": 1}
-
     response = await sandbox.post("/_sandbox/faults", json=fault)
 
     assert response.status_code == 422
-    assert "reply_latency_seconds applies to the calls_connect route only" in response.text
+    assert message in response.text
     assert (await sandbox.get("/_sandbox/faults")).json() == []
 
 

@@ -130,10 +130,21 @@ class FaultIn(Body):
     probability: float = Field(default=1.0, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _reply_latency_on_calls_connect_only(self) -> FaultIn:
-        if self.reply_latency_seconds and self.route != "calls_connect":
-            raise ValueError("reply_latency_seconds applies to the calls_connect route only")
+    def _fields_of_its_route_only(self) -> FaultIn:
+        for name, routes in _FAULT_FIELD_ROUTES.items():
+            if getattr(self, name) and self.route not in routes:
+                where = " and ".join(routes) + (" routes" if len(routes) > 1 else " route")
+                raise ValueError(f"{name} applies to the {where} only")
         return self
+
+
+# The fault fields that apply to some routes only; the others apply to every route.
+_FAULT_FIELD_ROUTES = {
+    "status": ("calls_connect", "call_details"),
+    "reply_latency_seconds": ("calls_connect",),
+    "drop_callbacks": ("callbacks",),
+    "duplicate_callbacks": ("callbacks",),
+}
 
 
 # --- the router ---------------------------------------------------------------------------
