@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
@@ -40,14 +43,21 @@ class RegisteredApp:
         return f"/v2/integrations/{self.customer_id}/apps/{self.id}/users"
 
 
-async def create_customer(settings: Settings, name: str = "Acme") -> tuple[str, str]:
+@asynccontextmanager
+async def database_session(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """One unit of work on the test's database, beside whatever app is running on it."""
     engine = create_engine(settings.database_url)
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
-            customer, secret = await create_customer_row(session, name)
-            return customer.id, secret
+            yield session
     finally:
         await engine.dispose()
+
+
+async def create_customer(settings: Settings, name: str = "Acme") -> tuple[str, str]:
+    async with database_session(settings) as session:
+        customer, secret = await create_customer_row(session, name)
+        return customer.id, secret
 
 
 async def get_token(client: httpx.AsyncClient, entity: str, id_: str, secret: str) -> str:

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import select
 
 from exoplane.config import Settings
-from exoplane.db import create_engine, create_session_factory, unit_of_work
 from exoplane.models import Call
 from tests.e2e.conftest import Exoplane, running_exoplane
 from tests.e2e.servers import Sandbox, running_sandbox
@@ -24,6 +23,7 @@ from tests.factories import (
     RegisteredApp,
     create_user,
     customer_with_token,
+    database_session,
     register_app,
 )
 
@@ -86,6 +86,17 @@ async def call_out(
 ) -> httpx.Response:
     body = {"app_id": app.id, "user_id": AGENT, "to": "09123456789", **overrides}
     return await client.post(OUTBOUND, headers={"Authorization": app.token}, json=body)
+
+
+async def register_sip_client(exotel: Sandbox) -> None:
+    """The agent's browser client is registered, so their SIP leg rings and answers."""
+    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
+    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+
+
+def callbacks(call: dict[str, Any]) -> list[tuple[str, int]]:
+    """The StatusCallbacks the sandbox sent for a call: (event, exoplane's HTTP status)."""
+    return [(sent["event"], sent["status"]) for sent in call["Callbacks"]]
 
 
 def failed(response: httpx.Response, status: int) -> str:
@@ -155,8 +166,7 @@ async def test_the_answer_is_the_legacy_envelope_with_the_call_sid(
 async def test_status_callbacks_come_back_to_a_signed_url_for_this_call(
     client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
-    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
-    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+    await register_sip_client(exotel)
 
     call_sid = (await call_out(client, calling_app)).json()["Data"]["CallSid"]
 
@@ -170,26 +180,18 @@ async def test_status_callbacks_come_back_to_a_signed_url_for_this_call(
     assert form["CustomField"] == f"exoplane:{match['call_id']}"
     assert form["StatusCallbackContentType"] == "application/json"
     call = await exotel.finished_call(call_sid, reports=1)
-    assert [(sent["event"], sent["status"]) for sent in call["Callbacks"]] == [
-        ("answered", 200),
-        ("terminal", 200),
-    ]
+    assert callbacks(call) == [("answered", 200), ("terminal", 200)]
 
 
 async def stored_calls(settings: Settings) -> list[Call]:
-    engine = create_engine(settings.database_url)
-    try:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            return list(await session.scalars(select(Call).order_by(Call.created_at)))
-    finally:
-        await engine.dispose()
+    async with database_session(settings) as session:
+        return list(await session.scalars(select(Call).order_by(Call.created_at)))
 
 
 async def test_status_callbacks_sent_before_exotel_answers_the_request_are_not_lost(
     client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
-    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
-    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+    await register_sip_client(exotel)
     # The whole simulated call (about 0.2 s) is over before Exotel's answer arrives.
     await exotel.add_fault(route="calls_connect", reply_latency_seconds=1.0)
 
@@ -198,10 +200,7 @@ async def test_status_callbacks_sent_before_exotel_answers_the_request_are_not_l
     assert response.status_code == 200, response.text
     call_sid = response.json()["Data"]["CallSid"]
     call = await exotel.finished_call(call_sid, reports=1)
-    assert [(sent["event"], sent["status"]) for sent in call["Callbacks"]] == [
-        ("answered", 200),
-        ("terminal", 200),
-    ]
+    assert callbacks(call) == [("answered", 200), ("terminal", 200)]
     [stored] = await stored_calls(settings)
     assert (stored.call_sid, stored.status) == (call_sid, "completed")
 
@@ -209,8 +208,7 @@ async def test_status_callbacks_sent_before_exotel_answers_the_request_are_not_l
 async def test_a_placed_call_is_stored_with_its_sid_and_final_status(
     client: httpx.AsyncClient, calling_app: RegisteredApp, settings: Settings, exotel: Sandbox
 ) -> None:
-    registration = {"account_sid": exotel.account_sid, "username": AGENT, "registered": True}
-    await exotel.post("/_sandbox/sip/registrations", registration, status=200)
+    await register_sip_client(exotel)
 
     call_sid = (await call_out(client, calling_app)).json()["Data"]["CallSid"]
 

@@ -12,11 +12,10 @@ from sqlalchemy import select
 from exoplane.app import create_app
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
-from exoplane.db import create_engine, create_session_factory, unit_of_work
 from exoplane.integrations.calls.service import status_callback_url
 from exoplane.models import Call
 from exoplane.security import load_secret_key
-from tests.factories import RegisteredApp, app_with_token
+from tests.factories import RegisteredApp, app_with_token, database_session
 from tests.webhooks.conftest import CALL, app_path, app_sending_to, auth, call_hook
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.test_delivery import _only_delivery
@@ -114,12 +113,8 @@ async def test_route_without_a_valid_capability_is_401(
 
 
 async def _status_url(settings: Settings, app: RegisteredApp) -> str:
-    engine = create_engine(settings.database_url)
-    try:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            call = await session.scalar(select(Call).where(Call.app_id == app.id))
-    finally:
-        await engine.dispose()
+    async with database_session(settings) as session:
+        call = await session.scalar(select(Call).where(Call.app_id == app.id))
     assert call is not None
     url = status_callback_url(settings, Capabilities(load_secret_key(settings)), call)
     parts = urlsplit(url)
@@ -186,12 +181,8 @@ async def _call_being_placed(settings: Settings, app: RegisteredApp) -> str:
         user_id="agent_001",
         status="queued",
     )
-    engine = create_engine(settings.database_url)
-    try:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            session.add(call)
-    finally:
-        await engine.dispose()
+    async with database_session(settings) as session:
+        session.add(call)
     parts = urlsplit(status_callback_url(settings, Capabilities(load_secret_key(settings)), call))
     return f"{parts.path}?{parts.query}"
 
