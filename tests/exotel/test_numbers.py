@@ -49,6 +49,22 @@ def test_anything_else_is_refused_with_a_usable_message(raw: str) -> None:
     assert "+91" in str(error.value) or "not a valid phone number" in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "+919876543210ext5",
+        "+919876543210 ext. 5",
+        "+919876543210x5",
+        "+919876543210#",
+        "9876543210a",
+    ],
+)
+def test_an_extension_or_trailing_characters_are_refused_not_dropped(raw: str) -> None:
+    with pytest.raises(InvalidPhoneNumber) as error:
+        normalise_phone_number(raw)
+    assert "extension" in str(error.value)
+
+
 @given(st.text(alphabet="0123456789+ -()", max_size=20))
 def test_normalising_twice_equals_normalising_once(raw: str) -> None:
     try:

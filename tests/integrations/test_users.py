@@ -270,6 +270,34 @@ async def test_an_invalid_phone_number_is_rejected_naming_the_field(
     assert await list_all_user_ids(client, app) == []
 
 
+@pytest.mark.parametrize("field", ["phone_number", "virtual_number"])
+async def test_a_phone_number_with_an_extension_is_rejected_naming_the_field(
+    client: httpx.AsyncClient, settings: Settings, field: str
+) -> None:
+    app = await app_with_token(client, settings)
+
+    response = await client.post(
+        app.users_path, headers=auth(app), json=user_body(1, **{field: "+919876543210ext5"})
+    )
+
+    assert invalid(response, field)["code"] == "validation_error"
+    assert await list_all_user_ids(client, app) == []
+
+
+@pytest.mark.parametrize("user_id", [".", ".."])
+async def test_dot_and_dot_dot_are_refused_as_user_ids(
+    client: httpx.AsyncClient, settings: Settings, user_id: str
+) -> None:
+    app = await app_with_token(client, settings)
+
+    response = await client.post(
+        app.users_path, headers=auth(app), json=user_body(1, user_id=user_id)
+    )
+
+    assert invalid(response, "user_id")["code"] == "validation_error"
+    assert await list_all_user_ids(client, app) == []
+
+
 async def test_a_phone_number_sent_as_a_json_number_is_rejected(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:

@@ -38,13 +38,19 @@ def _email(value: str) -> str:
     return value.lower()
 
 
+def _user_id(value: str) -> str:
+    if value in (".", ".."):
+        raise ValueError(f"'{value}' cannot be a user id: clients that normalise paths drop it")
+    return value
+
+
 def _phone(value: str) -> str:
     return normalise_phone_number(value)
 
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 SecretText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-UserId = Annotated[str, StringConstraints(pattern=r"^[^\s/?#%]{1,200}$")]
+UserId = Annotated[str, StringConstraints(pattern=r"^[^\s/?#%]{1,200}$"), AfterValidator(_user_id)]
 EmailAddress = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_email)
 ]
