@@ -12,6 +12,7 @@ from sqlalchemy import select
 from exoplane.app import create_app
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
+from exoplane.integrations.calls.schemas import CallParameters
 from exoplane.integrations.calls.service import status_callback_url
 from exoplane.models import Call
 from exoplane.security import load_secret_key
@@ -234,3 +235,11 @@ async def test_delivery_to_a_private_address_fails_when_private_networks_are_not
     assert receiver.received == []
     assert detail["attempts"] == 1
     assert "forbidden target" in str(detail["last_error"])
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [("42", 42), ("9" * 30, None), ("\u00b2", None), ("-3", None), ("", None)],
+)
+def test_a_duration_is_read_only_when_a_column_can_hold_it(sent: str, read: int | None) -> None:
+    assert CallParameters.read({"Duration": sent}).duration == read

@@ -44,11 +44,18 @@ class CallParameters:
             call_to=first("CallTo", "To"),
             dial_whom=first("DialWhomNumber"),
             dial_call_status=first("DialCallStatus").lower(),
-            duration=int(duration) if duration.isdigit() else None,
+            duration=_seconds(duration),
             recording_url=first("RecordingUrl"),
             status=first("Status", "CallStatus").lower(),
             event_type=first("EventType").lower(),
         )
+
+
+def _seconds(value: str) -> int | None:
+    """A duration Exotel sent, or None if it is not a count of seconds a column can hold."""
+    if not value.isascii() or not value.isdigit() or len(value) > 9:
+        return None
+    return int(value)
 
 
 def connect_response(
