@@ -111,6 +111,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         # Exotel's clients are not all careful with Content-Type; auth is by header, not
         # cookie, so reading any body as JSON opens no cross-site hole.
         strict_content_type=False,
+        # A path with a trailing slash is another path (a 404), not a redirect built from the
+        # request's Host header.
+        redirect_slashes=False,
         # Checking for configured providers costs every request a few microseconds.
         telemetry=TELEMETRY_ON if settings.opentelemetry else TELEMETRY_OFF,
     )

@@ -14,7 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 
+from exoplane.inputs import InputRefused, echo
 from exoplane.responses import JSONBytesResponse, request_id_of
 
 LEGACY_PATH = re.compile(
@@ -122,13 +124,20 @@ _SOURCES = {
     "path": "path parameter",
     "header": "header",
 }
+# At most this many problems are listed in one validation error; the rest are counted.
+MAX_LISTED_PROBLEMS = 10
+# What FastAPI answers when a body cannot be read as JSON at all (bad UTF-8, nesting too deep).
+_UNREADABLE_BODY = "There was an error parsing the body"
 
 
 def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
     """Turn pydantic errors into one sentence naming each offending field."""
     parts: list[str] = []
     first_field: str | None = None
-    for error in errors:
+    for listed, error in enumerate(errors):
+        if listed == MAX_LISTED_PROBLEMS:
+            parts.append(f"and {len(errors) - listed} more")
+            break
         kind = error.get("type", "")
         if kind == "json_invalid":
             return "Request body is not valid JSON", None
@@ -136,9 +145,9 @@ def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
             return "Request body must be JSON, sent with Content-Type: application/json", None
         source, *path = [str(part) for part in error.get("loc", ("body",))]
         noun = _SOURCES.get(source, "field")
-        field = ".".join(path)
+        field = echo(".".join(path))
         first_field = first_field or field or None
-        detail = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        detail = echo(str(error.get("msg", "invalid")).removeprefix("Value error, "), 300)
         if not field:
             parts.append(
                 "a JSON request body is required"
@@ -155,6 +164,19 @@ def describe_validation_errors(errors: Sequence[Any]) -> tuple[str, str | None]:
     return message[0].upper() + message[1:], first_field
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method of every route at the request's path (HEAD wherever there is a GET): the
+    router's own 405 names only the first route's."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_exoplane_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ExoplaneError)
@@ -169,18 +191,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if isinstance(exc, InputRefused):
+            return error_response(request, 400, exc.code, exc.detail, field=exc.field)
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         message = str(exc.detail)
+        if exc.status_code == 400 and message == _UNREADABLE_BODY:
+            message = "Request body is not valid JSON"
+            return error_response(request, 400, "validation_error", message)
         if exc.status_code == 404 and message == "Not Found":
-            message = f"No endpoint at {request.url.path}"
-        elif exc.status_code == 405 and message == "Method Not Allowed":
-            message = f"{request.method} is not allowed on {request.url.path}"
+            message = f"No endpoint at {echo(request.url.path)}"
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+            if message == "Method Not Allowed":
+                message = f"{request.method} is not allowed on {echo(request.url.path)}"
         return error_response(
             request,
             exc.status_code,
             codes.get(exc.status_code, "http_error"),
             message,
-            headers=exc.headers,
+            headers=headers,
         )
 
     app.add_exception_handler(ExoplaneError, on_exoplane_error)

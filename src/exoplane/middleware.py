@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exoplane.errors import error_body
+from exoplane.inputs import InputRefused, check_body, check_request_head
 from exoplane.logs import enabled_for, get_logger
 from exoplane.responses import REQUEST_ID, JSONBytesResponse
 
@@ -51,6 +52,10 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        method = scope["method"]
+        if method == "HEAD":
+            # A HEAD is the GET without its body: same route, same headers.
+            scope = {**scope, "method": "GET"}
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, response_started
@@ -62,16 +67,22 @@ class RequestContextMiddleware:
                     (b"x-request-id", request_id.encode()),
                     *state.get(RATE_LIMIT_HEADERS, ()),
                 ]
+            elif method == "HEAD" and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         try:
+            check_request_head(scope["path"], scope.get("query_string", b""), scope["headers"])
             await self._check_declared_length(scope)
-            await self.app(scope, self._limited(receive), send_with_headers)
+            await self.app(scope, self._limited(scope, receive), send_with_headers)
+        except InputRefused as exc:  # raised before routing: a NUL, or a repeated header
+            status = exc.status_code
+            await self._send_error(scope, send_with_headers, status, exc.code, exc, exc.field)
         except HTTPException as exc:  # raised before routing, e.g. by the body limit
             status = exc.status_code
             await self._send_error(scope, send_with_headers, status, "payload_too_large", exc)
         except Exception:
-            log.exception("unhandled error", method=scope["method"], path=scope["path"])
+            log.exception("unhandled error", method=method, path=scope["path"])
             if not response_started:
                 await self._send_error(
                     scope,
@@ -84,7 +95,7 @@ class RequestContextMiddleware:
             if enabled_for(logging.INFO):
                 log.info(
                     "request",
-                    method=scope["method"],
+                    method=method,
                     path=scope["path"],
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -98,16 +109,24 @@ class RequestContextMiddleware:
                     raise HTTPException(413, self._too_large_message())
                 return
 
-    def _limited(self, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive``, refusing a body over the limit, and (once complete) one with a NUL
+        in any string."""
         received = 0
+        chunks: list[bytes] = []
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_body_bytes:
                     raise HTTPException(413, self._too_large_message())
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    check_body(_content_type(scope), b"".join(chunks))
+                    chunks.clear()
             return message
 
         return limited_receive
@@ -117,13 +136,26 @@ class RequestContextMiddleware:
 
     @staticmethod
     async def _send_error(
-        scope: Scope, send: Send, status: int, code: str, error: Exception | str
+        scope: Scope,
+        send: Send,
+        status: int,
+        code: str,
+        error: Exception | str,
+        field: str | None = None,
     ) -> None:
         message = error.detail if isinstance(error, HTTPException) else str(error)
         state = scope.get("state", {})
-        body = error_body(str(state.get(REQUEST_ID, "")), scope["path"], status, code, message)
+        request_id = str(state.get(REQUEST_ID, ""))
+        body = error_body(request_id, scope["path"], status, code, message, field)
         response = JSONBytesResponse(body, status_code=status)
         await response(scope, _drain, send)
+
+
+def _content_type(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).decode("latin-1").lower()
+    return ""
 
 
 async def _drain() -> Message:

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from exoplane.db import Session
 from exoplane.errors import Forbidden, NotFound
 from exoplane.idempotency import fingerprint, run_once
+from exoplane.inputs import Int64, PathId
 from exoplane.integrations import service
 from exoplane.integrations.auth import (
     AnyAuth,
@@ -210,7 +211,7 @@ async def get_user_mappings(
     session: Session,
     principal: AppAuth,
     user_id: Annotated[str | None, Query(min_length=1)] = None,
-    last_value: Annotated[int, Query(ge=0)] = 0,
+    last_value: Annotated[Int64, Query()] = 0,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
     """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings."""
@@ -284,7 +285,7 @@ async def delete_users_by_list(
 
 @resources.get("/{customer_id}/apps/{app_id}", tags=["apps"])
 async def get_app_resource(
-    session: Session, principal: AnyAuth, customer_id: str, app_id: str
+    session: Session, principal: AnyAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
     """One app, for its customer (customer token) or itself (app token); never a secret."""
     app = await service.get_app_in_path(session, principal, customer_id, app_id)
@@ -299,8 +300,8 @@ async def create_user(
     state: State,
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     body: UserCreate,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
@@ -328,10 +329,10 @@ async def create_user(
 async def list_users(
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    cursor: Annotated[Int64, Query()] = 0,
 ) -> Response:
     """A page of users in creation order; pass ``next_cursor`` back as ``cursor``."""
     service.check_app_path(principal, customer_id, app_id)
@@ -347,7 +348,7 @@ async def list_users(
 
 @resources.get(USERS + "/{user_id}")
 async def get_user(
-    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
     """One user with its devices."""
     service.check_app_path(principal, customer_id, app_id)
@@ -358,8 +359,8 @@ async def get_user(
 async def update_user(
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     user_id: str,
     body: UserUpdate,
 ) -> Response:
@@ -372,7 +373,7 @@ async def update_user(
 
 @resources.delete(USERS + "/{user_id}")
 async def delete_user(
-    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
     """Delete a user and its devices."""
     service.check_app_path(principal, customer_id, app_id)
@@ -399,8 +400,8 @@ async def update_settings(
     state: State,
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     body: SettingsUpdate,
     if_match: Annotated[str | None, Header(alias="If-Match")] = None,
 ) -> Response:
@@ -415,7 +416,7 @@ async def update_settings(
 
 @resources.get(SETTINGS, tags=["settings"])
 async def get_settings(
-    state: State, session: Session, principal: AppAuth, customer_id: str, app_id: str
+    state: State, session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
     """The app's settings, with an ETag to send back as If-Match."""
     service.check_app_path(principal, customer_id, app_id)
@@ -468,8 +469,8 @@ DEVICES = USERS + "/{user_id}/devices"
 async def update_devices(
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     user_id: str,
     body: DevicesUpdate,
 ) -> Response:
@@ -481,7 +482,7 @@ async def update_devices(
 
 @resources.get(DEVICES, tags=["devices"])
 async def get_devices(
-    session: Session, principal: AppAuth, customer_id: str, app_id: str, user_id: str
+    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
     """The user's devices, with the SIP device's registration."""
     service.check_app_path(principal, customer_id, app_id)
@@ -494,8 +495,8 @@ async def report_sip_registration(
     state: State,
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     user_id: str,
     body: SipRegistration,
 ) -> Response:

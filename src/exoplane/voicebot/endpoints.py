@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from exoplane.db import Session
 from exoplane.idempotency import fingerprint, run_once_detached
+from exoplane.inputs import Int64, PathId
 from exoplane.responses import JSONBytesResponse
 from exoplane.state import State
 from exoplane.voicebot import service
@@ -57,7 +58,7 @@ async def add_did(
 
 @router.put(EXOTEL + "/dids/{did_id}")
 async def update_did(
-    state: State, session: Session, operator: SuperAdminAuth, did_id: str, body: DidUpdate
+    state: State, session: Session, operator: SuperAdminAuth, did_id: PathId, body: DidUpdate
 ) -> Response:
     """Change a DID's label, bot or flow."""
     return JSONBytesResponse(
@@ -68,7 +69,7 @@ async def update_did(
 
 
 @router.delete(EXOTEL + "/dids/{did_id}")
-async def delete_did(session: Session, operator: SuperAdminAuth, did_id: str) -> Response:
+async def delete_did(session: Session, operator: SuperAdminAuth, did_id: PathId) -> Response:
     """Remove a DID."""
     await service.delete_did(session, operator, did_id)
     return JSONBytesResponse({"id": did_id, "deleted": True})
@@ -85,7 +86,7 @@ async def list_test_call_options(session: Session, _operator: AdminAuth) -> Resp
 async def place_test_call(
     state: State,
     operator: AdminAuth,
-    did_id: str,
+    did_id: PathId,
     body: PlaceTestCall,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
@@ -131,7 +132,7 @@ async def audit_log(
     session: Session,
     _operator: SuperAdminAuth,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[Int64 | None, Query(ge=1)] = None,
 ) -> Response:
     """Who changed credentials, DIDs and settings, newest first; never secret values."""
     page, next_cursor = await service.audit_log(session, cursor=cursor, limit=limit)

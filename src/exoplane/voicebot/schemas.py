@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from exoplane.exotel.numbers import normalise_phone_number
+from exoplane.inputs import normalise_id
 from exoplane.models import AuditEntry, Did
 from exoplane.responses import resource_time
 
@@ -15,7 +16,11 @@ Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
 BotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-DidId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+DidId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"),
+    AfterValidator(normalise_id),
+]
 PhoneNumber = Annotated[
     str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)
 ]

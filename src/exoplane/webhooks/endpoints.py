@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from exoplane.db import Session
+from exoplane.inputs import Int64, PathId
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppAuth
 from exoplane.responses import resource_ok
@@ -34,12 +35,12 @@ class SecretRotation(BaseModel):
 async def list_deliveries(
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     status: Literal["pending", "succeeded", "failed"] | None = None,
     event: EventName | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[Int64 | None, Query(ge=1)] = None,
 ) -> Response:
     """Webhook deliveries, newest first, filtered by status and event."""
     integrations.check_app_path(principal, customer_id, app_id)
@@ -57,7 +58,7 @@ async def list_deliveries(
 
 @router.get("/webhooks/deliveries/{delivery_id}")
 async def get_delivery(
-    session: Session, principal: AppAuth, customer_id: str, app_id: str, delivery_id: int
+    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, delivery_id: Int64
 ) -> Response:
     """One delivery with its payload and every attempt (status, latency, response)."""
     integrations.check_app_path(principal, customer_id, app_id)
@@ -67,7 +68,7 @@ async def get_delivery(
 
 @router.post("/webhooks/deliveries/{delivery_id}/retry")
 async def retry_delivery(
-    session: Session, principal: AppAuth, customer_id: str, app_id: str, delivery_id: int
+    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, delivery_id: Int64
 ) -> Response:
     """Send the delivery again now, with the same event id (receivers de-duplicate on it)."""
     integrations.check_app_path(principal, customer_id, app_id)
@@ -77,7 +78,7 @@ async def retry_delivery(
 
 @router.get("/webhooks/secret")
 async def get_signing_secret(
-    state: State, session: Session, principal: AppAuth, customer_id: str, app_id: str
+    state: State, session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
     """The secret receivers verify ``webhook-signature`` with (Standard Webhooks)."""
     integrations.check_app_path(principal, customer_id, app_id)
@@ -90,8 +91,8 @@ async def rotate_signing_secret(
     state: State,
     session: Session,
     principal: AppAuth,
-    customer_id: str,
-    app_id: str,
+    customer_id: PathId,
+    app_id: PathId,
     body: Annotated[SecretRotation | None, Body()] = None,
 ) -> Response:
     """A new signing secret; the old one keeps signing too for ``grace_seconds``."""

@@ -9,6 +9,8 @@ from starlette.responses import Response
 
 from exoplane.capabilities import PARAMETER
 from exoplane.db import Session
+from exoplane.errors import BadRequest
+from exoplane.inputs import PathId
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AnyAuth, AppAuth
 from exoplane.integrations.calls import placing, service
@@ -24,7 +26,7 @@ Sig = Annotated[str | None, Query(alias=PARAMETER, description="The URL's capabi
 
 @router.get("/call/route/{app_id}")
 async def route_call(
-    request: Request, state: State, session: Session, app_id: str, sig: Sig = None
+    request: Request, state: State, session: Session, app_id: PathId, sig: Sig = None
 ) -> Response:
     """The Connect applet's dynamic URL: whom to dial for this call, in Exotel's format."""
     params = CallParameters.read(request.query_params)
@@ -82,7 +84,7 @@ router.add_api_route(
 
 @router.post("/call/status/{call_id}")
 async def call_status(
-    request: Request, state: State, session: Session, call_id: str, sig: Sig = None
+    request: Request, state: State, session: Session, call_id: PathId, sig: Sig = None
 ) -> Response:
     """Exotel's StatusCallback (form or JSON) for a call placed through exoplane."""
     params = CallParameters.read(await _callback_fields(request))
@@ -93,7 +95,10 @@ async def call_status(
 async def _callback_fields(request: Request) -> dict[str, Any]:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json"):
-        body = await request.json()
+        try:
+            body = await request.json()
+        except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, nesting too deep
+            raise BadRequest("Request body is not valid JSON", code="validation_error") from exc
         return body if isinstance(body, dict) else {}
     form = await request.form()
     return {key: value for key, value in form.items() if isinstance(value, str)}
@@ -118,7 +123,9 @@ async def outbound_call(
 
 
 @router.get("/{customer_id}/apps/{app_id}/flow-urls")
-async def flow_urls(state: State, principal: AppAuth, customer_id: str, app_id: str) -> Response:
+async def flow_urls(
+    state: State, principal: AppAuth, customer_id: PathId, app_id: PathId
+) -> Response:
     """The URLs to paste into this app's Exotel flow: Connect applet and Passthru hooks."""
     integrations.check_app_path(principal, customer_id, app_id)
     return resource_ok(service.flow_urls(state.settings, state.capabilities, app_id))
