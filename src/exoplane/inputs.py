@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from annotated_types import Ge, Le
 from pydantic import AfterValidator
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 INT64_MAX = 2**63 - 1
 
@@ -90,9 +92,14 @@ def body_may_hold_nul(body: bytes) -> bool:
     return _JSON_NUL in body or _FORM_NUL in body.upper() or b"\x00" in body
 
 
-def check_body(content_type: str, body: bytes) -> None:
-    """Refuse a NUL in any string of a JSON or form body, naming the field."""
+async def check_body(headers: Headers, body: bytes) -> None:
+    """Refuse a NUL in any string of a JSON or form body, naming the field (a file's
+    content may hold anything)."""
     if not body_may_hold_nul(body):
+        return
+    content_type = headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        await _check_multipart(headers, body)
         return
     if "form-urlencoded" in content_type:
         for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
@@ -105,6 +112,22 @@ def check_body(content_type: str, body: bytes) -> None:
         return  # not JSON: the endpoint's own parsing refuses it
     for where in _nul_locations(document, ()):
         _refuse_body_nul(".".join(where))
+
+
+async def _check_multipart(headers: Headers, body: bytes) -> None:
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    try:
+        form = await MultiPartParser(headers, stream()).parse()
+    except MultiPartException:
+        return  # not a valid form: the endpoint's own parsing refuses it
+    try:
+        for name, value in form.multi_items():
+            if NUL in name or (isinstance(value, str) and NUL in value):
+                _refuse_body_nul(name)
+    finally:
+        await form.close()
 
 
 def _refuse_body_nul(field: str) -> None:

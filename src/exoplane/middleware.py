@@ -8,6 +8,7 @@ import time
 import uuid
 
 import structlog
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -125,7 +126,7 @@ class RequestContextMiddleware:
                     raise HTTPException(413, self._too_large_message())
                 chunks.append(chunk)
                 if not message.get("more_body", False):
-                    check_body(_content_type(scope), b"".join(chunks))
+                    await check_body(Headers(scope=scope), b"".join(chunks))
                     chunks.clear()
             return message
 
@@ -149,13 +150,6 @@ class RequestContextMiddleware:
         body = error_body(request_id, scope["path"], status, code, message, field)
         response = JSONBytesResponse(body, status_code=status)
         await response(scope, _drain, send)
-
-
-def _content_type(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bytes(value).decode("latin-1").lower()
-    return ""
 
 
 async def _drain() -> Message:

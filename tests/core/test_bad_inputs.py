@@ -206,6 +206,18 @@ async def test_a_nul_in_a_form_body_is_a_400_naming_the_field(
     assert "'CallSid'" in response.json()["Error"]
 
 
+async def test_a_nul_in_a_multipart_form_field_is_a_400_naming_it(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        "/v2/integrations/call/status/some-call",
+        files={"CallSid": (None, "abc\x00"), "Recording": ("a.wav", b"\x00\x01")},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["Error"] == "Field 'CallSid' must not contain a NUL character"
+
+
 async def test_a_nul_in_a_header_is_a_400_naming_it(
     client: httpx.AsyncClient, registered: RegisteredApp
 ) -> None:
