@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
-from exoplane.inputs import InputRefused, echo
+from exoplane.inputs import MAX_ECHO, InputRefused, echo
 from exoplane.responses import JSONBytesResponse, request_id_of
 
 LEGACY_PATH = re.compile(
@@ -88,9 +88,23 @@ def is_legacy_path(path: str) -> bool:
     return LEGACY_PATH.match(path) is not None
 
 
+# An error message never echoes a long input in full: each run of this many characters
+# without a space is cut, and so is the whole message.
+_LONG_RUN = re.compile(rf"\S{{{MAX_ECHO + 1},}}")
+MAX_MESSAGE = 2_000
+
+
+def bounded(message: str) -> str:
+    """``message`` with every long echoed value cut, and at most ``MAX_MESSAGE`` long."""
+    if len(message) > MAX_ECHO:
+        message = _LONG_RUN.sub(lambda run: echo(run.group(0)), message)
+    return echo(message, MAX_MESSAGE)
+
+
 def error_body(
     request_id: str, path: str, status: int, code: str, message: str, field: str | None = None
 ) -> dict[str, Any]:
+    message = bounded(message)
     if is_legacy_path(path):
         return {
             "RequestId": request_id,

@@ -371,6 +371,13 @@ async def test_long_inputs_are_not_echoed_in_full(
     long_id = "x" * 5_000
     responses = [
         await client.get(f"/v2/integrations/call/nowhere/{long_id}"),
+        await client.get(
+            f"{registered.users_path}/{long_id}", headers={"Authorization": registered.token}
+        ),
+        await client.get(
+            f"/v2/integrations/{registered.customer_id}/apps/{long_id}",
+            headers={"Authorization": registered.token},
+        ),
         await client.post(
             registered.users_path,
             headers={"Authorization": registered.token},
