@@ -93,6 +93,23 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_core_fleet(self) -> Settings:
+        # The URL policy's syntax and address-literal rules; names are not resolved here.
+        from exoplane.urls import CORE_FLEET, UrlRefused, check_url
+
+        for index, url in enumerate(self.core_fleet):
+            try:
+                check_url(
+                    url,
+                    f"core_fleet.{index}",
+                    CORE_FLEET,
+                    allow_private=self.allow_private_networks,
+                )
+            except UrlRefused as exc:
+                raise ValueError(exc.message) from exc
+        return self
+
+    @model_validator(mode="after")
     def _default_database_url(self) -> Settings:
         if not self.database_url:
             url = f"sqlite+aiosqlite:///{self.home / 'exoplane.db'}"

@@ -19,9 +19,13 @@ from tests.voicebot.factories import create_operator
 
 @pytest.fixture
 def signed_core(tmp_path: Path, server_env: dict[str, str]) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        tmp_path / "core", {**server_env, "EXOPLANE_MEDIA_REQUIRE_SIGNATURE": "true"}
-    )
+    env = {
+        **server_env,
+        "EXOPLANE_MEDIA_REQUIRE_SIGNATURE": "true",
+        # The fleet entry is this core on 127.0.0.1, a private address.
+        "EXOPLANE_ALLOW_PRIVATE_NETWORKS": "true",
+    }
+    process = ServerProcess(tmp_path / "core", env)
     yield process
     process.stop()
 

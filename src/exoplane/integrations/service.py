@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,8 +40,8 @@ from exoplane.models import App, AppSettings, Customer, Token, User
 from exoplane.models.base import utcnow
 from exoplane.responses import legacy_time
 from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token, secret_matches
+from exoplane.urls import STREAM, WEBHOOK, check_target
 from exoplane.webhooks.signing import new_signing_secret
-from exoplane.webhooks.targets import check_target
 
 # --- customers ----------------------------------------------------------------------------
 
@@ -441,16 +441,8 @@ async def update_settings(
 
 
 async def _check_setting_url(field: str, value: str, settings: Settings) -> None:
-    if field == "streaming_url":
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
-            raise BadRequest(
-                f"'streaming_url' must be an absolute http(s) or ws(s) URL; got {value!r}",
-                code="invalid_url",
-                field=field,
-            )
-        return
-    await check_target(value, field, allow_private=settings.allow_private_networks)
+    kind = STREAM if field == "streaming_url" else WEBHOOK
+    await check_target(value, field, kind, allow_private=settings.allow_private_networks)
 
 
 async def set_app_setting(

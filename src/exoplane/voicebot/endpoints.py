@@ -119,11 +119,12 @@ async def get_settings(state: State, session: Session, _operator: AdminAuth) -> 
 
 
 @router.put("/settings")
-async def put_settings(session: Session, operator: SuperAdminAuth, body: FleetSettings) -> Response:
+async def put_settings(
+    state: State, session: Session, operator: SuperAdminAuth, body: FleetSettings
+) -> Response:
     """Replace ``core_fleet``; every DID's websocket_url follows its first entry."""
-    return JSONBytesResponse(
-        {"core_fleet": await service.set_core_fleet(session, operator, body.core_fleet)}
-    )
+    fleet = await service.set_core_fleet(session, state.settings, operator, body.core_fleet)
+    return JSONBytesResponse({"core_fleet": fleet})
 
 
 @router.get("/audit")

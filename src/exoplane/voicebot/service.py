@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,10 +30,10 @@ from exoplane.security import (
     new_id,
     new_password,
 )
+from exoplane.urls import CORE_FLEET, EXOTEL_API, EXOTEL_FLOW, check_target
 from exoplane.voicebot import repository
 from exoplane.voicebot.auth import ROLE_RANK, OperatorPrincipal
 from exoplane.voicebot.schemas import DidCreate, DidUpdate, IntegrationUpdate, did_view
-from exoplane.webhooks.targets import check_target
 
 TEST_CALL_TAG = "cxb-test:"
 
@@ -135,16 +134,12 @@ def _stream_url(
 
 
 async def set_core_fleet(
-    session: AsyncSession, operator: OperatorPrincipal, fleet: Sequence[str]
+    session: AsyncSession, settings: Settings, operator: OperatorPrincipal, fleet: Sequence[str]
 ) -> list[str]:
     cleaned = []
     for index, url in enumerate(fleet):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise BadRequest(
-                f"core_fleet[{index}] must be an absolute http(s) URL; got {url!r}",
-                field=f"core_fleet.{index}",
-            )
+        field = f"core_fleet.{index}"
+        await check_target(url, field, CORE_FLEET, allow_private=settings.allow_private_networks)
         cleaned.append(url.rstrip("/"))
     row = await repository.platform_settings(session)
     if row is None:
@@ -207,23 +202,10 @@ async def update_integration(
 
 
 async def _checked_base_url(raw: str, settings: Settings) -> str:
-    if "@" in urlsplit(raw if "://" in raw else "https://" + raw).netloc:
-        raise BadRequest(
-            "'api_base_url' must not carry credentials; send api_key and api_token instead",
-            field="api_base_url",
-        )
-    try:
-        base = normalise_base_url(raw)
-    except ValueError as exc:
-        raise BadRequest(f"'api_base_url' is not a URL: {exc}", field="api_base_url") from exc
-    if not settings.allow_private_networks and not base.startswith("https://"):
-        raise BadRequest(
-            "'api_base_url' must use https (http is allowed only with "
-            "EXOPLANE_ALLOW_PRIVATE_NETWORKS=true)",
-            field="api_base_url",
-        )
-    await check_target(base, "api_base_url", allow_private=settings.allow_private_networks)
-    return base
+    url = raw if "://" in raw else "https://" + raw
+    allow_private = settings.allow_private_networks
+    await check_target(url, "api_base_url", EXOTEL_API, allow_private=allow_private)
+    return normalise_base_url(url)
 
 
 # --- DIDs ---------------------------------------------------------------------------------
@@ -246,7 +228,7 @@ async def add_did(
         number=body.number,
         label=body.label,
         bot_id=body.bot_id,
-        flow_url=_checked_flow_url(body.flow_url),
+        flow_url=await _checked_flow_url(body.flow_url, settings),
         created_at=now,
         updated_at=now,
     )
@@ -260,17 +242,11 @@ async def add_did(
     return did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities))
 
 
-def _checked_flow_url(url: str | None) -> str | None:
+async def _checked_flow_url(url: str | None, settings: Settings) -> str | None:
     if url is None:
         return None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(
-            "'flow_url' must be an absolute http(s) URL, such as "
-            f"http://my.exotel.com/<sid>/exoml/start_voice/<flow id>; got {url!r}",
-            field="flow_url",
-        )
-    return url
+    allow_private = settings.allow_private_networks
+    return await check_target(url, "flow_url", EXOTEL_FLOW, allow_private=allow_private)
 
 
 async def update_did(
@@ -284,7 +260,7 @@ async def update_did(
     did = await _did(session, did_id)
     changes = body.model_dump(exclude_unset=True)
     if "flow_url" in changes:
-        changes["flow_url"] = _checked_flow_url(changes["flow_url"])
+        changes["flow_url"] = await _checked_flow_url(changes["flow_url"], settings)
     for field, value in changes.items():
         setattr(did, field, value)
     did.updated_at = utcnow()
@@ -361,7 +337,9 @@ async def _credentials(reader: Reader, vault: Vault, settings: Settings) -> Exot
         )
     base = base_url or settings.exotel_api_base_url
     if not settings.allow_private_networks:
-        await check_target(normalise_base_url(base), "api_base_url", allow_private=False)
+        await check_target(
+            normalise_base_url(base), "api_base_url", EXOTEL_API, allow_private=False
+        )
     return ExotelCredentials(account_sid, vault.decrypt(key_enc), vault.decrypt(token_enc), base)
 
 

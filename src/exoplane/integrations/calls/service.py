@@ -31,6 +31,7 @@ from exoplane.models import Call, User
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
+from exoplane.urls import EXOTEL_API, check_target
 from exoplane.webhooks.service import (
     Handoff,
     PendingEvent,
@@ -38,7 +39,6 @@ from exoplane.webhooks.service import (
     emit_many,
     new_event_id,
 )
-from exoplane.webhooks.targets import check_target
 
 if TYPE_CHECKING:  # the writer calls back into this module
     from exoplane.integrations.calls.writer import HookWriter
@@ -450,7 +450,9 @@ async def plan_outbound_call(
         _base_url(settings, caller.exotel_domain),
     )
     if not settings.allow_private_networks:
-        await check_target(credentials.api_base_url, "api_base_url", allow_private=False)
+        await check_target(
+            credentials.api_base_url, "api_base_url", EXOTEL_API, allow_private=False
+        )
     return OutboundCallPlan(call, credentials, caller.virtual_number)
 
 
