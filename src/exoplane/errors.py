@@ -20,7 +20,7 @@ from exoplane.inputs import MAX_ECHO, InputRefused, echo
 from exoplane.responses import JSONBytesResponse, request_id_of
 
 LEGACY_PATH = re.compile(
-    r"^/v2/integrations/(token|app|app_setting|usermapping|device|users|call)(/|$)"
+    r"^/v2/integrations/(token|agent_token|app|app_setting|usermapping|device|users|call)(/|$)"
 )
 
 

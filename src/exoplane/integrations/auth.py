@@ -51,7 +51,34 @@ class AppPrincipal:
         return f"app:{self.app_id}"
 
 
-Principal = CustomerPrincipal | AppPrincipal
+@dataclass(frozen=True, slots=True)
+class AgentPrincipal:
+    """An agent token: minted by an app for one of its users, to be held by that agent's
+    browser. It may only read its app, its settings and its own mapping, and place calls as
+    itself; every other endpoint refuses it (see ``AnyAuth``)."""
+
+    customer_id: str
+    app_id: str
+    user_id: str
+    token_id: str
+    expires_at: datetime
+    app: AppRecord
+
+    entity = "agent"
+
+    @property
+    def key(self) -> str:
+        # Counted with its app: the app's budget is the contract, however many agents it has.
+        return f"app:{self.app_id}"
+
+
+Principal = CustomerPrincipal | AppPrincipal | AgentPrincipal
+AppScoped = AppPrincipal | AgentPrincipal
+
+AGENT_SCOPE = (
+    "GET /app, GET /app_setting, GET /usermapping?user_id=<its own user>, "
+    "POST /call/outbound_call as its own user, and GET or DELETE /token"
+)
 
 
 async def enforce_rate_limit(request: Request, state: State, key: str) -> None:
@@ -112,7 +139,13 @@ async def authenticate(request: Request) -> Principal:
         await enforce_rate_limit(request, state, client_key(request))
         raise
     principal: Principal
-    if row.app is not None:
+    if row.entity == "agent":
+        if row.app is None or row.user_id is None:
+            raise Unauthorized("Invalid token: its user or app was deleted", code="invalid_token")
+        principal = AgentPrincipal(
+            row.customer_id, row.app.id, row.user_id, row.token_id, row.expires_at, row.app
+        )
+    elif row.app is not None:
         principal = AppPrincipal(row.customer_id, row.app.id, row.token_id, row.expires_at, row.app)
     else:
         principal = CustomerPrincipal(row.customer_id, row.token_id, row.expires_at)
@@ -120,8 +153,36 @@ async def authenticate(request: Request) -> Principal:
     return principal
 
 
+def agent_scope_error() -> Forbidden:
+    return Forbidden(
+        f"An agent token may only call {AGENT_SCOPE}; this endpoint needs the app token",
+        code="agent_scope",
+    )
+
+
+async def require_not_agent(
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> CustomerPrincipal | AppPrincipal:
+    if isinstance(principal, AgentPrincipal):
+        raise agent_scope_error()
+    return principal
+
+
 async def require_app(principal: Annotated[Principal, Depends(authenticate)]) -> AppPrincipal:
+    if isinstance(principal, AgentPrincipal):
+        raise agent_scope_error()
     if not isinstance(principal, AppPrincipal):
+        raise Forbidden(
+            "This endpoint needs an app token (Entity 'app'); a customer token was sent",
+            code="wrong_entity",
+        )
+    return principal
+
+
+async def require_app_or_agent(
+    principal: Annotated[Principal, Depends(authenticate)],
+) -> AppScoped:
+    if not isinstance(principal, AppPrincipal | AgentPrincipal):
         raise Forbidden(
             "This endpoint needs an app token (Entity 'app'); a customer token was sent",
             code="wrong_entity",
@@ -132,6 +193,8 @@ async def require_app(principal: Annotated[Principal, Depends(authenticate)]) ->
 async def require_customer(
     principal: Annotated[Principal, Depends(authenticate)],
 ) -> CustomerPrincipal:
+    if isinstance(principal, AgentPrincipal):
+        raise agent_scope_error()
     if not isinstance(principal, CustomerPrincipal):
         raise Forbidden(
             "This endpoint needs a customer token (Entity 'customer'); an app token was sent",
@@ -140,6 +203,10 @@ async def require_customer(
     return principal
 
 
-AnyAuth = Annotated[Principal, Depends(authenticate)]
+# Every dependency but ``TokenAuth`` and ``AppOrAgentAuth`` refuses agent tokens, so an
+# endpoint lets agents in only by naming one of those two.
+TokenAuth = Annotated[Principal, Depends(authenticate)]
+AnyAuth = Annotated[CustomerPrincipal | AppPrincipal, Depends(require_not_agent)]
 AppAuth = Annotated[AppPrincipal, Depends(require_app)]
+AppOrAgentAuth = Annotated[AppScoped, Depends(require_app_or_agent)]
 CustomerAuth = Annotated[CustomerPrincipal, Depends(require_customer)]

@@ -15,14 +15,20 @@ from exoplane.idempotency import fingerprint, run_once
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations import service
 from exoplane.integrations.auth import (
+    AgentPrincipal,
     AnyAuth,
     AppAuth,
+    AppOrAgentAuth,
     AppPrincipal,
+    AppScoped,
     CustomerAuth,
+    TokenAuth,
+    agent_scope_error,
     client_key,
     enforce_rate_limit,
 )
 from exoplane.integrations.schemas import (
+    AgentTokenRequest,
     AppCreate,
     AppSettingIn,
     DeviceIn,
@@ -76,14 +82,26 @@ async def create_token(
     return response
 
 
+@legacy.post("/agent_token")
+async def create_agent_token(
+    request: Request, session: Session, principal: AppAuth, body: AgentTokenRequest
+) -> Response:
+    """With the app token, mint a token for one agent's browser: it acts as that user only,
+    for 12 hours by default, at most 24 hours and never past the app token."""
+    issued = await service.issue_agent_token(session, principal, body)
+    response = legacy_ok(request.scope, issued.token)
+    response.headers["X-Token-Expires-At"] = issued.row.expires_at.isoformat()
+    return response
+
+
 @legacy.get("/token")
-async def introspect_token(request: Request, principal: AnyAuth) -> Response:
+async def introspect_token(request: Request, principal: TokenAuth) -> Response:
     """Describe the presented token: its entity, owner and expiry."""
     return legacy_ok(request.scope, service.describe_token(principal))
 
 
 @legacy.delete("/token")
-async def revoke_token(request: Request, session: Session, principal: AnyAuth) -> Response:
+async def revoke_token(request: Request, session: Session, principal: TokenAuth) -> Response:
     """Revoke the presented token at once."""
     await service.revoke_token(session, principal)
     return legacy_ok(request.scope, "Token revoked")
@@ -120,11 +138,13 @@ async def register_app(
 @legacy.get("/app")
 async def get_apps(
     request: Request,
-    principal: AnyAuth,
+    principal: TokenAuth,
     entity: Annotated[Literal["app", "customer"], Query()] = "app",
 ) -> Response:
     """``?entity=app`` (default, app token): this app. ``?entity=customer``: list all apps."""
     if entity == "customer":
+        if isinstance(principal, AgentPrincipal):
+            raise agent_scope_error()
         if isinstance(principal, AppPrincipal):
             raise Forbidden(
                 "GET /app?entity=customer lists a customer's apps and needs a customer token",
@@ -132,7 +152,7 @@ async def get_apps(
             )
         apps = await service.list_apps(app_state(request).reader, principal)
         return legacy_ok(request.scope, [app_data(app) for app in apps])
-    if not isinstance(principal, AppPrincipal):
+    if not isinstance(principal, AppPrincipal | AgentPrincipal):
         raise Forbidden(
             "GET /app returns one app and needs an app token; "
             "use GET /app?entity=customer to list apps with a customer token",
@@ -163,7 +183,7 @@ async def rotate_app_secret(
 # --- users, Exotel-compatible -------------------------------------------------------------
 
 
-def _mappings(state: AppState, principal: AppPrincipal, users: list[User]) -> list[dict[str, Any]]:
+def _mappings(state: AppState, principal: AppScoped, users: list[User]) -> list[dict[str, Any]]:
     app = service.get_app(principal)
     return [
         user_mapping(user, app, encode_for_sdk(service.sip_secret_of(state.vault, user)))
@@ -209,15 +229,18 @@ async def get_user_mappings(
     request: Request,
     state: State,
     session: Session,
-    principal: AppAuth,
+    principal: AppOrAgentAuth,
     user_id: Annotated[str | None, Query(min_length=1)] = None,
     last_value: Annotated[Int64, Query()] = 0,
     page_size: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> Response:
-    """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings."""
+    """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings.
+    An agent token reads its own mapping only."""
     if user_id is not None:
         user = await service.get_user(session, principal, user_id)
         return legacy_ok(request.scope, (_mappings(state, principal, [user]))[0])
+    if isinstance(principal, AgentPrincipal):
+        raise agent_scope_error()
     users, next_cursor = await service.list_users(
         session, principal, after=last_value, limit=page_size
     )
@@ -446,7 +469,7 @@ async def list_app_settings(
     request: Request,
     state: State,
     session: Session,
-    principal: AppAuth,
+    principal: AppOrAgentAuth,
     key: Annotated[str | None, Query(min_length=1)] = None,
 ) -> Response:
     """Every setting as Key/Value pairs, or the one named by ``?key=``."""

@@ -50,13 +50,15 @@ class AppRecord:
 
 @dataclass(frozen=True, slots=True)
 class Credential:
-    """A token with, for app tokens, the app it belongs to."""
+    """A token with, for app and agent tokens, the app it belongs to, and for agent tokens
+    the ``user_id`` of the user it acts as (None once that user is gone)."""
 
     token_id: str
     entity: str
     customer_id: str
     expires_at: datetime
     revoked_at: datetime | None
+    user_id: str | None
     app: AppRecord | None
 
 
@@ -71,9 +73,12 @@ _APP_RECORD = (
     App.updated_at,
 )
 _CREDENTIAL = (
-    select(Token.id, Token.entity, Token.customer_id, Token.expires_at, Token.revoked_at)
+    select(
+        Token.id, Token.entity, Token.customer_id, Token.expires_at, Token.revoked_at, User.user_id
+    )
     .add_columns(*_APP_RECORD)
     .outerjoin(App, Token.app_id == App.id)
+    .outerjoin(User, (Token.user_id == User.id) & (User.app_id == Token.app_id))
     .where(Token.token_hash == bindparam("token_hash"))
 )
 _APPS_OF_CUSTOMER = (
@@ -87,9 +92,9 @@ async def find_credential(reader: Reader, token_hash: str) -> Credential | None:
     row = await reader.first(_CREDENTIAL, {"token_hash": token_hash})
     if row is None:
         return None
-    token_id, entity, customer_id, expires_at, revoked_at, *app_columns = row
+    token_id, entity, customer_id, expires_at, revoked_at, user_id, *app_columns = row
     app = AppRecord(*app_columns) if app_columns[0] is not None else None
-    return Credential(token_id, entity, customer_id, expires_at, revoked_at, app)
+    return Credential(token_id, entity, customer_id, expires_at, revoked_at, user_id, app)
 
 
 async def revoke_token(session: AsyncSession, token_id: str, when: datetime) -> None:
@@ -120,6 +125,9 @@ async def list_users(
 
 
 async def delete_users(session: AsyncSession, app_id: str, user_ids: Sequence[str]) -> int:
+    # Their agent tokens go with them (ON DELETE CASCADE), explicitly too, as in delete_app.
+    users = select(User.id).where(User.app_id == app_id, User.user_id.in_(user_ids))
+    await session.execute(delete(Token).where(Token.user_id.in_(users)))
     result = await session.execute(
         delete(User).where(User.app_id == app_id, User.user_id.in_(user_ids))
     )
@@ -127,6 +135,7 @@ async def delete_users(session: AsyncSession, app_id: str, user_ids: Sequence[st
 
 
 async def delete_all_users(session: AsyncSession, app_id: str) -> int:
+    await session.execute(delete(Token).where(Token.app_id == app_id, Token.user_id.is_not(None)))
     result = await session.execute(delete(User).where(User.app_id == app_id))
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -80,6 +80,17 @@ class TokenRequest(Strict):
     TTLSeconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_TTL_SECONDS)
 
 
+DEFAULT_AGENT_TOKEN_TTL_SECONDS = 12 * 3600
+MAX_AGENT_TOKEN_TTL_SECONDS = 24 * 3600
+
+
+class AgentTokenRequest(Strict):
+    """``POST /agent_token``: a token for one user of the app, for that agent's browser."""
+
+    user_id: UserId
+    TTLSeconds: int | None = Field(default=None, ge=60, le=MAX_AGENT_TOKEN_TTL_SECONDS)
+
+
 class SecretRotation(Strict):
     GraceSeconds: int = Field(default=24 * 3600, ge=0, le=MAX_GRACE_SECONDS)
 

@@ -18,7 +18,13 @@ from exoplane.config import Settings
 from exoplane.db import Reader
 from exoplane.errors import BadRequest
 from exoplane.integrations import repository
-from exoplane.integrations.auth import AppPrincipal, CustomerPrincipal, Principal
+from exoplane.integrations.auth import (
+    AgentPrincipal,
+    AppPrincipal,
+    AppScoped,
+    CustomerPrincipal,
+    Principal,
+)
 from exoplane.integrations.errors import (
     AccountMismatch,
     AppNotFound,
@@ -30,7 +36,9 @@ from exoplane.integrations.errors import (
 )
 from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.schemas import (
+    DEFAULT_AGENT_TOKEN_TTL_SECONDS,
     MAX_TOKEN_TTL_SECONDS,
+    AgentTokenRequest,
     AppCreate,
     TokenRequest,
     UserFields,
@@ -94,6 +102,36 @@ async def issue_token(session: AsyncSession, request: TokenRequest) -> IssuedTok
     return IssuedToken(token, row)
 
 
+async def issue_agent_token(
+    session: AsyncSession, principal: AppPrincipal, request: AgentTokenRequest
+) -> IssuedToken:
+    """A token acting as one user of the app, for 12 hours unless asked otherwise, and never
+    past 24 hours or the app token that minted it."""
+    user = await get_user(session, principal, request.user_id)
+    now = utcnow()
+    ttl = timedelta(seconds=request.TTLSeconds or DEFAULT_AGENT_TOKEN_TTL_SECONDS)
+    token = new_token()
+    row = Token(
+        id=new_id(),
+        token_hash=hash_secret(token),
+        entity="agent",
+        customer_id=principal.customer_id,
+        app_id=principal.app_id,
+        user_id=user.id,
+        created_at=now,
+        expires_at=min(now + ttl, principal.expires_at),
+    )
+    session.add(row)
+    await session.flush()
+    return IssuedToken(token, row)
+
+
+def check_own_user(principal: AppScoped, user_id: str) -> None:
+    """An agent token sees only its own user; the others look exactly like missing ones."""
+    if isinstance(principal, AgentPrincipal) and principal.user_id != user_id:
+        raise UserNotFound(f"No user {user_id!r} in this app")
+
+
 def _bad_credentials() -> InvalidCredentials:
     return InvalidCredentials("Invalid Id or Secret for this Entity")
 
@@ -110,6 +148,15 @@ def _app_secret_matches(app: App, secret: str) -> bool:
 
 
 def describe_token(principal: Principal) -> dict[str, Any]:
+    if isinstance(principal, AgentPrincipal):
+        return {
+            "Entity": principal.entity,
+            "Id": principal.user_id,
+            "CustomerID": principal.customer_id,
+            "AppID": principal.app_id,
+            "UserID": principal.user_id,
+            "ExpiresAt": legacy_time(principal.expires_at),
+        }
     return {
         "Entity": principal.entity,
         "Id": principal.app_id if isinstance(principal, AppPrincipal) else principal.customer_id,
@@ -177,7 +224,7 @@ async def _own_app(session: AsyncSession, principal: AppPrincipal) -> App:
     return app
 
 
-def get_app(principal: AppPrincipal) -> AppRecord:
+def get_app(principal: AppScoped) -> AppRecord:
     """The token's app, as read when the token was checked in this request."""
     return principal.app
 
@@ -306,7 +353,8 @@ async def _flush_unique(session: AsyncSession, message: str) -> None:
         raise UserExists(message) from exc
 
 
-async def get_user(session: AsyncSession, principal: AppPrincipal, user_id: str) -> User:
+async def get_user(session: AsyncSession, principal: AppScoped, user_id: str) -> User:
+    check_own_user(principal, user_id)
     user = await repository.get_user(session, principal.app_id, user_id)
     if user is None:
         raise UserNotFound(f"No user {user_id!r} in this app")
@@ -474,7 +522,7 @@ async def set_app_setting(
     return await update_settings(session, vault, settings, principal, {field: typed}, None)
 
 
-def app_setting_items(row: AppSettings, principal: AppPrincipal) -> list[dict[str, Any]]:
+def app_setting_items(row: AppSettings, principal: AppScoped) -> list[dict[str, Any]]:
     """Every set key in Exotel's shape, with both name pairs the SDKs read."""
     values: dict[str, str] = {}
     for key, field in SETTING_KEYS.items():

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from exoplane.models.base import Base, UTCDateTime, utcnow
+from exoplane.models.base import Base, BigIntId, UTCDateTime, utcnow
 
 
 class Token(Base):
@@ -21,6 +21,10 @@ class Token(Base):
     )
     app_id: Mapped[str | None] = mapped_column(
         ForeignKey("apps.id", ondelete="CASCADE"), index=True
+    )
+    # Set on agent tokens only: the one user (users.id) such a token acts as.
+    user_id: Mapped[int | None] = mapped_column(
+        BigIntId, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

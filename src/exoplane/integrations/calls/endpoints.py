@@ -12,7 +12,7 @@ from exoplane.db import Session
 from exoplane.errors import BadRequest
 from exoplane.inputs import PathId
 from exoplane.integrations import service as integrations
-from exoplane.integrations.auth import AnyAuth, AppAuth
+from exoplane.integrations.auth import AppAuth, TokenAuth
 from exoplane.integrations.calls import placing, service
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
@@ -106,7 +106,7 @@ async def _callback_fields(request: Request) -> dict[str, Any]:
 
 @router.post("/call/outbound_call")
 async def outbound_call(
-    request: Request, state: State, principal: AnyAuth, body: OutboundCall
+    request: Request, state: State, principal: TokenAuth, body: OutboundCall
 ) -> Response:
     """Click-to-call: ring the agent's device, then ``to``; answers the Exotel CallSid."""
     data = await placing.place_outbound_call(

@@ -24,7 +24,7 @@ from exoplane.exotel.client import (
 )
 from exoplane.exotel.numbers import InvalidPhoneNumber, normalise_phone_number
 from exoplane.integrations import service as integrations
-from exoplane.integrations.auth import AppPrincipal, Principal
+from exoplane.integrations.auth import AgentPrincipal, AppPrincipal, Principal
 from exoplane.integrations.calls import repository
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
 from exoplane.models import Call, User
@@ -418,9 +418,12 @@ async def plan_outbound_call(
     device to ring and a virtual number to call from. Reads only; writes nothing."""
     app_id = request.app_id
     if principal.customer_id != (request.customer_id or principal.customer_id) or (
-        isinstance(principal, AppPrincipal) and principal.app_id != app_id
+        isinstance(principal, AppPrincipal | AgentPrincipal) and principal.app_id != app_id
     ):
         raise NotFound(f"No app {app_id} for this token", code="app_not_found")
+    if isinstance(principal, AgentPrincipal) and principal.user_id != request.user_id:
+        # An agent token calls as its own user; the others look exactly like missing ones.
+        raise NotFound(f"No user {request.user_id!r} in app {app_id}", code="user_not_found")
     caller = await repository.caller(reader, app_id, request.user_id)
     if caller is None or caller.customer_id != principal.customer_id:
         raise NotFound(f"No user {request.user_id!r} in app {app_id}", code="user_not_found")
