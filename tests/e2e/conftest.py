@@ -22,9 +22,10 @@ from exoplane.app import create_app
 from exoplane.config import Settings
 from exoplane.serving import listening_socket, serving, url_of
 from tests.conftest import make_settings
-from tests.e2e.servers import WAIT_SECONDS, Sandbox, running_sandbox
+from tests.e2e.servers import Sandbox, running_sandbox
 from tests.factories import RegisteredApp, customer_with_token, register_app
 from tests.voicebot.factories import Operator, create_operator
+from tests.waiting import WAIT_SECONDS
 from tests.webhooks.receiver import Received, Receiver, running_receiver
 
 ACCOUNT_SID = "exoplane-e2e"

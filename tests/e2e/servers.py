@@ -6,9 +6,7 @@ served here is reachable both ways while the test still runs in a single process
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +16,9 @@ import httpx
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.state import TERMINAL
 from exoplane.serving import listening_socket, serving, url_of
+from tests.waiting import WAIT_SECONDS, polled
 
 TIME_SCALE = 0.02  # three seconds of ringing take 60 ms
-WAIT_SECONDS = 10.0  # the longest any one step may take before the test fails
 
 
 @dataclass
@@ -68,14 +66,14 @@ class Sandbox:
     async def finished_call(self, call_sid: str, *, reports: int = 0) -> dict[str, Any]:
         """The call once it has ended and sent (or dropped) ``reports`` terminal
         StatusCallbacks, so exoplane has heard all it will hear about it."""
-        deadline = time.monotonic() + WAIT_SECONDS
-        while time.monotonic() < deadline:
-            call = await self.call(call_sid)
+
+        def ended(call: dict[str, Any]) -> bool:
             sent = [callback for callback in call["Callbacks"] if callback["event"] == "terminal"]
-            if call["Status"] in TERMINAL and len(sent) >= reports:
-                return call
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"call {call_sid} did not end within {WAIT_SECONDS:.0f} s")
+            return call["Status"] in TERMINAL and len(sent) >= reports
+
+        return await polled(
+            lambda: self.call(call_sid), ended, what=f"call {call_sid} ending", within=WAIT_SECONDS
+        )
 
     async def requests(self) -> list[dict[str, Any]]:
         """Every request the sandbox received or made, oldest first."""

@@ -3,7 +3,6 @@ twice or never."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.e2e.conftest import (
@@ -14,7 +13,8 @@ from tests.e2e.conftest import (
     Platform,
     webhooks_for,
 )
-from tests.e2e.servers import WAIT_SECONDS, Sandbox
+from tests.e2e.servers import Sandbox
+from tests.waiting import polled
 from tests.webhooks.receiver import Receiver
 
 EXOPHONE = "+918047491804"
@@ -129,10 +129,11 @@ async def test_dropped_status_callbacks_raise_no_webhooks(
 
 
 async def settled(centre: CallCentre, count: int) -> None:
-    """Wait (bounded) until ``count`` deliveries have been attempted and recorded."""
-    async with asyncio.timeout(WAIT_SECONDS):
-        while True:
-            deliveries = await centre.deliveries()
-            if len(deliveries) == count and all(d["status"] != "pending" for d in deliveries):
-                return
-            await asyncio.sleep(0.05)
+    """Wait until ``count`` deliveries have been attempted and recorded."""
+    await polled(
+        centre.deliveries,
+        lambda deliveries: (
+            len(deliveries) == count and all(d["status"] != "pending" for d in deliveries)
+        ),
+        what=f"{count} settled deliveries",
+    )

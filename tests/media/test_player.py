@@ -14,6 +14,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from exoplane.media.metrics import STATS
 from exoplane.media.protocol import decode_audio
 from exoplane.media.server import Player
+from tests.waiting import until
 
 RATE = 8000
 CHUNK = 3200  # 200 ms at 8 kHz
@@ -62,10 +63,7 @@ async def test_audio_from_two_coroutines_leaves_whole_in_order_and_one_send_at_a
 
     await asyncio.gather(player.add_audio(first), player.add_audio(second))
     await player.add_mark("after")
-    for _ in range(100):
-        if socket.sent and socket.sent[-1]["event"] == "mark":
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: bool(socket.sent) and socket.sent[-1]["event"] == "mark", what="the mark")
     await player.stop()
 
     assert socket.overlapping_sends == 0
@@ -80,10 +78,7 @@ async def test_audio_ahead_of_real_time_is_paced_one_chunk_ahead_of_playback() -
     began = time.monotonic()
 
     await player.add_audio(bytes(CHUNK * 4))  # 800 ms at once, as a TTS engine would
-    for _ in range(100):
-        if len(socket.sent) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: len(socket.sent) == 4, what="four chunks sent", every=0.005)
     await player.stop()
 
     offsets = [at - began for at in socket.sent_at]
@@ -98,7 +93,7 @@ async def test_clear_drops_the_chunks_not_yet_sent() -> None:
     player = await started(socket)
 
     await player.add_audio(bytes(CHUNK * 5))
-    await asyncio.sleep(0.05)
+    await until(lambda: len(socket.sent) == 2, what="the first two chunks", every=0.005)
     await player.clear()
     await asyncio.sleep(0.5)
     await player.stop()
@@ -155,10 +150,7 @@ async def test_chunks_queued_ahead_are_counted_by_how_late_the_player_sent_them(
     count, late = lateness()
 
     await player.add_audio(bytes(CHUNK * 4))
-    for _ in range(100):
-        if len(socket.sent) == 4:
-            break
-        await asyncio.sleep(0.02)
+    await until(lambda: len(socket.sent) == 4, what="four chunks sent", every=0.005)
     await player.stop()
 
     assert lateness() == (count + 4, late)  # the first at once, the rest as they fell due
@@ -172,10 +164,7 @@ async def test_a_bots_buffer_reused_after_handing_it_over_does_not_change_queued
     await player.add_audio(buffer)  # type: ignore[arg-type]  # half a chunk: it waits
     buffer[:] = b"\x02" * len(buffer)  # the bot fills its buffer again
     await player.add_audio(buffer)  # type: ignore[arg-type]
-    for _ in range(50):
-        if socket.sent:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: bool(socket.sent), what="the first chunk")
     await player.stop()
 
     assert socket.audio() == b"\x01" * (CHUNK // 2) + b"\x02" * (CHUNK // 2)

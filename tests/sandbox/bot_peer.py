@@ -19,8 +19,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from exoplane.media.protocol import clear_message, mark_message, media_message
-
-WAIT_S = 5.0
+from tests.waiting import WAIT_SECONDS
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,9 @@ class PeerCall:
             async with self._changed:
                 self._changed.notify_all()
 
-    async def wait_until(self, condition: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    async def wait_until(
+        self, condition: Callable[[], bool], timeout: float = WAIT_SECONDS
+    ) -> None:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(condition), timeout)
 
@@ -136,7 +137,7 @@ class BotPeer:
         return f"ws://{credentials}127.0.0.1:{self.port}{path}" + (f"?{query}" if query else "")
 
     async def only_call(self) -> PeerCall:
-        await asyncio.wait_for(self._arrived.wait(), WAIT_S)
+        await asyncio.wait_for(self._arrived.wait(), WAIT_SECONDS)
         assert len(self.calls) == 1, self.calls
         return self.calls[0]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from defusedxml import ElementTree
 
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from tests.waiting import polled
 from tests.webhooks.receiver import Receiver, running_receiver
 
 SID, KEY, TOKEN = "exoteldemo", "sandbox-key", "sandbox-token"
@@ -47,6 +48,16 @@ FLOW_CALL = {
     "Url": f"http://my.exotel.com/{SID}/exoml/start_voice/1234",
     "CallType": "trans",
 }
+
+
+def sandbox_calls(sandbox: httpx.AsyncClient) -> Callable[[], Awaitable[list[dict[str, Any]]]]:
+    """Reads the sandbox's calls, for ``polled``."""
+
+    async def calls() -> list[dict[str, Any]]:
+        listed: list[dict[str, Any]] = (await sandbox.get("/_sandbox/calls")).json()
+        return listed
+
+    return calls
 
 
 async def test_connect_to_flow_answers_exotels_xml_by_default(
@@ -222,7 +233,7 @@ async def test_an_explicit_outcome_overrides_the_magic_number(
             )
             sid = placed.json()["Call"]["Sid"]
             decided = await http.post(f"/_sandbox/calls/{sid}/outcome", json={"status": "busy"})
-            (terminal,) = await receiver.wait_for(1, timeout=5)
+            (terminal,) = await receiver.wait_for(1)
 
     assert decided.status_code == 200
     assert _field(terminal.body, "Status") == "busy"
@@ -243,8 +254,7 @@ async def test_a_reply_latency_places_the_call_before_the_answer_leaves(
     assert (await sandbox.post("/_sandbox/faults", json=fault)).status_code == 201
 
     placing = asyncio.create_task(sandbox.post(CONNECT + ".json", data=FLOW_CALL))
-    while not (calls := (await sandbox.get("/_sandbox/calls")).json()):
-        await asyncio.sleep(0.01)
+    calls = await polled(sandbox_calls(sandbox), bool, what="the call being placed", every=0.01)
     placed_at = time.monotonic()
     response = await placing
 
@@ -290,8 +300,11 @@ async def test_dropped_callbacks_are_recorded_but_not_sent(
     await sandbox.post("/_sandbox/faults", json={"route": "callbacks", "drop_callbacks": True})
 
     await sandbox.post(CONNECT, data={**FLOW_CALL, "StatusCallback": receiver.url("/s")})
-    await asyncio.sleep(0.3)
-    calls = (await sandbox.get("/_sandbox/calls")).json()
+    calls = await polled(
+        sandbox_calls(sandbox),
+        lambda calls: bool(calls and calls[0]["Callbacks"]),
+        what="the terminal callback being dropped",
+    )
 
     assert receiver.received == []
     assert calls[0]["Callbacks"] == [{"event": "terminal", "dropped": True}]

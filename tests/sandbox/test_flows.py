@@ -16,7 +16,9 @@ from asgi_lifespan import LifespanManager
 
 from exoplane.sandbox import state as state_module
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.sandbox.state import TERMINAL
 from exoplane.sandbox.store import SqliteStore
+from tests.waiting import polled
 from tests.webhooks.receiver import Receiver, running_receiver
 
 SID, KEY, TOKEN = "flowtest", "flow-key", "flow-token"
@@ -104,12 +106,12 @@ async def call_in(http: httpx.AsyncClient, **extra: Any) -> dict[str, Any]:
 
 
 async def finished(http: httpx.AsyncClient, sid: str) -> dict[str, Any]:
-    for _ in range(500):
+
+    async def fetch() -> dict[str, Any]:
         call: dict[str, Any] = (await http.get(f"/_sandbox/calls/{sid}")).json()
-        if call["Status"] in ("completed", "busy", "no-answer", "failed", "canceled"):
-            return call
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"call {sid} did not end")
+        return call
+
+    return await polled(fetch, lambda call: call["Status"] in TERMINAL, what=f"call {sid} ending")
 
 
 # --- Passthru -----------------------------------------------------------------------------

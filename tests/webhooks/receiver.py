@@ -12,6 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.waiting import WAIT_SECONDS
+
 
 @dataclass
 class Received:
@@ -50,7 +52,7 @@ class Receiver:
             await asyncio.sleep(3600)
         return web.Response(status=int(outcome), text=f"answered {outcome}")
 
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
+    async def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Received]:
         async with self.arrived:
             await asyncio.wait_for(
                 self.arrived.wait_for(lambda: len(self.received) >= count), timeout

@@ -14,6 +14,7 @@ from standardwebhooks import Webhook
 from exoplane.config import Settings
 from exoplane.models import Call, WebhookEvent
 from tests.factories import RegisteredApp
+from tests.waiting import polled
 from tests.webhooks.conftest import (
     CALL,
     app_path,
@@ -308,7 +309,7 @@ async def test_a_hanging_receiver_times_out_and_is_retried(
     receiver.script = ["hang", 200]
 
     await call_hook(client, app, "popup", CALL)
-    await receiver.wait_for(2, timeout=5)
+    await receiver.wait_for(2)
     detail = await _only_delivery(client, app, status="succeeded")
 
     first, second = detail["attempt_log"]
@@ -391,20 +392,24 @@ async def test_a_rotated_secret_signs_beside_the_old_one_during_the_grace_period
 
 
 async def _only_delivery(
-    client: httpx.AsyncClient, app: RegisteredApp, *, status: str, timeout: float = 5.0
+    client: httpx.AsyncClient, app: RegisteredApp, *, status: str
 ) -> dict[str, Any]:
     """Wait until the app's only delivery reaches ``status``; return it with its attempts."""
-    deadline = time.monotonic() + timeout
-    while True:
-        listed = await client.get(app_path(app, "/webhooks/deliveries"), headers=auth(app))
-        deliveries = listed.json()["data"]["deliveries"]
-        matching = [d for d in deliveries if d["status"] == status]
-        if matching:
-            detail = await client.get(
-                app_path(app, f"/webhooks/deliveries/{matching[-1]['id']}"), headers=auth(app)
-            )
-            data: dict[str, Any] = detail.json()["data"]
-            return data
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {status} delivery: {deliveries}")
-        await asyncio.sleep(0.05)
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await client.get(app_path(app, "/webhooks/deliveries"), headers=auth(app))
+        deliveries: list[dict[str, Any]] = response.json()["data"]["deliveries"]
+        return deliveries
+
+    deliveries = await polled(
+        listed,
+        lambda deliveries: any(d["status"] == status for d in deliveries),
+        what=f"a {status} delivery",
+        every=0.05,
+    )
+    matching = [d for d in deliveries if d["status"] == status]
+    detail = await client.get(
+        app_path(app, f"/webhooks/deliveries/{matching[-1]['id']}"), headers=auth(app)
+    )
+    data: dict[str, Any] = detail.json()["data"]
+    return data

@@ -20,6 +20,7 @@ from exoplane.security import Vault, load_secret_key
 from exoplane.webhooks import repository
 from exoplane.webhooks.repository import Claimed
 from exoplane.webhooks.worker import WebhookWorker
+from tests.waiting import polled, until
 from tests.webhooks.conftest import (
     app_path,
     app_sending_to,
@@ -61,12 +62,11 @@ async def deliveries(client: httpx.AsyncClient, app: Any) -> Sequence[dict[str, 
 
 async def settled(client: httpx.AsyncClient, app: Any, count: int) -> Sequence[dict[str, Any]]:
     """The delivery log once ``count`` deliveries have succeeded (the log follows the POST)."""
-    for _ in range(100):
-        listed = await deliveries(client, app)
-        if sum(d["status"] == "succeeded" for d in listed) >= count:
-            return listed
-        await asyncio.sleep(0.05)
-    return await deliveries(client, app)
+    return await polled(
+        lambda: deliveries(client, app),
+        lambda listed: sum(d["status"] == "succeeded" for d in listed) >= count,
+        what=f"{count} succeeded deliveries",
+    )
 
 
 async def test_a_popup_is_delivered_at_once_without_waiting_to_be_claimed(
@@ -79,7 +79,7 @@ async def test_a_popup_is_delivered_at_once_without_waiting_to_be_claimed(
         popup = await hook_url(client, app, "popup")
 
         response = await client.get(f"{popup}&{ringing('handed')}")
-        received = await receiver.wait_for(1, timeout=2.0)
+        received = await receiver.wait_for(1, timeout=8.0)  # well before the first claim
         listed = await settled(client, app, 1)
 
     assert response.status_code == 200
@@ -123,11 +123,9 @@ async def test_slots_held_for_a_transaction_that_fails_are_given_back(
     )
     running = asyncio.create_task(worker.run())
     try:
-        for _ in range(100):
-            if (first := worker.handoff()) is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert first is not None, "the worker did not start"
+        await until(lambda: worker.handoff() is not None, what="the worker starting")
+        first = worker.handoff()
+        assert first is not None
         second = worker.handoff()
         assert second is not None
 
