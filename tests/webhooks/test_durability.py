@@ -26,6 +26,7 @@ from aiohttp import web
 
 from tests.conftest import BACKEND, free_port, make_settings
 from tests.factories import Customer, RegisteredApp, create_customer, get_token, register_app
+from tests.waiting import polled
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
@@ -53,23 +54,27 @@ class TrackingReceiver:
     sender never learns they succeeded and must try them again.
     """
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, spread: float = 0.0) -> None:
         self.delay = delay
+        self.spread = spread  # later arrivals wait up to this much longer, in 16 steps
         self.base_url = ""
         self.delivered: dict[str, str] = {}  # webhook-id -> the call's CallSid
         self.in_flight: Counter[str] = Counter()
+        self.arrivals: Counter[str] = Counter()  # webhook-id -> requests received
         self.overlapping: list[str] = []
         self._generation = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         event_id = request.headers["webhook-id"]
         payload: dict[str, Any] = json.loads(await request.read())
+        self.arrivals[event_id] += 1
         if self.in_flight[event_id] > 0:
             self.overlapping.append(event_id)
         self.in_flight[event_id] += 1
         generation = self._generation
         try:
-            await asyncio.sleep(self.delay)
+            step = (sum(self.arrivals.values()) - 1) % 16
+            await asyncio.sleep(self.delay + self.spread * step / 15)
         finally:
             self.in_flight[event_id] -= 1
             if self.in_flight[event_id] == 0:
@@ -88,8 +93,8 @@ class TrackingReceiver:
 
 
 @asynccontextmanager
-async def tracking_receiver(delay: float) -> AsyncIterator[TrackingReceiver]:
-    receiver = TrackingReceiver(delay)
+async def tracking_receiver(delay: float, spread: float = 0.0) -> AsyncIterator[TrackingReceiver]:
+    receiver = TrackingReceiver(delay, spread)
     app = web.Application()
     app.router.add_post("/popup", receiver.handle)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
@@ -300,6 +305,47 @@ async def test_every_event_is_delivered_after_the_server_is_killed_mid_delivery(
         )
         assert cut_off <= set(receiver.delivered)
         assert len(receiver.delivered) == len(calls)  # one event id per call, stable
+
+
+async def test_a_worker_stopped_mid_delivery_records_what_it_sent_and_hands_back_the_rest(
+    tmp_path: Path, database_url: str, server_env: dict[str, str]
+) -> None:
+    """SIGTERM, as a deploy sends it, to a worker with 64 deliveries on the wire: it waits
+    for their answers, records all 64, and the next worker sends only what was left, at
+    once, long before any lease could run out. The answers come back spread over 1.5 s,
+    as a real receiver's would."""
+    home = tmp_path / "home"
+    # A 10 s timeout makes a lease last 25 s: a handed-back delivery goes out at once, one
+    # left leased would go out only after that.
+    env = {**server_env, **WEBHOOK_ENV, "EXOPLANE_WEBHOOK_TIMEOUT_SECONDS": "10"}
+    calls = call_sids(100)
+    async with AsyncExitStack() as stack:
+        receiver = await stack.enter_async_context(tracking_receiver(delay=1.0, spread=1.5))
+        _, base_url = await serve(stack, home, env, "--no-worker", name="serve")
+        first = await start(stack, ["worker"], home, env, "worker-1")
+        app, popup_hook = await app_sending_popups_to(base_url, home, database_url, receiver)
+        await ring(base_url, popup_hook, calls)
+        assert await wait_until(lambda: len(receiver.in_flight) == 64, 30), first.output()
+
+        first.process.terminate()
+        stopped_at = time.monotonic()
+        second = await start(stack, ["worker"], home, env, "worker-2")
+        # Done when the log says every delivery succeeded: a recorded answer is never sent
+        # again, and one left unrecorded would be, once its lease ran out.
+        await polled(
+            lambda: succeeded_deliveries(base_url, app),
+            lambda logged: logged == len(calls),
+            what="every delivery logged as succeeded",
+            within=60,
+            every=0.2,
+        )
+        took = time.monotonic() - stopped_at
+
+        outputs = "\n".join(f"--- {w.name}:\n{w.output()[-3000:]}" for w in (first, second))
+        assert await asyncio.to_thread(first.process.wait, STOP_TIMEOUT_S) == 0, outputs
+        assert took < 15, f"the rest took {took:.1f} s: a lease ran out first\n{outputs}"
+        assert receiver.delivered_calls() == set(calls)
+        assert [event for event, count in receiver.arrivals.items() if count > 1] == []
 
 
 async def test_two_workers_never_deliver_one_event_at_the_same_time(

@@ -64,6 +64,12 @@ class WebhookWorker:
         # Finished attempts waiting to be written, in batches, by the recorder.
         self._results: list[tuple[int, str, AttemptResult]] = []
         self._results_ready = asyncio.Event()
+        # Set once stopping and every attempt has finished or been cut off: the recorder
+        # then writes what is left and ends.
+        self._drained = False
+        # Leases to hand back on shutdown: of batches that could not be recorded, and of
+        # deliveries handed over after this worker stopped sending.
+        self._unrecorded: set[str] = set()
         # Slots promised to deliveries being written (see ``handoff``), not yet started.
         self._held = 0
         # Whether due deliveries may be waiting to be claimed: set by ``wake`` and by a
@@ -101,6 +107,7 @@ class WebhookWorker:
         """Start deliveries written leased to this worker; if it stopped meanwhile, their
         leases run out and they are claimed again later."""
         if self._http is None:
+            self._unrecorded.add(lease_token)
             return
         now = utcnow()
         for delivery, targets in deliveries:
@@ -124,7 +131,9 @@ class WebhookWorker:
         self._wake.set()
 
     async def run(self) -> None:
-        """Deliver until ``stop()``; then let in-flight attempts finish (bounded by timeout)."""
+        """Deliver until ``stop()``; then drain: claim nothing more, let the attempts under
+        way finish (each is bounded by the webhook timeout), record every finished one, and
+        hand back every lease still held, so no other worker waits for one to run out."""
         settings = self._settings
         connector = aiohttp.TCPConnector(
             limit=settings.webhook_concurrency,
@@ -155,10 +164,16 @@ class WebhookWorker:
             self._http = None
             if self._in_flight:
                 await asyncio.wait(self._in_flight, timeout=settings.webhook_timeout_seconds + 1)
+            cut_off = dict(self._in_flight)
+            for task in cut_off:  # only if a send outlived its own timeout
+                task.cancel()
+            if cut_off:
+                await asyncio.wait(cut_off)
         # Not cancelled: a write cut off inside its transaction could keep the connection.
+        self._drained = True
         self._results_ready.set()
         await recorder
-        await self._release_leases()
+        await self._release_leases(set(cut_off.values()) | self._unrecorded)
 
     async def _pause(self) -> None:
         with contextlib.suppress(TimeoutError):
@@ -240,14 +255,15 @@ class WebhookWorker:
     async def _record_results(self) -> None:
         """Write finished attempts a batch per transaction, not one transaction each.
 
-        A batch that cannot be written is logged; its leases run out and the deliveries
-        are attempted again, so nothing is lost (delivery stays at least once). Once the
-        worker is stopping, the next wake-up writes what is left and ends the loop.
+        A batch that cannot be written is logged; its leases are handed back on shutdown
+        or run out, and the deliveries are attempted again, so nothing is lost (delivery
+        stays at least once). While the worker drains, attempts still finish and are
+        written as before; once it has drained, what is left is written and the loop ends.
         """
         while True:
             await self._results_ready.wait()
             self._results_ready.clear()
-            if self._stopping.is_set():  # the last write: what is left, then done
+            if self._drained:  # the last write: what is left, then done
                 await self._write_results()
                 return
             await asyncio.sleep(0.01)  # let a burst of completions share one transaction
@@ -277,6 +293,7 @@ class WebhookWorker:
                 await repository.record_attempts(session, deliveries, attempts)
         except Exception:
             log.exception("recording webhook attempts failed", attempts=len(batch))
+            self._unrecorded.update(lease_token for _, lease_token, _ in batch)
 
     async def _post(
         self, http: aiohttp.ClientSession, delivery: Claimed, secrets: Sequence[str]
@@ -310,17 +327,20 @@ class WebhookWorker:
                 return AttemptResult(None, elapsed(), f"forbidden target: {cause}", None)
             return AttemptResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500], None)
 
-    async def _release_leases(self) -> None:
-        """On shutdown, hand back the leases of attempts still under way (their answers will
-        not be logged), so other workers need not wait for them to run out. A finished
-        attempt's lease was already given up when it was logged."""
-        tokens = set(self._in_flight.values())
+    async def _release_leases(self, tokens: set[str]) -> None:
+        """On shutdown, hand back the leases whose attempts were not recorded, so other
+        workers need not wait for them to run out. A recorded attempt's lease was already
+        given up when it was written."""
         if not tokens:
             return
-        with contextlib.suppress(Exception):
+        try:
             async with unit_of_work(self._sessions) as session:
-                for token in tokens:
+                for token in sorted(tokens):
                     await repository.release_leases(session, token)
+        except Exception:
+            log.exception(
+                "handing back webhook leases failed; they will run out", leases=len(tokens)
+            )
 
 
 class LocalHandoff:
