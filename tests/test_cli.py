@@ -113,8 +113,10 @@ def test_db_upgrade_never_prints_the_database_password(tmp_path: Path) -> None:
 
     result = exoplane(tmp_path, "db", "upgrade", database_url=url)
 
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "hunter2" not in result.stdout + result.stderr
+    assert result.stderr.startswith("exoplane: cannot upgrade postgresql+asyncpg://user:***@")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_customers_create_prints_id_and_secret_once(tmp_path: Path, database_url: str) -> None:

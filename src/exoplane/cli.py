@@ -141,7 +141,7 @@ def _bind(host: str, port: int) -> socket.socket:
             host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
     except socket.gaierror as exc:
-        _fail([f"cannot listen on {host}:{port}: {exc.strerror}"], code=1)
+        _fail([f"cannot listen on {_http_url(host, port)}: {exc.strerror}"], code=1)
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
