@@ -307,3 +307,28 @@ def test_a_fresh_home_and_its_database_are_private_to_their_owner(tmp_path: Path
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files if path.exists()}
     assert modes.get("exoplane.db") == 0o600
     assert set(modes.values()) == {0o600}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "1"),
+        ("worker",),
+        ("db", "upgrade"),
+        ("customers", "create", "--name", "Acme"),
+        ("operators", "create", "--email", "a@b.co", "--role", "admin"),
+    ],
+)
+def test_an_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # Nothing listens on port 1 of the loopback interface.
+    url = "postgresql+asyncpg://user:hunter2@127.0.0.1:1/none"
+
+    result = exoplane(tmp_path, *args, database_url=url)
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("exoplane: ")
+    assert "postgresql+asyncpg://user:***@127.0.0.1:1/none: " in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -16,6 +17,8 @@ from exoplane.config import Settings, describe_invalid_settings
 
 if TYPE_CHECKING:
     from exoplane.db import SchemaUpgrade
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="exoplane: a self-hostable implementation of Exotel's integration platform.",
@@ -108,7 +111,7 @@ def serve(
 
     settings = _settings()
     if settings.is_sqlite:
-        asyncio.run(_upgrade(settings))
+        _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
     sock = _bind(host, port)
@@ -179,7 +182,7 @@ def worker(as_json: JsonOption = False) -> None:
     """Deliver webhooks (standalone; `serve` runs one in-process unless --no-worker)."""
     settings = _settings()
     if settings.is_sqlite:
-        asyncio.run(_upgrade(settings))
+        _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
     _emit(
@@ -283,7 +286,7 @@ def _require_current_schema(settings: Settings) -> None:
         finally:
             await engine.dispose()
 
-    missing = asyncio.run(pending())
+    missing = _on_database(settings, pending(), "cannot reach")
     if missing:
         typer.echo(
             f"The database schema is behind by {len(missing)} migration(s); "
@@ -291,6 +294,19 @@ def _require_current_schema(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(code=1)
+
+
+def _on_database(settings: Settings, work: Coroutine[Any, Any, T], failure: str) -> T:
+    """Run ``work``; a database that cannot be reached or refuses the login ends the command
+    with one line (exit 1): the driver's reason and the URL with its password masked."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return asyncio.run(work)
+    except (OSError, DBAPIError) as exc:
+        text = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        _fail([f"{failure} {_safe_url(settings.database_url)}: {reason}"], code=1)
 
 
 def _safe_url(url: str) -> str:
@@ -304,12 +320,7 @@ def db_upgrade(as_json: JsonOption = False) -> None:
     """Apply all pending migrations (required before `serve` on PostgreSQL)."""
     settings = _settings()
     database = _safe_url(settings.database_url)
-    try:
-        upgrade = asyncio.run(_upgrade(settings))
-    except Exception as exc:
-        # The driver's message (connection refused, authentication failed), not a traceback.
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        _fail([f"cannot upgrade {database}: {reason}"], code=1)
+    upgrade = _on_database(settings, _upgrade(settings), "cannot upgrade")
     if upgrade.changed:
         line = f"Upgraded {database} from {upgrade.before or 'an empty schema'} to {upgrade.after}."
     else:
@@ -336,7 +347,9 @@ def customers_create(
         raise typer.BadParameter("must not be empty", param_hint="--name")
     settings = _settings()
     database = _safe_url(settings.database_url)
-    customer_id, secret = asyncio.run(_create_customer(settings, name.strip()))
+    customer_id, secret = _on_database(
+        settings, _create_customer(settings, name.strip()), "cannot write to"
+    )
     _emit(
         {
             "CustomerID": customer_id,
@@ -385,7 +398,9 @@ def operators_create(
         raise typer.BadParameter(f"{email!r} is not an email address", param_hint="--email")
     settings = _settings()
     database = _safe_url(settings.database_url)
-    created = asyncio.run(_create_operator(settings, email, role.value))
+    created = _on_database(
+        settings, _create_operator(settings, email, role.value), "cannot write to"
+    )
     if created is None:
         typer.echo(f"An operator with email {email.strip().lower()} exists already.", err=True)
         raise typer.Exit(code=1)
