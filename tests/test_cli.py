@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ import pytest
 
 
 def exoplane(
-    home: Path, *args: str, database_url: str | None = None
+    home: Path, *args: str, database_url: str | None = None, **settings: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EXOPLANE_HOME": str(home)}
+    env = {**os.environ, "EXOPLANE_HOME": str(home), **settings}
     if database_url:
         env["EXOPLANE_DATABASE_URL"] = database_url
     return subprocess.run(
@@ -54,13 +55,57 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in output
 
 
-def test_db_upgrade_creates_the_schema_and_says_so_in_json(
-    tmp_path: Path, database_url: str
-) -> None:
-    result = exoplane(tmp_path, "db", "upgrade", "--json", database_url=database_url)
+def test_db_upgrade_creates_the_schema_and_says_so_in_json(tmp_path: Path) -> None:
+    result = exoplane(tmp_path, "db", "upgrade", "--json")
 
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["status"] == "up to date"
+    report = json.loads(result.stdout)
+    assert report["status"] == "upgraded"
+    assert report["from"] is None
+    assert report["to"] == head_revision()
+    assert report["database"] == f"sqlite+aiosqlite:///{tmp_path / 'exoplane.db'}"
+
+
+def test_db_upgrade_says_which_revision_it_upgraded_from_and_to(tmp_path: Path) -> None:
+    result = exoplane(tmp_path, "db", "upgrade")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"Upgraded sqlite+aiosqlite:///{tmp_path / 'exoplane.db'} "
+        f"from an empty schema to {head_revision()}."
+    )
+
+
+def test_db_upgrade_on_a_current_database_says_it_did_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    text = exoplane(tmp_path, "db", "upgrade", database_url=database_url)
+    as_json = exoplane(tmp_path, "db", "upgrade", "--json", database_url=database_url)
+
+    assert text.returncode == 0, text.stderr
+    assert f"already at {head_revision()}" in text.stdout
+    assert json.loads(as_json.stdout) == {
+        "database": safe_url(database_url),
+        "status": "current",
+        "from": head_revision(),
+        "to": head_revision(),
+    }
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from exoplane.db import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def test_db_upgrade_never_prints_the_database_password(tmp_path: Path) -> None:
@@ -68,8 +113,10 @@ def test_db_upgrade_never_prints_the_database_password(tmp_path: Path) -> None:
 
     result = exoplane(tmp_path, "db", "upgrade", database_url=url)
 
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert "hunter2" not in result.stdout + result.stderr
+    assert result.stderr.startswith("exoplane: cannot upgrade postgresql+asyncpg://user:***@")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_customers_create_prints_id_and_secret_once(tmp_path: Path, database_url: str) -> None:
@@ -79,8 +126,44 @@ def test_customers_create_prints_id_and_secret_once(tmp_path: Path, database_url
 
     customer = json.loads(result.stdout)
     assert result.returncode == 0, result.stderr
-    assert set(customer) == {"CustomerID", "CustomerSecret", "Name"}
+    assert set(customer) == {"CustomerID", "CustomerSecret", "Name", "database"}
     assert customer["Name"] == "Acme"
+    assert customer["database"] == safe_url(database_url)
+
+
+def test_commands_that_write_say_which_database_without_its_password(
+    tmp_path: Path, database_url: str
+) -> None:
+    url = with_password(database_url, "hunter2")
+    customer = exoplane(tmp_path, "customers", "create", "--name", "Acme", database_url=url)
+    operator = exoplane(
+        tmp_path,
+        "operators",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--role",
+        "admin",
+        "--json",
+        database_url=url,
+    )
+
+    assert customer.returncode == 0, customer.stderr
+    assert operator.returncode == 0, operator.stderr
+    assert f"Database:       {safe_url(url)}" in customer.stdout.splitlines()
+    assert json.loads(operator.stdout)["database"] == safe_url(url)
+    for result in (customer, operator):
+        assert "hunter2" not in result.stdout + result.stderr
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with a password (PostgreSQL's trust authentication on loopback ignores it)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return url
+    return parsed.set(password=password).render_as_string(hide_password=False)
 
 
 def test_customers_create_in_plain_text_warns_that_the_secret_is_shown_once(
@@ -143,3 +226,109 @@ def test_operators_create_refuses_an_unknown_role(tmp_path: Path) -> None:
 
     assert result.returncode == 2
     assert "--role" in result.stderr
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = exoplane(tmp_path, "--version")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"exoplane {version('exoplane')}"
+
+
+def test_serve_refuses_a_port_past_65535(tmp_path: Path) -> None:
+    result = exoplane(tmp_path, "serve", "--port", "99999")
+
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+    assert "99999" not in result.stdout
+
+
+SHORT_KEY = "too-short-but-secret"
+BAD_SETTINGS = [
+    (
+        "EXOPLANE_DATABASE_URL",
+        "mysql://user:hunter2@127.0.0.1/exoplane",
+        "unsupported scheme 'mysql'; use sqlite+aiosqlite or postgresql+asyncpg",
+    ),
+    ("EXOPLANE_PUBLIC_URL", "exoplane.example.com", "not an http(s) URL"),
+    ("EXOPLANE_CORE_FLEET", "not a url", "must be an http or https base URL"),
+    ("EXOPLANE_SECRET_KEY", SHORT_KEY, "at least 32 characters"),
+    ("EXOPLANE_WEBHOOK_CONCURRENCY", "0", "greater than or equal to 1"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_naming_its_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    result = exoplane(tmp_path, "customers", "create", "--name", "Acme", **{variable: value})
+
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"exoplane: {variable}: ")
+    assert message in result.stderr
+    assert "hunter2" not in result.stderr
+    assert SHORT_KEY not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "1"),
+        ("worker",),
+        ("sandbox", "--port", "1"),
+        ("demo",),
+        ("db", "upgrade"),
+        ("customers", "create", "--name", "Acme"),
+        ("operators", "create", "--email", "a@b.co", "--role", "admin"),
+    ],
+)
+def test_every_command_refuses_a_bad_setting_the_same_way(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    result = exoplane(tmp_path, *args, EXOPLANE_SECRET_KEY=SHORT_KEY)
+
+    assert result.returncode == 2
+    assert result.stderr == ("exoplane: EXOPLANE_SECRET_KEY: must be at least 32 characters long\n")
+    assert not (tmp_path / "exoplane.db").exists()
+
+
+def test_a_fresh_home_and_its_database_are_private_to_their_owner(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+
+    result = exoplane(home, "customers", "create", "--name", "Acme")
+
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    files = [home / "exoplane.db", home / "exoplane.db-wal", home / "exoplane.db-shm"]
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in files if path.exists()}
+    assert modes.get("exoplane.db") == 0o600
+    assert set(modes.values()) == {0o600}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("serve", "--port", "1"),
+        ("worker",),
+        ("db", "upgrade"),
+        ("customers", "create", "--name", "Acme"),
+        ("operators", "create", "--email", "a@b.co", "--role", "admin"),
+    ],
+)
+def test_an_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # Nothing listens on port 1 of the loopback interface.
+    url = "postgresql+asyncpg://user:hunter2@127.0.0.1:1/none"
+
+    result = exoplane(tmp_path, *args, database_url=url)
+
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("exoplane: ")
+    assert "postgresql+asyncpg://user:***@127.0.0.1:1/none: " in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 
-from exoplane.config import Settings
+from exoplane.config import Settings, describe_invalid_settings
+
+if TYPE_CHECKING:
+    from exoplane.db import SchemaUpgrade
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="exoplane: a self-hostable implementation of Exotel's integration platform.",
@@ -30,6 +37,54 @@ app.add_typer(customers_app, name="customers")
 app.add_typer(operators_app, name="operators")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on (1-65535).")]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("exoplane")
+    except PackageNotFoundError:
+        from exoplane import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"exoplane {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """exoplane: a self-hostable implementation of Exotel's integration platform."""
+
+
+def _fail(lines: list[str], code: int = 2) -> NoReturn:
+    for line in lines:
+        typer.echo(f"exoplane: {line}", err=True)
+    raise typer.Exit(code=code)
+
+
+def _settings() -> Settings:
+    """The settings from the environment and ``.env``; a bad one ends the command with a
+    line naming its variable (exit 2), never a traceback or the value itself."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        _fail(describe_invalid_settings(exc))
 
 
 def _emit(data: dict[str, object], as_json: bool, lines: list[str]) -> None:
@@ -43,7 +98,7 @@ def _emit(data: dict[str, object], as_json: bool, lines: list[str]) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: PortOption = 8000,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the webhook worker in this process.")
     ] = False,
@@ -54,32 +109,70 @@ def serve(
 
     from exoplane.app import create_app
 
-    settings = Settings()
+    settings = _settings()
     if settings.is_sqlite:
-        asyncio.run(_upgrade(settings))
+        _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
+    sock = _bind(host, port)
+    url = _http_url(host, port)
+    if "public_url" not in settings.model_fields_set:
+        # Flow URLs handed out must reach this server: the address it actually serves on.
+        settings = settings.model_copy(update={"public_url": _http_url(_reachable(host), port)})
+    application = create_app(settings, run_worker=not no_worker)
+    database = _safe_url(settings.database_url)
     _emit(
-        {"url": f"http://{host}:{port}", "database": _safe_url(settings.database_url)},
+        {"url": url, "docs": f"{url}/docs", "database": database},
         as_json,
-        [f"exoplane serving on http://{host}:{port} ({_safe_url(settings.database_url)})"],
+        [f"exoplane serving on {url} (API docs at {url}/docs; database {database})"],
     )
-    uvicorn.run(
-        create_app(settings, run_worker=not no_worker),
-        host=host,
-        port=port,
+    config = uvicorn.Config(
+        application,
         access_log=False,
         log_level="warning",
+        # uvicorn's own lines go through the project's JSON logging (configured by create_app).
+        log_config=None,
         proxy_headers=False,
     )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
-async def _upgrade(settings: Settings) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or one line saying why not (exit 1)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        _fail([f"cannot listen on {_http_url(host, port)}: {exc.strerror}"], code=1)
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        _fail([f"cannot listen on {_http_url(host, port)}: {exc.strerror or exc}"], code=1)
+    return sock
+
+
+def _reachable(host: str) -> str:
+    """``host``, or the loopback address when it names every interface."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _upgrade(settings: Settings) -> SchemaUpgrade:
     from exoplane.db import create_engine, upgrade_schema
 
     engine = create_engine(settings.database_url)
     try:
-        await upgrade_schema(engine)
+        return await upgrade_schema(engine)
     finally:
         await engine.dispose()
 
@@ -87,9 +180,9 @@ async def _upgrade(settings: Settings) -> None:
 @app.command()
 def worker(as_json: JsonOption = False) -> None:
     """Deliver webhooks (standalone; `serve` runs one in-process unless --no-worker)."""
-    settings = Settings()
+    settings = _settings()
     if settings.is_sqlite:
-        asyncio.run(_upgrade(settings))
+        _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
     _emit(
@@ -125,7 +218,7 @@ async def _run_worker(settings: Settings) -> None:
 @app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8081,
+    port: PortOption = 8081,
     database: Annotated[
         Path | None,
         typer.Option(help="Keep the sandbox's state in this SQLite file (default: memory)."),
@@ -142,7 +235,7 @@ def sandbox(
     from exoplane.logs import configure_logging
     from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 
-    configure_logging(Settings())
+    configure_logging(_settings())
     overrides: dict[str, Any] = {}
     if database is not None:
         overrides["database"] = database
@@ -167,6 +260,7 @@ def sandbox(
         port=port,
         access_log=False,
         log_level="warning",
+        log_config=None,
     )
 
 
@@ -176,6 +270,7 @@ def demo(as_json: JsonOption = False) -> None:
     127.0.0.1, an inbound call, a missed call, a voice-bot test call and a click-to-call."""
     from exoplane.demo import run_demo
 
+    _settings()
     ok = asyncio.run(run_demo(typer.echo, as_json=as_json))
     if not ok:
         raise typer.Exit(code=1)
@@ -191,7 +286,7 @@ def _require_current_schema(settings: Settings) -> None:
         finally:
             await engine.dispose()
 
-    missing = asyncio.run(pending())
+    missing = _on_database(settings, pending(), "cannot reach")
     if missing:
         typer.echo(
             f"The database schema is behind by {len(missing)} migration(s); "
@@ -199,6 +294,19 @@ def _require_current_schema(settings: Settings) -> None:
             err=True,
         )
         raise typer.Exit(code=1)
+
+
+def _on_database(settings: Settings, work: Coroutine[Any, Any, T], failure: str) -> T:
+    """Run ``work``; a database that cannot be reached or refuses the login ends the command
+    with one line (exit 1): the driver's reason and the URL with its password masked."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return asyncio.run(work)
+    except (OSError, DBAPIError) as exc:
+        text = str(exc.orig if isinstance(exc, DBAPIError) else exc).strip()
+        reason = text.splitlines()[0] if text else type(exc).__name__
+        _fail([f"{failure} {_safe_url(settings.database_url)}: {reason}"], code=1)
 
 
 def _safe_url(url: str) -> str:
@@ -210,12 +318,22 @@ def _safe_url(url: str) -> str:
 @db_app.command("upgrade")
 def db_upgrade(as_json: JsonOption = False) -> None:
     """Apply all pending migrations (required before `serve` on PostgreSQL)."""
-    settings = Settings()
-    asyncio.run(_upgrade(settings))
+    settings = _settings()
+    database = _safe_url(settings.database_url)
+    upgrade = _on_database(settings, _upgrade(settings), "cannot upgrade")
+    if upgrade.changed:
+        line = f"Upgraded {database} from {upgrade.before or 'an empty schema'} to {upgrade.after}."
+    else:
+        line = f"{database} is already at {upgrade.after}; nothing to do."
     _emit(
-        {"database": _safe_url(settings.database_url), "status": "up to date"},
+        {
+            "database": database,
+            "status": "upgraded" if upgrade.changed else "current",
+            "from": upgrade.before,
+            "to": upgrade.after,
+        },
         as_json,
-        [f"Schema of {_safe_url(settings.database_url)} is up to date."],
+        [line],
     )
 
 
@@ -227,13 +345,23 @@ def customers_create(
     """Create a customer and print its CustomerID and CustomerSecret (shown only once)."""
     if not name.strip():
         raise typer.BadParameter("must not be empty", param_hint="--name")
-    customer_id, secret = asyncio.run(_create_customer(Settings(), name.strip()))
+    settings = _settings()
+    database = _safe_url(settings.database_url)
+    customer_id, secret = _on_database(
+        settings, _create_customer(settings, name.strip()), "cannot write to"
+    )
     _emit(
-        {"CustomerID": customer_id, "CustomerSecret": secret, "Name": name.strip()},
+        {
+            "CustomerID": customer_id,
+            "CustomerSecret": secret,
+            "Name": name.strip(),
+            "database": database,
+        },
         as_json,
         [
             f"CustomerID:     {customer_id}",
             f"CustomerSecret: {secret}",
+            f"Database:       {database}",
             "The secret is shown only now; store it safely.",
         ],
     )
@@ -268,7 +396,11 @@ def operators_create(
     """Create an operator; prints a password and an API key, shown only once."""
     if "@" not in email or len(email.strip()) < 3:
         raise typer.BadParameter(f"{email!r} is not an email address", param_hint="--email")
-    created = asyncio.run(_create_operator(Settings(), email, role.value))
+    settings = _settings()
+    database = _safe_url(settings.database_url)
+    created = _on_database(
+        settings, _create_operator(settings, email, role.value), "cannot write to"
+    )
     if created is None:
         typer.echo(f"An operator with email {email.strip().lower()} exists already.", err=True)
         raise typer.Exit(code=1)
@@ -280,12 +412,14 @@ def operators_create(
             "role": role.value,
             "password": password,
             "api_key": api_key,
+            "database": database,
         },
         as_json,
         [
             f"Operator:  {email.strip().lower()} ({role.value})",
             f"Password:  {password}",
             f"API key:   {api_key}",
+            f"Database:  {database}",
             "Both are shown only now; store them safely.",
         ],
     )
@@ -313,4 +447,13 @@ async def _create_operator(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except ValidationError as exc:
+        # Settings read outside a command's own check (a library default, say) still end
+        # with the variable named and no traceback.
+        if exc.title != Settings.__name__:
+            raise
+        for line in describe_invalid_settings(exc):
+            typer.echo(f"exoplane: {line}", err=True)
+        raise SystemExit(2) from None

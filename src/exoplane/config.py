@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RATE_LIMIT = "200/minute"
 # About 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 3 h and 6 h after the first failure.
 DEFAULT_RETRY_SCHEDULE = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0)
+MIN_SECRET_KEY_LENGTH = 32
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+ENV_PREFIX = "EXOPLANE_"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="EXOPLANE_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        # A rejected value may be a secret: errors name the setting, never echo its value.
+        hide_input_in_errors=True,
     )
 
     home: Path = Path(".exoplane")
@@ -54,6 +63,43 @@ class Settings(BaseSettings):
     opentelemetry: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value:
+            return value
+        scheme, separator, _ = value.partition("://")
+        if not separator:
+            raise ValueError(
+                "not a database URL such as sqlite+aiosqlite:///path/to/exoplane.db "
+                "or postgresql+asyncpg://user:password@host/name"
+            )
+        if scheme not in DATABASE_SCHEMES:
+            raise ValueError(f"unsupported scheme {scheme!r}; use {' or '.join(DATABASE_SCHEMES)}")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is not a number)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "not an http(s) URL such as https://exoplane.example.com "
+                "(the address Exotel reaches this server at)"
+            )
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+        return value
 
     @field_validator("core_fleet", "cors_origins", mode="before")
     @classmethod
@@ -106,7 +152,7 @@ class Settings(BaseSettings):
                     allow_private=self.allow_private_networks,
                 )
             except UrlRefused as exc:
-                raise ValueError(exc.message) from exc
+                raise SettingInvalid("core_fleet", exc.message) from exc
         return self
 
     @model_validator(mode="after")
@@ -119,3 +165,28 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+class SettingInvalid(ValueError):
+    """A setting refused by a check that looks at several settings at once."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def describe_invalid_settings(error: ValidationError) -> list[str]:
+    """One line per refused setting, naming its environment variable but not its value."""
+    lines = []
+    for detail in error.errors():
+        cause = detail.get("ctx", {}).get("error")
+        if isinstance(cause, SettingInvalid):
+            field = cause.field
+        elif detail["loc"]:
+            field = str(detail["loc"][0])
+        else:
+            field = ""
+        message = detail["msg"].removeprefix("Value error, ")
+        name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        lines.append(f"{name}: {message}")
+    return lines

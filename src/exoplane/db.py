@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from exoplane.security import make_private_directory
 from exoplane.state import State
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -48,17 +50,32 @@ def create_engine(
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # Twenty connections kept open: with overflow connections, nearly every request
-        # above the pool size opened and closed one of its own.
-        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        # above the pool size opened and closed one of its own. Statement parameters hold
+        # credentials, hashes and phone numbers: an error's message never shows them.
+        engine = create_async_engine(url, pool_size=20, max_overflow=0, hide_parameters=True)
         _ping_when_idle(engine, idle_ping_seconds)
         return engine
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        _create_private_file(Path(url.database))
     # One connection per process: SQLite has a single writer anyway, and queueing on the
     # pool is fairer and faster than threads spinning on the database lock.
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+    engine = create_async_engine(
+        url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
+    )
     _configure_sqlite(engine)
     return engine
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the SQLite file, readable by its owner only, unless it exists.
+
+    SQLite gives the -wal and -shm files it creates the database file's permissions.
+    """
+    make_private_directory(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
 
 
 def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
@@ -270,16 +287,34 @@ def alembic_config() -> Config:
     return config
 
 
-async def upgrade_schema(engine: AsyncEngine) -> None:
+@dataclass(frozen=True, slots=True)
+class SchemaUpgrade:
+    """The schema revision before and after an upgrade (``None``: no schema at all)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+async def upgrade_schema(engine: AsyncEngine) -> SchemaUpgrade:
     """Apply every pending migration on this engine's database."""
 
-    def _upgrade(connection: Connection) -> None:
+    def _revision(connection: Connection) -> str | None:
+        heads = MigrationContext.configure(connection).get_current_heads()
+        return ",".join(sorted(heads)) or None
+
+    def _upgrade(connection: Connection) -> SchemaUpgrade:
+        before = _revision(connection)
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+        return SchemaUpgrade(before, _revision(connection))
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        return await connection.run_sync(_upgrade)
 
 
 async def pending_migrations(engine: AsyncEngine) -> list[str]:

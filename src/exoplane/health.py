@@ -11,6 +11,22 @@ from exoplane.state import State
 
 router = APIRouter(tags=["health"])
 
+# Where a person who opens the server's address in a browser goes next.
+INDEX = {
+    "name": "exoplane",
+    "docs": "/docs",
+    "redoc": "/redoc",
+    "openapi": "/openapi.json",
+    "health": "/healthz",
+    "ready": "/readyz",
+}
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> Response:
+    """Links to the API documentation and the probes."""
+    return JSONBytesResponse(INDEX)
+
 
 @router.get("/healthz")
 async def healthz() -> Response:

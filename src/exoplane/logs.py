@@ -36,11 +36,12 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
     )
     global _min_level
     level = _min_level = getattr(logging, settings.log_level.upper())
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             redact_sensitive_fields,
             structlog.processors.format_exc_info,
             renderer,
@@ -49,8 +50,32 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=output),
         cache_logger_on_first_use=False,
     )
-    # Libraries log through the standard library; keep them quiet but visible on trouble.
-    logging.basicConfig(stream=output, level=logging.WARNING, force=True)
+    # Libraries (uvicorn among them) log through the standard library; their lines are
+    # rendered like the project's own, one JSON object each, tracebacks included.
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.add_log_level,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                redact_sensitive_fields,
+                structlog.processors.format_exc_info,
+                renderer,
+            ],
+        )
+    )
+    # Keep them quiet but visible on trouble.
+    logging.basicConfig(handlers=[handler], level=logging.WARNING, force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn's own logging set-up, when it ran, gave these plain-text handlers.
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
 
 
 def enabled_for(level: int) -> bool:

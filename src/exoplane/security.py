@@ -14,10 +14,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from exoplane.config import Settings
+from exoplane.config import MIN_SECRET_KEY_LENGTH, Settings
+
+__all__ = ["MIN_SECRET_KEY_LENGTH"]
 
 SECRET_KEY_FILE = "secret.key"
-MIN_SECRET_KEY_LENGTH = 32
 
 
 class SecretKeyError(RuntimeError):
@@ -38,7 +39,7 @@ def load_secret_key(settings: Settings) -> bytes:
             )
         return key
     path = Path(settings.home) / SECRET_KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -47,6 +48,12 @@ def load_secret_key(settings: Settings) -> bytes:
     with os.fdopen(fd, "wb") as handle:
         handle.write(key + b"\n")
     return key
+
+
+def make_private_directory(path: Path) -> None:
+    """Create ``path`` (the home, say) with mode 0700 unless it exists; an existing
+    directory is left as its owner set it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _read_key_file(path: Path) -> bytes:

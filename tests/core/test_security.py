@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from pydantic import ValidationError
 
 from exoplane.config import Settings
 from exoplane.integrations.sdk_secret import SDK_KEY, decode_from_sdk, encode_for_sdk
@@ -38,9 +39,29 @@ def test_the_environment_key_wins_and_no_file_is_written(tmp_path: Path) -> None
     assert not (tmp_path / "secret.key").exists()
 
 
-def test_a_short_environment_key_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SecretKeyError, match="at least 32"):
-        load_secret_key(settings_for(tmp_path, secret_key="short"))
+def test_a_short_environment_key_is_refused_when_the_settings_are_read(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="at least 32") as refused:
+        settings_for(tmp_path, secret_key="short-but-secret")
+
+    assert "short-but-secret" not in str(refused.value)
+
+
+def test_the_home_is_created_private_to_its_owner(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+
+    load_secret_key(settings_for(home))
+
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+def test_an_existing_home_keeps_the_mode_its_owner_gave_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir(mode=0o750)
+    home.chmod(0o750)
+
+    load_secret_key(settings_for(home))
+
+    assert stat.S_IMODE(home.stat().st_mode) == 0o750
 
 
 def test_vault_round_trips_and_hides_the_plaintext() -> None:
