@@ -71,6 +71,7 @@ def serve(
         access_log=False,
         log_level="warning",
         proxy_headers=False,
+        ws_max_size=settings.media_max_message_bytes,
     )
 
 
