@@ -584,6 +584,27 @@ async def test_a_message_at_the_limit_is_handled_and_one_byte_more_closes_with_1
     assert code == 1009
 
 
+async def test_a_binary_message_under_the_limit_that_decodes_past_it_is_skipped(
+    media: ServerProcess,
+) -> None:
+    offset = len(media.output())
+    before = await metric(media, MALFORMED)
+    audio = pcm(0.4)
+
+    async with exotel_call(media) as call:
+        await call.send_audio(audio[:3200])
+        # Each invalid byte decodes to a three-byte replacement character.
+        await call.socket.send(b"\xff" * (LIMIT - 1))
+        await call.send_audio(audio[3200:])
+        echoed = await call.receive_audio(len(audio))
+
+    assert echoed == audio
+    assert await metric(media, MALFORMED) == before + 1
+    lines = only_json_lines(await log_lines_after(media, offset, "skipped a frame"))
+    (skipped,) = [line for line in lines if line["event"] == "skipped a frame"]
+    assert skipped["reason"] == f"frame of {3 * (LIMIT - 1)} bytes is over the limit"
+
+
 async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_logs_one_json_line(
     media: ServerProcess,
 ) -> None:

@@ -370,6 +370,8 @@ class Stream:
                 text = frame["bytes"].decode("utf-8", errors="replace")
             if text is None:
                 continue
+            # The server refuses messages over the limit; a binary one just under it can still
+            # grow past it as its invalid bytes become three-byte replacement characters.
             if len(text) * 4 > limit and len(text.encode()) > limit:
                 self._bad_frame(f"frame of {len(text.encode())} bytes is over the limit")
                 continue
