@@ -133,6 +133,7 @@ def serve(
         # uvicorn's own lines go through the project's JSON logging (configured by create_app).
         log_config=None,
         proxy_headers=False,
+        ws_max_size=settings.media_max_message_bytes,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

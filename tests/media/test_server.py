@@ -11,6 +11,7 @@ import math
 import random
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import textwrap
@@ -471,9 +472,6 @@ BAD_FRAMES = {
         {"event": "media", "media": {"payload": base64.b64encode(b"\x01\x02\x03").decode()}}
     ),
     "unknown-event": json.dumps({"event": "transfer", "stream_sid": "x"}),
-    "oversized": json.dumps(
-        {"event": "media", "media": {"payload": base64.b64encode(bytes(300_000)).decode()}}
-    ),
     "infinite-number": '{"event": "media", "media": {"payload": "", "chunk": 1e999}}',
     "deeply-nested": '{"event": "media", "media": ' + "[" * 50_000 + "]" * 50_000 + "}",
 }
@@ -516,6 +514,120 @@ async def test_bad_frames_on_one_stream_do_not_disturb_another(media: ServerProc
     echoed, _ = await asyncio.gather(healthy(), garbage())
 
     assert echoed == audio
+
+
+# --- what the server refuses before a frame reaches the stream -----------------------------
+
+LIMIT = 262_144  # EXOPLANE_MEDIA_MAX_MESSAGE_BYTES's default
+
+
+def text_frame_header(length: int) -> bytes:
+    """A client's text frame header declaring ``length`` payload bytes, with a zero mask (so
+    the payload goes as it is)."""
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + bytes(4)
+
+
+def padded_media_frame(call: ExotelCall, audio: bytes, size: int) -> str:
+    """A media frame of exactly ``size`` bytes: JSON allows trailing white space."""
+    frame = json.dumps({**call.media_frame(audio), "sequence_number": "9"})
+    assert len(frame) <= size
+    return frame + " " * (size - len(frame))
+
+
+async def log_lines_after(server: ServerProcess, offset: int, needle: str) -> list[str]:
+    """The server's log lines from ``offset`` on, once one of them contains ``needle``."""
+    deadline = time.monotonic() + RECEIVE_TIMEOUT_S
+    while needle not in (output := server.output()[offset:]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    return output.splitlines()
+
+
+def only_json_lines(lines: list[str]) -> list[dict[str, Any]]:
+    """Every line parsed as one JSON object; a plain line or a traceback fails the test."""
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+async def test_a_message_over_the_limit_is_refused_from_its_header_with_1009(
+    media: ServerProcess,
+) -> None:
+    offset = len(media.output())
+
+    async with exotel_call(media) as call:
+        await call.send_audio(pcm(0.2))
+        await call.receive_audio(3200)  # the stream has started
+        # The header and the first kilobyte of a message one byte over the limit; the rest
+        # never comes. A server that read messages whole before checking would wait for it.
+        assert call.socket.transport is not None
+        call.socket.transport.write(text_frame_header(LIMIT + 1) + b"{" * 1024)
+        code, _reason = await call.closed()
+
+    assert code == 1009
+    lines = only_json_lines(await log_lines_after(media, offset, "stream closed on a bad frame"))
+    faults = [line for line in lines if line["event"] == "stream closed on a bad frame"]
+    assert len(faults) == 1
+    assert faults[0]["close_code"] == 1009
+    assert faults[0]["call_sid"] == f"call-{call.sid}"
+
+
+async def test_a_message_at_the_limit_is_handled_and_one_byte_more_closes_with_1009(
+    media: ServerProcess,
+) -> None:
+    audio = pcm(0.2)  # one whole chunk: it comes back without waiting for more
+
+    async with exotel_call(media) as call:
+        await call.socket.send(padded_media_frame(call, audio, LIMIT))
+        echoed = await call.receive_audio(len(audio))
+        await call.socket.send(padded_media_frame(call, audio, LIMIT + 1))
+        code, _reason = await call.closed()
+
+    assert echoed == audio
+    assert code == 1009
+
+
+async def test_a_binary_message_under_the_limit_that_decodes_past_it_is_skipped(
+    media: ServerProcess,
+) -> None:
+    offset = len(media.output())
+    before = await metric(media, MALFORMED)
+    audio = pcm(0.4)
+
+    async with exotel_call(media) as call:
+        await call.send_audio(audio[:3200])
+        # Each invalid byte decodes to a three-byte replacement character.
+        await call.socket.send(b"\xff" * (LIMIT - 1))
+        await call.send_audio(audio[3200:])
+        echoed = await call.receive_audio(len(audio))
+
+    assert echoed == audio
+    assert await metric(media, MALFORMED) == before + 1
+    lines = only_json_lines(await log_lines_after(media, offset, "skipped a frame"))
+    (skipped,) = [line for line in lines if line["event"] == "skipped a frame"]
+    assert skipped["reason"] == f"frame of {3 * (LIMIT - 1)} bytes is over the limit"
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_with_1007_and_logs_one_json_line(
+    media: ServerProcess,
+) -> None:
+    offset = len(media.output())
+
+    async with exotel_call(media) as call:
+        await call.send_audio(pcm(0.2))
+        await call.receive_audio(3200)  # the stream has started
+        await call.socket.send(b'{"event": "media", "x": "\xff\xfe"}', text=True)
+        code, _reason = await call.closed()
+
+    assert code == 1007
+    lines = await log_lines_after(media, offset, "stream closed on a bad frame")
+    assert not any("Traceback" in line for line in lines)
+    records = only_json_lines(lines)
+    mentions = [line for line in lines if "utf-8" in line.lower()]
+    assert len(mentions) == 1
+    (fault,) = [record for record in records if "utf-8" in json.dumps(record).lower()]
+    assert fault["event"] == "stream closed on a bad frame"
+    assert fault["level"] == "warning"
+    assert fault["close_code"] == 1007
+    assert fault["bot_id"] == "echo"
+    assert fault["call_sid"] == f"call-{call.sid}"
 
 
 # --- timeouts -----------------------------------------------------------------------------

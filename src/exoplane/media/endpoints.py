@@ -9,7 +9,7 @@ from starlette.routing import WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from exoplane.media.server import serve_stream
+from exoplane.media.server import quiet_transport_tracebacks, serve_stream
 from exoplane.responses import JSONBytesResponse
 from exoplane.state import State
 from exoplane.voicebot.auth import AdminAuth
@@ -24,7 +24,13 @@ class ExotelStream:
     long as it lasts, and each of them would otherwise also pass through the layers FastAPI
     and Starlette wrap around a WebSocket endpoint to inject dependencies and map exceptions,
     neither of which a stream uses. The socket is still Starlette's ``WebSocket``.
+
+    A stream logs the frames its server refuses itself, so the endpoint quiets the server's
+    own traceback for them.
     """
+
+    def __init__(self) -> None:
+        quiet_transport_tracebacks()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         socket = WebSocket(scope, receive, send)

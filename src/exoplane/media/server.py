@@ -2,8 +2,13 @@
 
 The socket goes ``connected`` → ``start`` → streaming → stopped, explicitly. Frames that do
 not parse, or that come in the wrong state, are logged (a few per call, then counted) and
-skipped: a bad frame never drops the call. Outbound audio is cut into Exotel-sized chunks and
-paced at real time, so a ``clear`` (barge-in) drops what has not been played yet.
+skipped: a bad frame never drops the call. Two faults are the transport's, found before a
+frame reaches the stream: a message over ``EXOPLANE_MEDIA_MAX_MESSAGE_BYTES`` (uvicorn's
+``ws_max_size``, refused from its header, close code 1009) and a text frame that is not UTF-8
+(1007). Either ends the call, and the stream logs it as one line.
+
+Outbound audio is cut into Exotel-sized chunks and paced at real time, so a ``clear``
+(barge-in) drops what has not been played yet.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import contextlib
 import enum
 import hmac
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -49,6 +55,7 @@ log = get_logger("exoplane.media")
 # Close codes (4000-4999 are the application's own).
 CLOSE_NORMAL = 1000
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_UNKNOWN_BOT = 4404
@@ -59,6 +66,11 @@ LOGGED_BAD_FRAMES = 5
 # How a stream that failed ends: close code, close reason, stop reason.
 FAILED = (CLOSE_INTERNAL_ERROR, "internal error", "error")
 CLOSE_TIMEOUT_SECONDS = 2.0
+# What ended a stream when the server, not the stream, closed the socket with these codes.
+TRANSPORT_FAULTS = {
+    CLOSE_INVALID_DATA: "a text frame that is not valid UTF-8",
+    CLOSE_TOO_BIG: "a message over the size limit",
+}
 
 
 class Phase(enum.Enum):
@@ -306,6 +318,7 @@ class Stream:
         self.player: Player | None = None
         self.phase = Phase.AWAITING_CONNECTED
         self.sample_rate = sample_rate_from_query(socket.query_params)
+        self.call_sid: str | None = None
         self.bad_frames = 0
         self.hang_up_requested = False
         self._stop_reason = "stopped"
@@ -350,12 +363,15 @@ class Stream:
             watchdog.saw_frame()
             if frame["type"] == "websocket.disconnect":
                 self._disconnected = True
+                self._log_transport_fault(frame.get("code"), frame.get("reason") or "")
                 return
             text = frame.get("text")
             if text is None and frame.get("bytes") is not None:
                 text = frame["bytes"].decode("utf-8", errors="replace")
             if text is None:
                 continue
+            # The server refuses messages over the limit; a binary one just under it can still
+            # grow past it as its invalid bytes become three-byte replacement characters.
             if len(text) * 4 > limit and len(text.encode()) > limit:
                 self._bad_frame(f"frame of {len(text.encode())} bytes is over the limit")
                 continue
@@ -411,12 +427,27 @@ class Stream:
             sample_rate=rate,
             custom_parameters=start.custom_parameters,
         )
+        self.call_sid = start.call_sid
         self.player = Player(self.socket, start.stream_sid, rate)
         self.player.start()
         self.bot = self.bot_class(call, Control(self, self.player))
         self.phase = Phase.STREAMING
         log.info("stream started", bot_id=self.bot_id, call_sid=start.call_sid, sample_rate=rate)
         await self.bot.on_start()
+
+    def _log_transport_fault(self, code: int | None, reason: str) -> None:
+        fault = TRANSPORT_FAULTS.get(code or 0)
+        if fault is None:
+            return
+        STATS.malformed_frames += 1
+        log.warning(
+            "stream closed on a bad frame",
+            bot_id=self.bot_id,
+            call_sid=self.call_sid,
+            close_code=code,
+            fault=fault,
+            detail=reason[:200] or None,
+        )
 
     def _bad_frame(self, reason: str) -> None:
         self.bad_frames += 1
@@ -444,6 +475,28 @@ class Stream:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await self.socket.close(code, reason)
+
+
+class TransportTracebackFilter(logging.Filter):
+    """Drops uvicorn's record of a text frame that is not UTF-8.
+
+    uvicorn logs it as an exception, traceback and all, without saying which call it was;
+    the stream that the frame was for logs it instead, as one line (``_log_transport_fault``).
+    """
+
+    MESSAGE = "Invalid UTF-8 sequence received from client."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, UnicodeDecodeError) and record.msg == self.MESSAGE)
+
+
+TRANSPORT_TRACEBACKS = TransportTracebackFilter()
+
+
+def quiet_transport_tracebacks() -> None:
+    """Install :class:`TransportTracebackFilter` on uvicorn's error logger (idempotent)."""
+    logging.getLogger("uvicorn.error").addFilter(TRANSPORT_TRACEBACKS)
 
 
 async def serve_stream(socket: WebSocket, state: AppState, bot_id: str) -> None:

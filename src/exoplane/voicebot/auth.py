@@ -1,4 +1,8 @@
-"""Operators authenticate with ``Authorization: Bearer <api key>``; roles nest."""
+"""Operators authenticate with ``Authorization: Bearer <api key>``; roles nest.
+
+``/api/v1`` spends the same budgets as ``/v2``, through the same functions: each operator has
+its own, and a failed authentication counts against the client's address.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from exoplane.errors import Forbidden, Unauthorized
+from exoplane.integrations.auth import client_key, enforce_rate_limit
 from exoplane.security import hash_secret
-from exoplane.state import app_state
+from exoplane.state import AppState, app_state
 from exoplane.voicebot import repository
 
 ROLE_RANK = {"admin": 1, "super_admin": 2}
@@ -28,6 +33,17 @@ class OperatorPrincipal:
 
 
 async def authenticate_operator(request: Request) -> OperatorPrincipal:
+    state = app_state(request)
+    try:
+        operator = await _operator_of(request, state)
+    except Unauthorized:
+        await enforce_rate_limit(request, state, client_key(request))
+        raise
+    await enforce_rate_limit(request, state, operator.key)
+    return operator
+
+
+async def _operator_of(request: Request, state: AppState) -> OperatorPrincipal:
     header = request.headers.get("authorization", "").strip()
     if not header:
         raise Unauthorized(
@@ -41,8 +57,7 @@ async def authenticate_operator(request: Request) -> OperatorPrincipal:
             "Malformed Authorization header: expected 'Bearer <api key>'",
             code="malformed_api_key",
         )
-    reader = app_state(request).reader
-    operator = await repository.operator_by_key_hash(reader, hash_secret(key.strip()))
+    operator = await repository.operator_by_key_hash(state.reader, hash_secret(key.strip()))
     if operator is None:
         raise Unauthorized("Invalid API key", code="invalid_api_key")
     return OperatorPrincipal(*operator)
