@@ -54,6 +54,7 @@ async def serving(
     config = uvicorn.Config(
         app,
         log_level="error",
+        log_config=None,  # uvicorn's lines go through the process's own (JSON) logging
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
