@@ -149,7 +149,7 @@ async def test_seed_update_example_answers_with_the_seed_response(
     assert data["user_id"] == SEED_USER_ID
     assert data["devices"] == {
         "phone": {"enabled": False, "number": SEED_NUMBER},
-        "sip": {"enabled": True, "username": f"{SEED_USER_ID}@{app.id}.exotel.com"},
+        "sip": {"enabled": True, "username": f"{SEED_USER_ID}@exoteldemo.voip.exotel.com"},
     }
     assert RESOURCE_TIME.match(data["updated_at"])
 
@@ -170,7 +170,7 @@ async def test_seed_get_example_answers_with_the_seed_response(
     sip = data["devices"]["sip"]
     assert list(sip) == ["enabled", "username", "registered", "last_seen"]
     assert sip["enabled"] is True
-    assert sip["username"] == f"{SEED_USER_ID}@{app.id}.exotel.com"
+    assert sip["username"] == f"{SEED_USER_ID}@exoteldemo.voip.exotel.com"
     assert sip["registered"] is True
     assert RESOURCE_TIME.match(sip["last_seen"])
 
@@ -254,7 +254,7 @@ async def test_a_new_user_has_both_devices_enabled_and_sip_unregistered(
         "phone": {"enabled": True, "number": SEED_NUMBER},
         "sip": {
             "enabled": True,
-            "username": f"{SEED_USER_ID}@{app.id}.exotel.com",
+            "username": f"{SEED_USER_ID}@exoteldemo.voip.exotel.com",
             "registered": False,
             "last_seen": None,
         },
