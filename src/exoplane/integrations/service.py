@@ -599,6 +599,24 @@ async def set_devices(
     return user
 
 
+async def select_device(
+    session: AsyncSession, principal: AppPrincipal, user_id: str, device: str, on: bool
+) -> User:
+    """``PUT /device``: Exotel rings one device, so turning one on turns the other off, and
+    turning one off turns the other on. Integrators' phone-or-browser toggles send only the
+    half that is on."""
+    user = await get_user(session, principal, user_id)
+    phone = on if device == "phone" else not on
+    if phone and not user.phone_number:
+        raise DeviceRuleViolation(
+            f"User {user_id!r} has no AgentNumber, so the phone cannot be the device calls "
+            "ring on; set an AgentNumber first"
+        )
+    await repository.set_devices(session, user.id, phone=phone, sip=not phone, when=utcnow())
+    await repository.refresh(session, user)
+    return user
+
+
 async def report_sip_registration(
     session: AsyncSession,
     settings: Settings,
