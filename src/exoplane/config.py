@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     exotel_api_base_url: str = "https://api.exotel.com"
     allow_private_networks: bool = False
     exotel_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
-    sip_domain: str = "exotel.com"
+    sip_domain: str = "voip.exotel.com"
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(

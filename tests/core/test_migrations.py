@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from exoplane.config import Settings
 from exoplane.db import alembic_config, create_engine
 from exoplane.models import Call
 from exoplane.models.base import Base
-from tests.factories import app_with_token
+from tests.factories import app_with_token, create_user
 
 
 async def _run(database_url: str, step: Any) -> Any:
@@ -70,3 +71,57 @@ async def test_a_call_being_placed_survives_undoing_and_redoing_migration_0004(
 
     assert after_downgrade == ["unknown:c-1"]
     assert await _run(settings.database_url, call_sids) == ["unknown:c-1"]
+
+
+async def test_migration_0006_gives_existing_users_sip_safe_usernames_and_can_be_undone(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await create_user(client, app, 1)
+    await create_user(client, app, 2, user_id="asha.verma@example.com")
+    await client.aclose()
+    digest = hashlib.sha256(b"asha.verma@example.com").hexdigest()[:12]
+
+    def usernames(connection: Connection) -> dict[str, str]:
+        rows = connection.execute(text("SELECT user_id, sip_username FROM users"))
+        return {user_id: username for user_id, username in rows}
+
+    await _run(settings.database_url, _migrate("0005", down=True))
+    before = await _run(settings.database_url, usernames)
+    await _run(settings.database_url, _migrate("head"))
+    after = await _run(settings.database_url, usernames)
+
+    assert before == {
+        "agent_001": f"agent_001@{app.id}.exotel.com",
+        "asha.verma@example.com": f"asha.verma%40example.com@{app.id}.exotel.com",
+    }
+    assert after == {
+        "agent_001": "agent_001@exoteldemo.voip.exotel.com",
+        "asha.verma@example.com": f"asha.verma_example.com~{digest}@exoteldemo.voip.exotel.com",
+    }
+
+
+async def test_migration_0006_keeps_a_sip_domain_set_by_hand(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await create_user(client, app, 1, user_id="crm:42")
+    await client.aclose()
+    await _run(settings.database_url, _migrate("0005", down=True))
+    old = f"crm%3A42@{app.id}.sip.example.org"
+
+    def set_old_username(connection: Connection) -> None:
+        connection.execute(text("UPDATE users SET sip_username = :old"), {"old": old})
+
+    def username(connection: Connection) -> str:
+        return str(connection.execute(text("SELECT sip_username FROM users")).scalar_one())
+
+    await _run(settings.database_url, set_old_username)
+    await _run(settings.database_url, _migrate("head"))
+    upgraded = await _run(settings.database_url, username)
+    await _run(settings.database_url, _migrate("0005", down=True))
+    downgraded = await _run(settings.database_url, username)
+
+    digest = hashlib.sha256(b"crm:42").hexdigest()[:12]
+    assert upgraded == f"crm_42~{digest}@exoteldemo.sip.example.org"
+    assert downgraded == old

@@ -149,7 +149,7 @@ async def test_seed_update_example_answers_with_the_seed_response(
     assert data["user_id"] == SEED_USER_ID
     assert data["devices"] == {
         "phone": {"enabled": False, "number": SEED_NUMBER},
-        "sip": {"enabled": True, "username": f"{SEED_USER_ID}@{app.id}.exotel.com"},
+        "sip": {"enabled": True, "username": f"{SEED_USER_ID}@exoteldemo.voip.exotel.com"},
     }
     assert RESOURCE_TIME.match(data["updated_at"])
 
@@ -170,7 +170,7 @@ async def test_seed_get_example_answers_with_the_seed_response(
     sip = data["devices"]["sip"]
     assert list(sip) == ["enabled", "username", "registered", "last_seen"]
     assert sip["enabled"] is True
-    assert sip["username"] == f"{SEED_USER_ID}@{app.id}.exotel.com"
+    assert sip["username"] == f"{SEED_USER_ID}@exoteldemo.voip.exotel.com"
     assert sip["registered"] is True
     assert RESOURCE_TIME.match(sip["last_seen"])
 
@@ -254,7 +254,7 @@ async def test_a_new_user_has_both_devices_enabled_and_sip_unregistered(
         "phone": {"enabled": True, "number": SEED_NUMBER},
         "sip": {
             "enabled": True,
-            "username": f"{SEED_USER_ID}@{app.id}.exotel.com",
+            "username": f"{SEED_USER_ID}@exoteldemo.voip.exotel.com",
             "registered": False,
             "last_seen": None,
         },
@@ -579,37 +579,77 @@ async def test_put_device_with_only_the_phone_on_makes_the_phone_the_active_devi
     assert mapping["ActiveDeviceId"] == mapping["PhoneDeviceID"]
 
 
-async def test_put_device_turning_a_device_on_is_seen_by_the_resource_api(
+async def put_device(
+    client: httpx.AsyncClient, app: RegisteredApp, device: str, status: bool
+) -> httpx.Response:
+    body = {"UserId": SEED_USER_ID, "DeviceName": device, "DeviceStatus": status}
+    return await client.put(DEVICE_URL, headers=auth(app), json=body)
+
+
+@pytest.mark.parametrize(("device", "expected"), [("phone", (True, False)), ("sip", (False, True))])
+async def test_put_device_turning_one_device_on_turns_the_other_off(
+    client: httpx.AsyncClient, settings: Settings, device: str, expected: tuple[bool, bool]
+) -> None:
+    app, _ = await app_with_seed_user(client, settings)  # both devices on
+
+    mapping = legacy_success(await put_device(client, app, device, True))
+
+    assert await device_flags(client, app) == expected
+    active = "PhoneDeviceID" if device == "phone" else "SipDeviceID"
+    assert mapping["ActiveDeviceId"] == mapping[active]
+
+
+async def test_a_phone_or_browser_toggle_sending_only_the_on_half_moves_calls_each_time(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     app, _ = await app_with_seed_user(client, settings)
-    ok(await put_devices(client, app, {"phone": False, "sip": True}))
 
-    legacy_success(
-        await client.put(
-            DEVICE_URL,
-            headers=auth(app),
-            json={"UserId": SEED_USER_ID, "DeviceName": "phone", "DeviceStatus": True},
-        )
-    )
+    to_phone = legacy_success(await put_device(client, app, "phone", True))
+    flags_on_phone = await device_flags(client, app)
+    to_browser = legacy_success(await put_device(client, app, "sip", True))
 
+    assert flags_on_phone == (True, False)
+    assert to_phone["ActiveDeviceId"] == to_phone["PhoneDeviceID"]
+    assert await device_flags(client, app) == (False, True)
+    assert to_browser["ActiveDeviceId"] == to_browser["SipDeviceID"]
+
+
+@pytest.mark.parametrize(("device", "expected"), [("phone", (False, True)), ("sip", (True, False))])
+async def test_put_device_turning_the_only_enabled_device_off_turns_the_other_on(
+    client: httpx.AsyncClient, settings: Settings, device: str, expected: tuple[bool, bool]
+) -> None:
+    app, _ = await app_with_seed_user(client, settings)
+    only_this_one = {"phone": device == "phone", "sip": device == "sip"}
+    ok(await put_devices(client, app, only_this_one))
+
+    legacy_success(await put_device(client, app, device, False))
+
+    assert await device_flags(client, app) == expected
+
+
+async def test_put_device_cannot_make_a_phone_without_a_number_the_device_calls_ring_on(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await create_user(client, app, 1, phone_number=None)
+
+    phone_on = await put_device(client, app, "phone", True)
+    sip_off = await put_device(client, app, "sip", False)
+
+    assert "AgentNumber" in legacy_failed(phone_on, 400)
+    assert "AgentNumber" in legacy_failed(sip_off, 400)
     assert await device_flags(client, app) == (True, True)
 
 
-async def test_put_device_disabling_the_last_enabled_device_is_rejected_and_changes_nothing(
+async def test_the_resource_api_can_still_turn_both_devices_on_after_put_device(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     app, _ = await app_with_seed_user(client, settings)
-    ok(await put_devices(client, app, {"sip": False}))
+    legacy_success(await put_device(client, app, "phone", True))
 
-    response = await client.put(
-        DEVICE_URL,
-        headers=auth(app),
-        json={"UserId": SEED_USER_ID, "DeviceName": "phone", "DeviceStatus": False},
-    )
+    ok(await put_devices(client, app, {"phone": True, "sip": True}))
 
-    assert "device" in legacy_failed(response, 400)
-    assert await device_flags(client, app) == (True, False)
+    assert await device_flags(client, app) == (True, True)
 
 
 @pytest.mark.parametrize(

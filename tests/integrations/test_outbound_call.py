@@ -4,6 +4,7 @@ reach it."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -293,3 +294,82 @@ async def test_click_to_call_without_a_token_is_401(
 
     failed(response, 401)
     assert await exotel.calls_api_requests() == []
+
+
+# --- Exotel's nested error form -------------------------------------------------------------
+
+
+def nested_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The ``error_data`` of the v2 envelope that ``Error`` carries as a JSON string."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert (body["Status"], body["Code"], body["Data"]) == ("Failed", status, None)
+    nested = json.loads(body["Error"])
+    assert nested["request_id"] == body["RequestId"] == response.headers["x-request-id"]
+    assert nested["method"] == "POST"
+    assert nested["http_code"] == status
+    assert nested["response"]["code"] == status
+    assert nested["response"]["status"] == "failure"
+    error_data: dict[str, Any] = nested["response"]["error_data"]
+    assert error_data["code"] == status
+    assert error_data["message"]
+    return error_data
+
+
+async def test_a_validation_error_is_in_exotels_nested_error_form(
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
+) -> None:
+    response = await call_out(client, calling_app, to="12345")
+
+    assert "'to'" in nested_error(response, 400)["description"]
+    assert await exotel.calls_api_requests() == []
+
+
+async def test_a_missing_field_is_in_exotels_nested_error_form(
+    client: httpx.AsyncClient, calling_app: RegisteredApp
+) -> None:
+    body = {"app_id": calling_app.id, "to": "09123456789"}
+
+    response = await client.post(OUTBOUND, headers={"Authorization": calling_app.token}, json=body)
+
+    assert "'user_id'" in nested_error(response, 400)["description"]
+
+
+async def test_an_upstream_failure_is_in_exotels_nested_error_form(
+    client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
+) -> None:
+    rotated = {"sid": exotel.account_sid, "api_key": API_KEY, "api_token": "rotated-elsewhere"}
+    await exotel.post("/_sandbox/accounts", rotated)
+
+    response = await call_out(client, calling_app)
+
+    error_data = nested_error(response, 502)
+    assert "Authentication failed" in error_data["description"]
+    assert error_data["message"] == "Bad Gateway"
+
+
+async def test_an_unknown_user_and_a_missing_token_are_in_exotels_nested_error_form(
+    client: httpx.AsyncClient, calling_app: RegisteredApp
+) -> None:
+    unknown = await call_out(client, calling_app, user_id="nobody")
+    no_token = await client.post(
+        OUTBOUND, json={"app_id": calling_app.id, "user_id": AGENT, "to": "09123456789"}
+    )
+
+    assert "nobody" in nested_error(unknown, 404)["description"]
+    assert nested_error(no_token, 401)["description"]
+
+
+async def test_other_exotel_style_endpoints_keep_a_plain_error_message(
+    client: httpx.AsyncClient, calling_app: RegisteredApp
+) -> None:
+    response = await client.get(
+        "/v2/integrations/usermapping",
+        headers={"Authorization": calling_app.token},
+        params={"user_id": "nobody"},
+    )
+
+    assert response.status_code == 404
+    error = response.json()["Error"]
+    assert "nobody" in error
+    assert not error.startswith("{")

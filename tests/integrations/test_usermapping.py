@@ -23,6 +23,7 @@ from tests.factories import (
 
 MAPPING_URL = "/v2/integrations/usermapping"
 USERS_URL = "/v2/integrations/users"
+APP_URL = "/v2/integrations/app"
 MAPPING_FIELDS = {
     "CustomerId",
     "AppID",
@@ -169,7 +170,7 @@ async def test_sip_id_is_sip_followed_by_the_user_part_of_the_sip_username(
     resource = (await client.get(f"{app.users_path}/agent_7", headers=auth(app))).json()["data"]
 
     assert mapping["SipId"] == "sip:agent_7"
-    assert resource["sip"]["username"] == f"agent_7@{app.id}.exotel.com"
+    assert resource["sip"]["username"] == "agent_7@exoteldemo.voip.exotel.com"
     assert mapping["SipId"].split(":")[1] == resource["sip"]["username"].split("@")[0]
 
 
@@ -187,8 +188,29 @@ async def test_sip_id_splits_on_its_colon_into_the_sip_user_whatever_the_user_id
     assert len(parts) == 2
     assert parts[0] == "sip"
     assert parts[1] == resource["sip"]["username"].split("@")[0]
-    assert resource["sip"]["username"].endswith(f"@{app.id}.exotel.com")
+    assert resource["sip"]["username"].endswith("@exoteldemo.voip.exotel.com")
     assert resource["sip"]["username"].count("@") == 1
+
+
+@pytest.mark.parametrize("user_id", ["agent_7", "asha.verma@example.com", "crm:42"])
+async def test_the_sdks_sip_identity_from_usermapping_is_the_resource_apis_sip_username(
+    client: httpx.AsyncClient, settings: Settings, user_id: str
+) -> None:
+    app = await app_with_token(client, settings)
+    await map_users(client, app, new_mapping(1, AppUserId=user_id))
+
+    mapping = await get_mapping(client, app, user_id)
+    app_data = (await client.get(APP_URL, headers=auth(app))).json()["Data"]
+    resource = (await client.get(app.users_path, headers=auth(app))).json()["data"]["users"][0]
+
+    # What Exotel's CRM SDK registers as (exotel-facts §1.7.4): the user part of SipId at
+    # <ExotelAccountSid>.voip.exotel.com, with that user part as the digest user.
+    sdk_user = mapping["SipId"].split(":")[1]
+    sdk_identity = f"{sdk_user}@{app_data['ExotelAccountSid']}.voip.exotel.com"
+    assert resource["sip"]["username"] == sdk_identity
+    assert resource["sip"]["domain"] == f"{app_data['ExotelAccountSid']}.voip.exotel.com"
+    assert re.fullmatch(r"[A-Za-z0-9._~-]{1,64}", sdk_user)
+    assert "%" not in mapping["SipId"]
 
 
 async def test_sip_secret_is_hex_that_the_sdk_key_decrypts(
@@ -818,7 +840,7 @@ async def test_a_mapped_user_is_visible_through_the_resource_api(
     assert user["phone_number"] == "+919876000001"
     assert user["virtual_number"] == "+918047491899"
     assert user["role"] == "admin"
-    assert user["sip"]["username"] == f"agent_001@{app.id}.exotel.com"
+    assert user["sip"]["username"] == "agent_001@exoteldemo.voip.exotel.com"
     assert "secret" not in user["sip"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,30 +121,85 @@ async def test_creating_a_user_shows_the_sip_secret_once(
     assert secret not in listed.text
 
 
-async def test_sip_username_is_the_user_id_at_the_app_id_under_the_default_sip_domain(
+async def test_sip_username_is_the_user_id_at_the_accounts_voip_exotel_com_domain_by_default(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     app = await app_with_token(client, settings)
 
     created = await create_user(client, app, 1)
 
-    assert created["sip"]["username"] == f"agent_001@{app.id}.exotel.com"
-    assert created["sip"]["domain"] == f"{app.id}.exotel.com"
+    assert created["sip"]["username"] == "agent_001@exoteldemo.voip.exotel.com"
+    assert created["sip"]["domain"] == "exoteldemo.voip.exotel.com"
 
 
-async def test_a_configured_sip_domain_is_used_in_sip_usernames(
+async def test_a_configured_sip_domain_is_the_base_under_the_account_sid(
     tmp_path: Path, database_url: str
 ) -> None:
     settings = make_settings(tmp_path / "home", database_url, sip_domain="sip.example.org")
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            app = await app_with_token(client, settings)
+            customer = await customer_with_token(client, settings)
+            app = await register_app(client, customer, ExotelAccountSid="acme42")
 
             created = await create_user(client, app, 1)
 
-    assert created["sip"]["username"] == f"agent_001@{app.id}.sip.example.org"
-    assert created["sip"]["domain"] == f"{app.id}.sip.example.org"
+    assert created["sip"]["username"] == "agent_001@acme42.sip.example.org"
+    assert created["sip"]["domain"] == "acme42.sip.example.org"
+
+
+@pytest.mark.parametrize(
+    "user_id", ["agent_001", "A.b-c_9", "x" * 64, "0", "..."], ids=lambda value: value[:12]
+)
+async def test_a_plain_token_user_id_is_its_own_sip_user(
+    client: httpx.AsyncClient, settings: Settings, user_id: str
+) -> None:
+    app = await app_with_token(client, settings)
+
+    created = await create_user(client, app, 1, user_id=user_id)
+
+    assert created["sip"]["username"] == f"{user_id}@exoteldemo.voip.exotel.com"
+
+
+async def test_an_email_user_id_becomes_a_plain_sip_user_tagged_with_its_digest(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    digest = hashlib.sha256(b"asha.verma@example.com").hexdigest()[:12]
+
+    created = await create_user(client, app, 1, user_id="asha.verma@example.com")
+
+    sip_user = created["sip"]["username"].removesuffix("@exoteldemo.voip.exotel.com")
+    assert sip_user == f"asha.verma_example.com~{digest}"
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["asha.verma@example.com", "agent+1@example.com", "crm:42", "Ärzte-Team", "x" * 65, "a~b"],
+    ids=lambda value: value[:12],
+)
+async def test_any_other_user_id_becomes_a_sip_token_of_at_most_64_characters(
+    client: httpx.AsyncClient, settings: Settings, user_id: str
+) -> None:
+    app = await app_with_token(client, settings)
+
+    created = await create_user(client, app, 1, user_id=user_id)
+
+    sip_user, domain = created["sip"]["username"].split("@")
+    assert domain == created["sip"]["domain"] == "exoteldemo.voip.exotel.com"
+    assert re.fullmatch(r"[A-Za-z0-9._-]{1,51}~[0-9a-f]{12}", sip_user), sip_user
+
+
+async def test_user_ids_that_sanitise_alike_get_different_sip_users(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    ids = ["a@b.c", "a:b.c", "a_b.c", "a!b.c", "x" * 70, "x" * 71]
+
+    created = [await create_user(client, app, n, user_id=id_) for n, id_ in enumerate(ids, 1)]
+
+    sip_users = [user["sip"]["username"] for user in created]
+    assert len(set(sip_users)) == len(ids)
 
 
 async def test_every_user_gets_its_own_sip_secret(
@@ -489,8 +546,9 @@ async def test_the_same_user_id_and_email_may_exist_in_two_apps(
     in_first = await create_user(client, first, 1)
     in_second = await create_user(client, second, 1)
 
-    assert in_first["sip"]["username"] == f"agent_001@{first.id}.exotel.com"
-    assert in_second["sip"]["username"] == f"agent_001@{second.id}.exotel.com"
+    # Both apps are on one Exotel account, whose SIP domain they share.
+    assert in_first["sip"]["username"] == "agent_001@exoteldemo.voip.exotel.com"
+    assert in_second["sip"]["username"] == in_first["sip"]["username"]
 
 
 async def test_concurrent_creations_of_one_user_id_create_exactly_one_user(
@@ -934,7 +992,7 @@ async def test_an_idempotency_key_belongs_to_one_app(
 ) -> None:
     customer = await customer_with_token(client, settings)
     first = await register_app(client, customer)
-    second = await register_app(client, customer, AppName="Second")
+    second = await register_app(client, customer, AppName="Second", ExotelAccountSid="second")
     body = user_body(1)
 
     in_first = await client.post(
@@ -944,7 +1002,7 @@ async def test_an_idempotency_key_belongs_to_one_app(
         second.users_path, headers={**auth(second), "Idempotency-Key": "k"}, json=body
     )
 
-    assert ok(in_second, 201)["sip"]["username"] == f"agent_001@{second.id}.exotel.com"
+    assert ok(in_second, 201)["sip"]["username"] == "agent_001@second.voip.exotel.com"
     assert "Idempotent-Replayed" not in in_second.headers
     assert ok(in_first, 201)["sip"]["secret"] != in_second.json()["data"]["sip"]["secret"]
 

@@ -79,7 +79,7 @@ async def test_incoming_call_names_the_agents_sip_address_when_the_number_is_map
     await call_hook(client, app, "popup", CALL)
     (received,) = await receiver.wait_for(1)
 
-    assert received.json["to"] == f"sip:agent_001@{app.id}.exotel.com"
+    assert received.json["to"] == "sip:agent_001@exoteldemo.voip.exotel.com"
 
 
 async def test_a_missed_call_reaches_the_missed_call_url(

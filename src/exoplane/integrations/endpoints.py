@@ -540,9 +540,8 @@ async def report_sip_registration(
 async def update_device(
     request: Request, state: State, session: Session, principal: AppAuth, body: DeviceIn
 ) -> Response:
-    """Exotel's form: turn one device (``phone`` or ``sip``) on or off for a user."""
-    flags = {body.DeviceName: body.DeviceStatus}
-    user = await service.set_devices(
-        session, principal, body.UserId, phone=flags.get("phone"), sip=flags.get("sip")
+    """Exotel's form: select the device (``phone`` or ``sip``) a user's calls ring on."""
+    user = await service.select_device(
+        session, principal, body.UserId, body.DeviceName, body.DeviceStatus
     )
     return legacy_ok(request.scope, _mappings(state, principal, [user])[0])

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -311,7 +312,9 @@ async def create_users(
             phone_number=fields.phone_number,
             virtual_number=fields.virtual_number,
             role=fields.role,
-            sip_username=_sip_username(fields.user_id, principal.app_id, settings.sip_domain),
+            sip_username=sip_username(
+                fields.user_id, principal.app.exotel_account_sid, settings.sip_domain
+            ),
             sip_secret_enc=vault.encrypt(sip_secret),
             phone_enabled=True,
             sip_enabled=True,
@@ -324,8 +327,35 @@ async def create_users(
     return created
 
 
-def _sip_username(user_id: str, app_id: str, sip_domain: str) -> str:
-    return f"{quote(user_id, safe='')}@{app_id}.{sip_domain}"
+# A user id made only of these is already a SIP user part that needs no escaping.
+_PLAIN_SIP_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9._-]")
+_DIGEST_HEX = 12
+
+
+def sip_user(user_id: str) -> str:
+    """The SIP user (and digest user name) of an app user id.
+
+    Exotel's browser SDK hands ``SipId``'s user part to SIP.js as it is, so it must be a plain
+    token: an id that is one stays as it is; any other becomes its plain characters (others
+    turned into ``_``), cut short, then ``~`` and 12 hex digits of the id's SHA-256. A plain id
+    has no ``~``, and the digest tells two other ids apart, so two ids never share a SIP user.
+    """
+    if _PLAIN_SIP_USER.fullmatch(user_id) and user_id not in (".", ".."):
+        return user_id
+    digest = hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_HEX]
+    kept = _NOT_PLAIN.sub("_", user_id)[: 64 - 1 - _DIGEST_HEX]
+    return f"{kept}~{digest}"
+
+
+def sip_domain(account_sid: str, base_domain: str) -> str:
+    """The SIP domain of an Exotel account, as Exotel's browser SDK builds it."""
+    return f"{account_sid}.{base_domain}"
+
+
+def sip_username(user_id: str, account_sid: str, base_domain: str) -> str:
+    """A user's SIP identity: ``<SIP user>@<ExotelAccountSid>.<base domain>``."""
+    return f"{sip_user(user_id)}@{sip_domain(account_sid, base_domain)}"
 
 
 def _reject_duplicates_within(users: Sequence[UserFields]) -> None:
@@ -565,6 +595,24 @@ async def set_devices(
             "At least one device must stay enabled: this change would disable both the "
             "phone and the SIP device"
         )
+    await repository.refresh(session, user)
+    return user
+
+
+async def select_device(
+    session: AsyncSession, principal: AppPrincipal, user_id: str, device: str, on: bool
+) -> User:
+    """``PUT /device``: Exotel rings one device, so turning one on turns the other off, and
+    turning one off turns the other on. Integrators' phone-or-browser toggles send only the
+    half that is on."""
+    user = await get_user(session, principal, user_id)
+    phone = on if device == "phone" else not on
+    if phone and not user.phone_number:
+        raise DeviceRuleViolation(
+            f"User {user_id!r} has no AgentNumber, so the phone cannot be the device calls "
+            "ring on; set an AgentNumber first"
+        )
+    await repository.set_devices(session, user.id, phone=phone, sip=not phone, when=utcnow())
     await repository.refresh(session, user)
     return user
 

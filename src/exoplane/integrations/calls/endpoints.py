@@ -14,6 +14,7 @@ from exoplane.inputs import PathId
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppAuth, TokenAuth
 from exoplane.integrations.calls import placing, service
+from exoplane.integrations.calls.errors import NestedErrorRoute
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.routing import PlainRoute
@@ -104,7 +105,6 @@ async def _callback_fields(request: Request) -> dict[str, Any]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-@router.post("/call/outbound_call")
 async def outbound_call(
     request: Request, state: State, principal: TokenAuth, body: OutboundCall
 ) -> Response:
@@ -120,6 +120,15 @@ async def outbound_call(
         body,
     )
     return legacy_ok(request.scope, data)
+
+
+# Click-to-call fails in Exotel's nested error form, which the older jQuery SDK reads.
+router.add_api_route(
+    "/call/outbound_call",
+    outbound_call,
+    methods=["POST"],
+    route_class_override=NestedErrorRoute,
+)
 
 
 @router.get("/{customer_id}/apps/{app_id}/flow-urls")
