@@ -4,9 +4,8 @@ It reads the app, its settings and its own mapping, and places calls as itself; 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +22,9 @@ from exoplane.db import alembic_config, create_engine
 from exoplane.integrations.auth import authenticate
 from exoplane.models import Token
 from exoplane.security import hash_secret
-from tests.e2e.conftest import Exoplane, running_exoplane
-from tests.e2e.servers import Sandbox, running_sandbox
+from tests.e2e.conftest import Exoplane
+from tests.e2e.servers import Sandbox
 from tests.factories import (
-    APP_BODY,
     RegisteredApp,
     app_with_token,
     create_user,
@@ -34,14 +32,13 @@ from tests.factories import (
     database_session,
     register_app,
 )
+from tests.integrations.conftest import EXOTEL_API_KEY, EXOTEL_API_TOKEN
 
 AGENT_TOKEN_URL = "/v2/integrations/agent_token"
 TOKEN_URL = "/v2/integrations/token"
 OUTBOUND = "/v2/integrations/call/outbound_call"
 AGENT = "agent_001"
 OTHER_AGENT = "agent_002"
-API_KEY = "app-exotel-key-51d0c7"
-API_TOKEN = "app-exotel-token-e2a94b"
 
 # What an agent token may call; every other authenticated route must refuse it.
 AGENT_ROUTES = {
@@ -408,22 +405,12 @@ async def test_an_agent_token_spends_its_apps_rate_limit_budget(
 
 
 @pytest.fixture
-async def exotel() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(str(APP_BODY["ExotelAccountSid"]), API_KEY, API_TOKEN) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, exotel: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, exotel) as running:
-        yield running
-
-
-@pytest.fixture
 async def calling_team(exoplane: Exoplane) -> RegisteredApp:
     http, settings = exoplane.http, exoplane.settings
     customer = await customer_with_token(http, settings)
-    app = await register_app(http, customer, ExotelApiKey=API_KEY, ExotelApiToken=API_TOKEN)
+    app = await register_app(
+        http, customer, ExotelApiKey=EXOTEL_API_KEY, ExotelApiToken=EXOTEL_API_TOKEN
+    )
     await create_user(http, app, 1)
     await create_user(http, app, 2)
     return app

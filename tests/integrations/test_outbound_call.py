@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,8 +15,8 @@ from sqlalchemy import select
 
 from exoplane.config import Settings
 from exoplane.models import Call
-from tests.e2e.conftest import Exoplane, running_exoplane
-from tests.e2e.servers import Sandbox, running_sandbox
+from tests.e2e.conftest import Exoplane
+from tests.e2e.servers import Sandbox
 from tests.factories import (
     APP_BODY,
     RegisteredApp,
@@ -27,27 +25,13 @@ from tests.factories import (
     database_session,
     register_app,
 )
+from tests.integrations.conftest import EXOTEL_API_KEY, EXOTEL_API_TOKEN
 
 OUTBOUND = "/v2/integrations/call/outbound_call"
-API_KEY = "app-exotel-key-51d0c7"
-API_TOKEN = "app-exotel-token-e2a94b"
 AGENT = "agent_001"
 AGENT_PHONE = "+919876500001"
 VIRTUAL_NUMBER = "+918047491899"
 STATUS_PATH = re.compile(r"^/v2/integrations/call/status/(?P<call_id>[^/?]+)$")
-
-
-@pytest.fixture
-async def exotel() -> AsyncIterator[Sandbox]:
-    """The sandbox, holding the account the app's Exotel credentials belong to."""
-    async with running_sandbox(str(APP_BODY["ExotelAccountSid"]), API_KEY, API_TOKEN) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, exotel: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, exotel) as running:
-        yield running
 
 
 @pytest.fixture
@@ -65,7 +49,7 @@ async def calling_app(client: httpx.AsyncClient, settings: Settings) -> Register
     """An app with its own Exotel credentials and one agent who has a virtual number."""
     customer = await customer_with_token(client, settings)
     registered = await register_app(
-        client, customer, ExotelApiKey=API_KEY, ExotelApiToken=API_TOKEN
+        client, customer, ExotelApiKey=EXOTEL_API_KEY, ExotelApiToken=EXOTEL_API_TOKEN
     )
     await create_user(client, registered, 1)
     return registered
@@ -242,7 +226,11 @@ async def test_a_user_without_a_virtual_number_is_400_and_rings_nobody(
 async def test_an_exotel_rest_exception_is_502_with_its_message(
     client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
-    rotated = {"sid": exotel.account_sid, "api_key": API_KEY, "api_token": "rotated-elsewhere"}
+    rotated = {
+        "sid": exotel.account_sid,
+        "api_key": EXOTEL_API_KEY,
+        "api_token": "rotated-elsewhere",
+    }
     await exotel.post("/_sandbox/accounts", rotated)
 
     response = await call_out(client, calling_app)
@@ -338,7 +326,11 @@ async def test_a_missing_field_is_in_exotels_nested_error_form(
 async def test_an_upstream_failure_is_in_exotels_nested_error_form(
     client: httpx.AsyncClient, calling_app: RegisteredApp, exotel: Sandbox
 ) -> None:
-    rotated = {"sid": exotel.account_sid, "api_key": API_KEY, "api_token": "rotated-elsewhere"}
+    rotated = {
+        "sid": exotel.account_sid,
+        "api_key": EXOTEL_API_KEY,
+        "api_token": "rotated-elsewhere",
+    }
     await exotel.post("/_sandbox/accounts", rotated)
 
     response = await call_out(client, calling_app)
