@@ -392,3 +392,170 @@ def devices_resource(user: User, *, now: datetime, detailed: bool) -> dict[str, 
     else:
         data["updated_at"] = resource_time(user.devices_updated_at or user.updated_at)
     return data
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class Shape(BaseModel):
+    """A response body's documented shape."""
+
+
+class TokenInfo(Shape):
+    Entity: Literal["customer", "app", "agent"]
+    Id: str
+    CustomerID: str
+    AppID: str | None
+    UserID: str | None = Field(default=None, description="Agent tokens only")
+    ExpiresAt: str
+
+
+class AppData(Shape):
+    AppID: str
+    CustomerID: str
+    AppName: str
+    ExotelAccountSid: str
+    ExotelDomain: str
+    IsActive: bool
+    CreatedAt: str
+    UpdatedAt: str
+
+
+class CreatedAppData(AppData):
+    AppSecret: str = Field(description="Shown in this answer only")
+    ExotelApiKey: str
+    ExotelApiToken: str
+
+
+class RotatedAppSecret(Shape):
+    AppID: str
+    AppSecret: str
+    PreviousSecretExpiresAt: str
+
+
+class UserMappingData(Shape):
+    CustomerId: str
+    customer_id: str
+    AppID: str
+    AppUserId: str
+    ExotelAccountSid: str
+    ExotelUserId: str
+    AppUsername: str
+    ExotelUserName: str | None
+    AgentNumber: str
+    ActiveDeviceId: str
+    PhoneDeviceID: str
+    SipDeviceID: str
+    VirtualNumber: str
+    Email: str
+    OutboundActive: bool
+    Role: str
+    SipId: str
+    SipSecret: str
+    IsActive: bool
+    UserDetail: None
+    CreatedAt: str
+    UpdatedAt: str
+
+
+class UserMappingPage(Shape):
+    Users: list[UserMappingData]
+    PageSize: int
+    LastEvaluatedValue: str = Field(description="Pass back as last_value; empty at the end")
+
+
+class DeletedCount(Shape):
+    Deleted: int
+
+
+class AppResource(Shape):
+    app_id: str
+    customer_id: str
+    name: str
+    exotel_account_sid: str
+    exotel_domain: str
+    is_active: bool
+    created_at: str
+    updated_at: str
+
+
+class SipAccount(Shape):
+    username: str
+    domain: str
+    secret: str | None = Field(default=None, description="Only when the user is created")
+
+
+class PhoneDevice(Shape):
+    enabled: bool
+    number: str | None
+
+
+class SipDevice(Shape):
+    enabled: bool
+    username: str
+    registered: bool | None = Field(default=None, description="GET and registration only")
+    last_seen: str | None = None
+
+
+class Devices(Shape):
+    phone: PhoneDevice
+    sip: SipDevice
+
+
+class UserResource(Shape):
+    user_id: str
+    name: str
+    email: str
+    phone_number: str | None
+    virtual_number: str | None
+    role: str
+    sip: SipAccount
+    devices: Devices
+    created_at: str
+    updated_at: str
+
+
+class UserPage(Shape):
+    users: list[UserResource]
+    has_more: bool
+    next_cursor: str | None
+
+
+class UserDeleted(Shape):
+    user_id: str
+    deleted: bool
+
+
+class SettingsValues(Shape):
+    popup_url: str | None
+    missed_call_url: str | None
+    callback_url: str | None
+    recording_enabled: bool
+    recording_url: str | None
+    streaming_enabled: bool
+    streaming_url: str | None
+    created_at: str | None = Field(default=None, description="GET only")
+    updated_at: str
+
+
+class SettingsResource(Shape):
+    app_id: str
+    settings: SettingsValues
+
+
+class AppSettingData(Shape):
+    CustomerID: str
+    AppID: str
+    Key: str
+    Value: str
+
+
+class AppSettingItem(AppSettingData):
+    SettingKey: str
+    SettingVal: str
+
+
+class DevicesResource(Shape):
+    user_id: str
+    devices: Devices
+    updated_at: str | None = Field(default=None, description="PUT only")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -85,3 +85,67 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
         "target": entry.target,
         "details": json.loads(entry.details),
     }
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class DidView(BaseModel):
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+    flow_url: str | None
+    websocket_url: str = Field(description="Derived from core_fleet; empty without a bot")
+
+
+class IntegrationView(BaseModel):
+    account_sid: str | None
+    api_base_url: str
+    credentials_configured: bool
+    status: Literal["configured", "not_configured"]
+    dids: list[DidView]
+
+
+class DidDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class CallOption(BaseModel):
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+
+
+class TestCallPlaced(BaseModel):
+    call_sid: str
+    provider_status: str
+
+
+class Fleet(BaseModel):
+    core_fleet: list[str]
+
+
+class AuditEntryView(BaseModel):
+    id: str
+    at: str
+    operator: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntryView]
+    next_cursor: str | None
+
+
+class Bot(BaseModel):
+    id: str
+    description: str
+
+
+class BotList(BaseModel):
+    bots: list[Bot]
