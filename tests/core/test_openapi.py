@@ -12,6 +12,7 @@ import pytest
 
 from exoplane.app import create_app
 from exoplane.config import Settings
+from tests.factories import app_with_token, create_customer, user_body
 
 OPEN_OPERATIONS = {
     ("post", "/v2/integrations/token"),
@@ -184,3 +185,54 @@ async def test_the_served_document_is_the_completed_one(client: httpx.AsyncClien
     document = (await client.get("/openapi.json")).json()
     assert "securitySchemes" in document["components"]
     assert "422" not in str(document["paths"])
+
+
+async def test_a_whole_number_written_with_a_fraction_is_an_integer(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    customer_id, secret = await create_customer(settings)
+    body = {"Id": customer_id, "Secret": secret, "Entity": "customer"}
+    accepted = await client.post("/v2/integrations/token", json={**body, "TTLSeconds": 3600.0})
+    assert accepted.status_code == 200, accepted.text
+    refused = await client.post("/v2/integrations/token", json={**body, "TTLSeconds": 3600.5})
+    assert refused.status_code == 400
+    assert "TTLSeconds" in refused.json()["Error"]
+
+
+def _request_schema(document: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+    operation = document["paths"][path][method]
+    return resolve(document, operation["requestBody"]["content"]["application/json"]["schema"])
+
+
+def test_the_schemas_refuse_what_the_server_refuses(document: dict[str, Any]) -> None:
+    settings_body = _request_schema(
+        document, "put", "/v2/integrations/{customer_id}/apps/{app_id}/settings"
+    )
+    # Sent as null, a flag is refused; a URL sent as null is cleared.
+    assert settings_body["properties"]["recording_enabled"]["type"] == "boolean"
+    assert {"type": "null"} in settings_body["properties"]["popup_url"]["anyOf"]
+    user = _request_schema(document, "post", "/v2/integrations/{customer_id}/apps/{app_id}/users")
+    name = user["properties"]["name"]
+    assert re.search(name["pattern"], "  ") is None
+    assert re.search(name["pattern"], " Asha ")
+    email = user["properties"]["email"]
+    assert re.search(email["pattern"], "asha@example.com")
+    assert re.search(email["pattern"], "asha@example") is None
+    phone = user["properties"]["phone_number"]["anyOf"][0]
+    assert re.search(phone["pattern"], "+91 98765-43210")
+    assert re.search(phone["pattern"], "") is None
+    assert re.search(phone["pattern"], "+919876543210ext5") is None
+    assert user["properties"]["user_id"]["not"] == {"enum": [".", ".."]}
+
+
+async def test_blank_and_malformed_text_is_refused_as_the_schema_says(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    headers = {"Authorization": app.token}
+    for field, value in [("name", "   "), ("email", "asha@example"), ("phone_number", "")]:
+        response = await client.post(
+            app.users_path, headers=headers, json={**user_body(), field: value}
+        )
+        assert response.status_code == 400, (field, response.text)
+        assert response.json()["error"]["field"] == field

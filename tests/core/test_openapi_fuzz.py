@@ -38,7 +38,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
 ]
-EXAMPLES = {GenerationMode.POSITIVE: 6, GenerationMode.NEGATIVE: 4}
+EXAMPLES = {GenerationMode.POSITIVE: 5, GenerationMode.NEGATIVE: 3}
 # Operations that take away the credentials or data the others need run last, in this order.
 LAST = [
     ("DELETE", "/v2/integrations/users/{user_id}"),

@@ -9,12 +9,17 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from exoplane.exotel.numbers import normalise_phone_number
 from exoplane.inputs import normalise_id
+from exoplane.integrations.schemas import NOT_BLANK, PHONE_SHAPE
 from exoplane.models import AuditEntry, Did
 from exoplane.responses import resource_time
 
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
+Url = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048, pattern=NOT_BLANK)
+]
 BotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DidId = Annotated[
     str,
@@ -22,7 +27,10 @@ DidId = Annotated[
     AfterValidator(normalise_id),
 ]
 PhoneNumber = Annotated[
-    str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)
+    str,
+    StringConstraints(max_length=40, pattern=PHONE_SHAPE),
+    AfterValidator(normalise_phone_number),
+    Field(description="E.164, such as +919876543210", examples=["+919876543210"]),
 ]
 
 

@@ -13,6 +13,7 @@ from exoplane.db import Session
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppAuth
+from exoplane.integrations.schemas import WholeNumber
 from exoplane.openapi import Resource
 from exoplane.responses import resource_ok
 from exoplane.state import State
@@ -37,7 +38,7 @@ EventName = Literal[
 class SecretRotation(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    grace_seconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
+    grace_seconds: WholeNumber = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
 
 
 @router.get("/webhooks/deliveries", response_model=Resource[DeliveryPage])
