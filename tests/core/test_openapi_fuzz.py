@@ -73,6 +73,8 @@ async def fuzz_client(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.
         tmp_path / "home", database_url, allow_private_networks=True, rate_limit="100000/minute"
     )
     async with LifespanManager(create_app(settings)) as manager:
+        # The lifespan's state is what every request sees; its Exotel client is swapped for
+        # one whose transport only reaches loopback.
         state: AppState = manager._state["exoplane"]
         guarded = ExotelClient(httpx.AsyncClient(transport=LoopbackOnly(), timeout=5.0))
         manager._state["exoplane"] = dataclasses.replace(state, exotel=guarded)
