@@ -27,6 +27,7 @@ from exoplane.logs import configure_logging
 from exoplane.media.bots import discover_bots
 from exoplane.media.endpoints import router as media_router
 from exoplane.middleware import RequestContextMiddleware
+from exoplane.openapi import install_openapi
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
@@ -116,6 +117,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         redirect_slashes=False,
         # Checking for configured providers costs every request a few microseconds.
         telemetry=TELEMETRY_ON if settings.opentelemetry else TELEMETRY_OFF,
+        # Served by install_openapi() from local assets, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
 
@@ -131,6 +135,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     )
     for router in routers:
         _add_routes(app, router)
+    install_openapi(app)
 
     if settings.cors_origins:
         app.add_middleware(

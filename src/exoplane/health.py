@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from exoplane.db import ping
@@ -28,13 +31,22 @@ async def index() -> Response:
     return JSONBytesResponse(INDEX)
 
 
-@router.get("/healthz")
+class Live(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, str]
+
+
+@router.get("/healthz", response_model=Live)
 async def healthz() -> Response:
     """The process is up and serving."""
     return JSONBytesResponse({"status": "ok"})
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(state: State) -> Response:
     """The database (and Redis, when configured) answer."""
     checks: dict[str, str] = {}

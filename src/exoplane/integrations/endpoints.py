@@ -30,16 +30,31 @@ from exoplane.integrations.auth import (
 from exoplane.integrations.schemas import (
     AgentTokenRequest,
     AppCreate,
+    AppData,
+    AppResource,
+    AppSettingData,
     AppSettingIn,
+    AppSettingItem,
+    CreatedAppData,
+    DeletedCount,
     DeviceIn,
+    DevicesResource,
     DevicesUpdate,
+    RotatedAppSecret,
     SecretRotation,
+    SettingsResource,
     SettingsUpdate,
     SipRegistration,
+    TokenInfo,
     TokenRequest,
     UserCreate,
+    UserDeleted,
     UserId,
+    UserMappingData,
     UserMappingIn,
+    UserMappingPage,
+    UserPage,
+    UserResource,
     UserUpdate,
     app_data,
     app_resource,
@@ -52,6 +67,7 @@ from exoplane.integrations.schemas import (
 from exoplane.integrations.sdk_secret import encode_for_sdk
 from exoplane.models import AppSettings, User
 from exoplane.models.base import utcnow
+from exoplane.openapi import Legacy, Resource
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.state import AppState, State, app_state
 
@@ -70,7 +86,7 @@ def _with_replay_flag(response: JSONBytesResponse, replayed: bool) -> JSONBytesR
 # --- tokens -------------------------------------------------------------------------------
 
 
-@legacy.post("/token")
+@legacy.post("/token", response_model=Legacy[str])
 async def create_token(
     request: Request, state: State, session: Session, body: TokenRequest
 ) -> Response:
@@ -82,7 +98,7 @@ async def create_token(
     return response
 
 
-@legacy.post("/agent_token")
+@legacy.post("/agent_token", response_model=Legacy[str])
 async def create_agent_token(
     request: Request, session: Session, principal: AppAuth, body: AgentTokenRequest
 ) -> Response:
@@ -94,13 +110,13 @@ async def create_agent_token(
     return response
 
 
-@legacy.get("/token")
+@legacy.get("/token", response_model=Legacy[TokenInfo])
 async def introspect_token(request: Request, principal: TokenAuth) -> Response:
     """Describe the presented token: its entity, owner and expiry."""
     return legacy_ok(request.scope, service.describe_token(principal))
 
 
-@legacy.delete("/token")
+@legacy.delete("/token", response_model=Legacy[str])
 async def revoke_token(request: Request, session: Session, principal: TokenAuth) -> Response:
     """Revoke the presented token at once."""
     await service.revoke_token(session, principal)
@@ -110,7 +126,7 @@ async def revoke_token(request: Request, session: Session, principal: TokenAuth)
 # --- apps ---------------------------------------------------------------------------------
 
 
-@legacy.post("/app")
+@legacy.post("/app", response_model=Legacy[CreatedAppData])
 async def register_app(
     request: Request,
     state: State,
@@ -135,7 +151,7 @@ async def register_app(
     return _with_replay_flag(legacy_ok(request.scope, outcome.data), outcome.replayed)
 
 
-@legacy.get("/app")
+@legacy.get("/app", response_model=Legacy[AppData | list[AppData]])
 async def get_apps(
     request: Request,
     principal: TokenAuth,
@@ -161,14 +177,14 @@ async def get_apps(
     return legacy_ok(request.scope, app_data(service.get_app(principal)))
 
 
-@legacy.delete("/app")
+@legacy.delete("/app", response_model=Legacy[str])
 async def delete_app(request: Request, session: Session, principal: AppAuth) -> Response:
     """Delete this app with its users and tokens. Irreversible."""
     await service.delete_app(session, principal)
     return legacy_ok(request.scope, "Deleted Successfully")
 
 
-@legacy.post("/app/secret")
+@legacy.post("/app/secret", response_model=Legacy[RotatedAppSecret])
 async def rotate_app_secret(
     request: Request,
     session: Session,
@@ -191,7 +207,7 @@ def _mappings(state: AppState, principal: AppScoped, users: list[User]) -> list[
     ]
 
 
-@legacy.post("/usermapping")
+@legacy.post("/usermapping", response_model=Legacy[list[UserMappingData]])
 async def create_user_mappings(
     request: Request,
     state: State,
@@ -224,7 +240,7 @@ async def create_user_mappings(
     return _with_replay_flag(legacy_ok(request.scope, outcome.data), outcome.replayed)
 
 
-@legacy.get("/usermapping")
+@legacy.get("/usermapping", response_model=Legacy[UserMappingData | UserMappingPage])
 async def get_user_mappings(
     request: Request,
     state: State,
@@ -252,7 +268,7 @@ async def get_user_mappings(
     return legacy_ok(request.scope, data)
 
 
-@legacy.put("/usermapping/{user_id}")
+@legacy.put("/usermapping/{user_id}", response_model=Legacy[UserMappingData])
 async def update_user_mapping(
     request: Request,
     state: State,
@@ -267,7 +283,7 @@ async def update_user_mapping(
     return legacy_ok(request.scope, _mappings(state, principal, [user])[0])
 
 
-@legacy.delete("/usermapping")
+@legacy.delete("/usermapping", response_model=Legacy[str])
 async def delete_user_mappings(
     request: Request,
     session: Session,
@@ -282,7 +298,7 @@ async def delete_user_mappings(
     return legacy_ok(request.scope, "Deleted Successfully")
 
 
-@legacy.delete("/users/{user_id}")
+@legacy.delete("/users/{user_id}", response_model=Legacy[str])
 async def delete_user_by_id(
     request: Request, session: Session, principal: AppAuth, user_id: str
 ) -> Response:
@@ -291,7 +307,7 @@ async def delete_user_by_id(
     return legacy_ok(request.scope, "Deleted Successfully")
 
 
-@legacy.delete("/users")
+@legacy.delete("/users", response_model=Legacy[DeletedCount])
 async def delete_users_by_list(
     request: Request,
     session: Session,
@@ -306,7 +322,7 @@ async def delete_users_by_list(
 # --- resource style -----------------------------------------------------------------------
 
 
-@resources.get("/{customer_id}/apps/{app_id}", tags=["apps"])
+@resources.get("/{customer_id}/apps/{app_id}", tags=["apps"], response_model=Resource[AppResource])
 async def get_app_resource(
     session: Session, principal: AnyAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
@@ -318,7 +334,7 @@ async def get_app_resource(
 USERS = "/{customer_id}/apps/{app_id}/users"
 
 
-@resources.post(USERS, status_code=201)
+@resources.post(USERS, status_code=201, response_model=Resource[UserResource])
 async def create_user(
     state: State,
     session: Session,
@@ -348,7 +364,7 @@ async def create_user(
     return _with_replay_flag(resource_ok(outcome.data, status=outcome.status), outcome.replayed)
 
 
-@resources.get(USERS)
+@resources.get(USERS, response_model=Resource[UserPage])
 async def list_users(
     session: Session,
     principal: AppAuth,
@@ -369,7 +385,7 @@ async def list_users(
     )
 
 
-@resources.get(USERS + "/{user_id}")
+@resources.get(USERS + "/{user_id}", response_model=Resource[UserResource])
 async def get_user(
     session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
@@ -378,7 +394,7 @@ async def get_user(
     return resource_ok(user_resource(await service.get_user(session, principal, user_id)))
 
 
-@resources.put(USERS + "/{user_id}")
+@resources.put(USERS + "/{user_id}", response_model=Resource[UserResource])
 async def update_user(
     session: Session,
     principal: AppAuth,
@@ -394,7 +410,7 @@ async def update_user(
     return resource_ok(user_resource(user))
 
 
-@resources.delete(USERS + "/{user_id}")
+@resources.delete(USERS + "/{user_id}", response_model=Resource[UserDeleted])
 async def delete_user(
     session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
@@ -418,7 +434,7 @@ def _settings_response(row: AppSettings, *, with_created: bool) -> Response:
     return response
 
 
-@resources.put(SETTINGS, tags=["settings"])
+@resources.put(SETTINGS, tags=["settings"], response_model=Resource[SettingsResource])
 async def update_settings(
     state: State,
     session: Session,
@@ -437,7 +453,7 @@ async def update_settings(
     return _settings_response(row, with_created=False)
 
 
-@resources.get(SETTINGS, tags=["settings"])
+@resources.get(SETTINGS, tags=["settings"], response_model=Resource[SettingsResource])
 async def get_settings(
     state: State, session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
@@ -447,7 +463,7 @@ async def get_settings(
     return _settings_response(row, with_created=True)
 
 
-@legacy.post("/app_setting", tags=["settings"])
+@legacy.post("/app_setting", tags=["settings"], response_model=Legacy[AppSettingData])
 async def add_app_setting(
     request: Request, state: State, session: Session, principal: AppAuth, body: AppSettingIn
 ) -> Response:
@@ -464,7 +480,11 @@ async def add_app_setting(
     return legacy_ok(request.scope, data)
 
 
-@legacy.get("/app_setting", tags=["settings"])
+@legacy.get(
+    "/app_setting",
+    tags=["settings"],
+    response_model=Legacy[AppSettingItem | list[AppSettingItem]],
+)
 async def list_app_settings(
     request: Request,
     state: State,
@@ -488,7 +508,7 @@ async def list_app_settings(
 DEVICES = USERS + "/{user_id}/devices"
 
 
-@resources.put(DEVICES, tags=["devices"])
+@resources.put(DEVICES, tags=["devices"], response_model=Resource[DevicesResource])
 async def update_devices(
     session: Session,
     principal: AppAuth,
@@ -503,7 +523,7 @@ async def update_devices(
     return resource_ok(devices_resource(user, now=utcnow(), detailed=False))
 
 
-@resources.get(DEVICES, tags=["devices"])
+@resources.get(DEVICES, tags=["devices"], response_model=Resource[DevicesResource])
 async def get_devices(
     session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
@@ -513,7 +533,9 @@ async def get_devices(
     return resource_ok(devices_resource(user, now=utcnow(), detailed=True))
 
 
-@resources.post(DEVICES + "/sip/registration", tags=["devices"])
+@resources.post(
+    DEVICES + "/sip/registration", tags=["devices"], response_model=Resource[DevicesResource]
+)
 async def report_sip_registration(
     state: State,
     session: Session,
@@ -536,7 +558,7 @@ async def report_sip_registration(
     return resource_ok(devices_resource(user, now=utcnow(), detailed=True))
 
 
-@legacy.put("/device", tags=["devices"])
+@legacy.put("/device", tags=["devices"], response_model=Legacy[UserMappingData])
 async def update_device(
     request: Request, state: State, session: Session, principal: AppAuth, body: DeviceIn
 ) -> Response:

@@ -14,10 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -48,13 +50,46 @@ def _phone(value: str) -> str:
     return normalise_phone_number(value)
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-SecretText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-UserId = Annotated[str, StringConstraints(pattern=r"^[^\s/?#%]{1,200}$"), AfterValidator(_user_id)]
-EmailAddress = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320), AfterValidator(_email)
+def _whole(value: object) -> object:
+    """A JSON number with no fraction (``3.0``, ``1e2``) is the integer it equals."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# The patterns say in the schema what the validators check: text that is not all spaces
+# (it is stripped first), an address with an @ and a dot after it, and a number's shape.
+NOT_BLANK = r"\S"
+EMAIL_SHAPE = r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$"
+PHONE_SHAPE = r"^[\s\-().]*\+?[\s\-().]*[0-9][\s\-().0-9]*$"
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
 ]
-PhoneNumber = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+SecretText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+UserId = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^\s/?#%]{1,200}$"),
+    AfterValidator(_user_id),
+    Field(json_schema_extra={"not": {"enum": [".", ".."]}}),
+]
+EmailAddress = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320, pattern=EMAIL_SHAPE),
+    AfterValidator(_email),
+]
+PhoneNumber = Annotated[
+    str,
+    StringConstraints(max_length=40, pattern=PHONE_SHAPE),
+    AfterValidator(_phone),
+    Field(
+        description="E.164 (+919876543210) or an Indian national form (09876543210)",
+        examples=["+919876543210"],
+    ),
+]
+# A field that may be left out but not sent as null.
+NotNullBool = Annotated[bool | None, WithJsonSchema({"type": "boolean"})]
 RoleName = Literal["admin", "supervisor", "user"]
 
 
@@ -77,7 +112,7 @@ class TokenRequest(Strict):
     Id: SecretText
     Secret: SecretText
     Entity: Literal["customer", "app"]
-    TTLSeconds: int | None = Field(default=None, ge=60, le=MAX_TOKEN_TTL_SECONDS)
+    TTLSeconds: WholeNumber | None = Field(default=None, ge=60, le=MAX_TOKEN_TTL_SECONDS)
 
 
 DEFAULT_AGENT_TOKEN_TTL_SECONDS = 12 * 3600
@@ -88,11 +123,11 @@ class AgentTokenRequest(Strict):
     """``POST /agent_token``: a token for one user of the app, for that agent's browser."""
 
     user_id: UserId
-    TTLSeconds: int | None = Field(default=None, ge=60, le=MAX_AGENT_TOKEN_TTL_SECONDS)
+    TTLSeconds: WholeNumber | None = Field(default=None, ge=60, le=MAX_AGENT_TOKEN_TTL_SECONDS)
 
 
 class SecretRotation(Strict):
-    GraceSeconds: int = Field(default=24 * 3600, ge=0, le=MAX_GRACE_SECONDS)
+    GraceSeconds: WholeNumber = Field(default=24 * 3600, ge=0, le=MAX_GRACE_SECONDS)
 
 
 # --- apps ---------------------------------------------------------------------------------
@@ -308,7 +343,9 @@ def user_mapping(user: User, app: App | AppRecord, sdk_sip_secret: str) -> dict[
 
 # --- app settings (seed 02) ---------------------------------------------------------------
 
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+Url = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048, pattern=NOT_BLANK)
+]
 WEBHOOK_URL_FIELDS = ("popup_url", "missed_call_url", "callback_url", "recording_url")
 
 
@@ -318,9 +355,9 @@ class SettingsUpdate(StrictClosed):
     popup_url: Url | None = None
     missed_call_url: Url | None = None
     callback_url: Url | None = None
-    recording_enabled: bool | None = None
+    recording_enabled: NotNullBool = None
     recording_url: Url | None = None
-    streaming_enabled: bool | None = None
+    streaming_enabled: NotNullBool = None
     streaming_url: Url | None = None
 
     @field_validator("recording_enabled", "streaming_enabled", mode="before")
@@ -364,7 +401,7 @@ class DevicesUpdate(StrictClosed):
 
 class SipRegistration(StrictClosed):
     registered: bool
-    expires_in: int | None = Field(default=None, ge=10, le=86_400)
+    expires_in: WholeNumber | None = Field(default=None, ge=10, le=86_400)
 
 
 class DeviceIn(Strict):
@@ -392,3 +429,170 @@ def devices_resource(user: User, *, now: datetime, detailed: bool) -> dict[str, 
     else:
         data["updated_at"] = resource_time(user.devices_updated_at or user.updated_at)
     return data
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class Shape(BaseModel):
+    """A response body's documented shape."""
+
+
+class TokenInfo(Shape):
+    Entity: Literal["customer", "app", "agent"]
+    Id: str
+    CustomerID: str
+    AppID: str | None
+    UserID: str | None = Field(default=None, description="Agent tokens only")
+    ExpiresAt: str
+
+
+class AppData(Shape):
+    AppID: str
+    CustomerID: str
+    AppName: str
+    ExotelAccountSid: str
+    ExotelDomain: str
+    IsActive: bool
+    CreatedAt: str
+    UpdatedAt: str
+
+
+class CreatedAppData(AppData):
+    AppSecret: str = Field(description="Shown in this answer only")
+    ExotelApiKey: str
+    ExotelApiToken: str
+
+
+class RotatedAppSecret(Shape):
+    AppID: str
+    AppSecret: str
+    PreviousSecretExpiresAt: str
+
+
+class UserMappingData(Shape):
+    CustomerId: str
+    customer_id: str
+    AppID: str
+    AppUserId: str
+    ExotelAccountSid: str
+    ExotelUserId: str
+    AppUsername: str
+    ExotelUserName: str | None
+    AgentNumber: str
+    ActiveDeviceId: str
+    PhoneDeviceID: str
+    SipDeviceID: str
+    VirtualNumber: str
+    Email: str
+    OutboundActive: bool
+    Role: str
+    SipId: str
+    SipSecret: str
+    IsActive: bool
+    UserDetail: None
+    CreatedAt: str
+    UpdatedAt: str
+
+
+class UserMappingPage(Shape):
+    Users: list[UserMappingData]
+    PageSize: int
+    LastEvaluatedValue: str = Field(description="Pass back as last_value; empty at the end")
+
+
+class DeletedCount(Shape):
+    Deleted: int
+
+
+class AppResource(Shape):
+    app_id: str
+    customer_id: str
+    name: str
+    exotel_account_sid: str
+    exotel_domain: str
+    is_active: bool
+    created_at: str
+    updated_at: str
+
+
+class SipAccount(Shape):
+    username: str
+    domain: str
+    secret: str | None = Field(default=None, description="Only when the user is created")
+
+
+class PhoneDevice(Shape):
+    enabled: bool
+    number: str | None
+
+
+class SipDevice(Shape):
+    enabled: bool
+    username: str
+    registered: bool | None = Field(default=None, description="GET and registration only")
+    last_seen: str | None = None
+
+
+class Devices(Shape):
+    phone: PhoneDevice
+    sip: SipDevice
+
+
+class UserResource(Shape):
+    user_id: str
+    name: str
+    email: str
+    phone_number: str | None
+    virtual_number: str | None
+    role: str
+    sip: SipAccount
+    devices: Devices
+    created_at: str
+    updated_at: str
+
+
+class UserPage(Shape):
+    users: list[UserResource]
+    has_more: bool
+    next_cursor: str | None
+
+
+class UserDeleted(Shape):
+    user_id: str
+    deleted: bool
+
+
+class SettingsValues(Shape):
+    popup_url: str | None
+    missed_call_url: str | None
+    callback_url: str | None
+    recording_enabled: bool
+    recording_url: str | None
+    streaming_enabled: bool
+    streaming_url: str | None
+    created_at: str | None = Field(default=None, description="GET only")
+    updated_at: str
+
+
+class SettingsResource(Shape):
+    app_id: str
+    settings: SettingsValues
+
+
+class AppSettingData(Shape):
+    CustomerID: str
+    AppID: str
+    Key: str
+    Value: str
+
+
+class AppSettingItem(AppSettingData):
+    SettingKey: str
+    SettingVal: str
+
+
+class DevicesResource(Shape):
+    user_id: str
+    devices: Devices
+    updated_at: str | None = Field(default=None, description="PUT only")

@@ -13,6 +13,7 @@ from exoplane.media.server import quiet_transport_tracebacks, serve_stream
 from exoplane.responses import JSONBytesResponse
 from exoplane.state import State
 from exoplane.voicebot.auth import AdminAuth
+from exoplane.voicebot.schemas import BotList
 
 router = APIRouter()
 
@@ -40,7 +41,7 @@ class ExotelStream:
 router.routes.append(WebSocketRoute("/exotel/{bot_id}", ExotelStream(), name="exotel_stream"))
 
 
-@router.get("/api/v1/bots", tags=["voice-bot admin"])
+@router.get("/api/v1/bots", tags=["voice-bot admin"], response_model=BotList)
 async def list_bots(state: State, _operator: AdminAuth) -> Response:
     """The bots this media core can serve, for the DID form."""
     bots = [

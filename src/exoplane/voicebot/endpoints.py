@@ -15,11 +15,18 @@ from exoplane.state import State
 from exoplane.voicebot import service
 from exoplane.voicebot.auth import AdminAuth, SuperAdminAuth
 from exoplane.voicebot.schemas import (
+    AuditPage,
+    CallOption,
     DidCreate,
+    DidDeleted,
     DidUpdate,
+    DidView,
+    Fleet,
     FleetSettings,
     IntegrationUpdate,
+    IntegrationView,
     PlaceTestCall,
+    TestCallPlaced,
     audit_view,
     call_option,
 )
@@ -28,7 +35,7 @@ router = APIRouter(prefix="/api/v1", tags=["voice-bot admin"])
 EXOTEL = "/integrations/exotel"
 
 
-@router.get(EXOTEL)
+@router.get(EXOTEL, response_model=IntegrationView)
 async def get_integration(state: State, session: Session, _operator: SuperAdminAuth) -> Response:
     """The Exotel integration: account, base URL, whether credentials are set, and DIDs."""
     return JSONBytesResponse(
@@ -36,7 +43,7 @@ async def get_integration(state: State, session: Session, _operator: SuperAdminA
     )
 
 
-@router.put(EXOTEL)
+@router.put(EXOTEL, response_model=IntegrationView)
 async def put_integration(
     state: State, session: Session, operator: SuperAdminAuth, body: IntegrationUpdate
 ) -> Response:
@@ -47,7 +54,7 @@ async def put_integration(
     )
 
 
-@router.post(EXOTEL + "/dids", status_code=201)
+@router.post(EXOTEL + "/dids", status_code=201, response_model=DidView)
 async def add_did(
     state: State, session: Session, operator: SuperAdminAuth, body: DidCreate
 ) -> Response:
@@ -56,7 +63,7 @@ async def add_did(
     return JSONBytesResponse(did, status_code=201)
 
 
-@router.put(EXOTEL + "/dids/{did_id}")
+@router.put(EXOTEL + "/dids/{did_id}", response_model=DidView)
 async def update_did(
     state: State, session: Session, operator: SuperAdminAuth, did_id: PathId, body: DidUpdate
 ) -> Response:
@@ -68,21 +75,21 @@ async def update_did(
     )
 
 
-@router.delete(EXOTEL + "/dids/{did_id}")
+@router.delete(EXOTEL + "/dids/{did_id}", response_model=DidDeleted)
 async def delete_did(session: Session, operator: SuperAdminAuth, did_id: PathId) -> Response:
     """Remove a DID."""
     await service.delete_did(session, operator, did_id)
     return JSONBytesResponse({"id": did_id, "deleted": True})
 
 
-@router.get(EXOTEL + "/test-call-options")
+@router.get(EXOTEL + "/test-call-options", response_model=list[CallOption])
 async def list_test_call_options(session: Session, _operator: AdminAuth) -> Response:
     """The DIDs a test call can use (those with a flow), without anything sensitive."""
     dids = await service.call_options(session)
     return JSONBytesResponse([call_option(did) for did in dids])
 
 
-@router.post(EXOTEL + "/dids/{did_id}/test-call")
+@router.post(EXOTEL + "/dids/{did_id}/test-call", response_model=TestCallPlaced)
 async def place_test_call(
     state: State,
     operator: AdminAuth,
@@ -112,13 +119,13 @@ async def place_test_call(
     return response
 
 
-@router.get("/settings")
+@router.get("/settings", response_model=Fleet)
 async def get_settings(state: State, session: Session, _operator: AdminAuth) -> Response:
     """Fleet settings: ``core_fleet``, the media-core base URLs."""
     return JSONBytesResponse({"core_fleet": await service.core_fleet(session, state.settings)})
 
 
-@router.put("/settings")
+@router.put("/settings", response_model=Fleet)
 async def put_settings(
     state: State, session: Session, operator: SuperAdminAuth, body: FleetSettings
 ) -> Response:
@@ -127,7 +134,7 @@ async def put_settings(
     return JSONBytesResponse({"core_fleet": fleet})
 
 
-@router.get("/audit")
+@router.get("/audit", response_model=AuditPage)
 async def audit_log(
     request: Request,
     session: Session,

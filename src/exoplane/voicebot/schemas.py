@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from exoplane.exotel.numbers import normalise_phone_number
 from exoplane.inputs import normalise_id
+from exoplane.integrations.schemas import NOT_BLANK, PHONE_SHAPE
 from exoplane.models import AuditEntry, Did
 from exoplane.responses import resource_time
 
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Url = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+Text = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
+Url = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048, pattern=NOT_BLANK)
+]
 BotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 DidId = Annotated[
     str,
@@ -22,7 +27,10 @@ DidId = Annotated[
     AfterValidator(normalise_id),
 ]
 PhoneNumber = Annotated[
-    str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)
+    str,
+    StringConstraints(max_length=40, pattern=PHONE_SHAPE),
+    AfterValidator(normalise_phone_number),
+    Field(description="E.164, such as +919876543210", examples=["+919876543210"]),
 ]
 
 
@@ -85,3 +93,67 @@ def audit_view(entry: AuditEntry) -> dict[str, Any]:
         "target": entry.target,
         "details": json.loads(entry.details),
     }
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class DidView(BaseModel):
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+    flow_url: str | None
+    websocket_url: str = Field(description="Derived from core_fleet; empty without a bot")
+
+
+class IntegrationView(BaseModel):
+    account_sid: str | None
+    api_base_url: str
+    credentials_configured: bool
+    status: Literal["configured", "not_configured"]
+    dids: list[DidView]
+
+
+class DidDeleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class CallOption(BaseModel):
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+
+
+class TestCallPlaced(BaseModel):
+    call_sid: str
+    provider_status: str
+
+
+class Fleet(BaseModel):
+    core_fleet: list[str]
+
+
+class AuditEntryView(BaseModel):
+    id: str
+    at: str
+    operator: str
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntryView]
+    next_cursor: str | None
+
+
+class Bot(BaseModel):
+    id: str
+    description: str
+
+
+class BotList(BaseModel):
+    bots: list[Bot]

@@ -13,10 +13,20 @@ from exoplane.db import Session
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppAuth
+from exoplane.integrations.schemas import WholeNumber
+from exoplane.openapi import Resource
 from exoplane.responses import resource_ok
 from exoplane.state import State
 from exoplane.webhooks import service
-from exoplane.webhooks.schemas import delivery_detail_view, delivery_view
+from exoplane.webhooks.schemas import (
+    DeliveryDetail,
+    DeliveryPage,
+    DeliveryView,
+    RotatedSigningSecret,
+    SigningSecret,
+    delivery_detail_view,
+    delivery_view,
+)
 
 router = APIRouter(prefix="/v2/integrations/{customer_id}/apps/{app_id}", tags=["webhooks"])
 
@@ -28,10 +38,10 @@ EventName = Literal[
 class SecretRotation(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    grace_seconds: int = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
+    grace_seconds: WholeNumber = Field(default=24 * 3600, ge=0, le=7 * 24 * 3600)
 
 
-@router.get("/webhooks/deliveries")
+@router.get("/webhooks/deliveries", response_model=Resource[DeliveryPage])
 async def list_deliveries(
     session: Session,
     principal: AppAuth,
@@ -56,7 +66,7 @@ async def list_deliveries(
     )
 
 
-@router.get("/webhooks/deliveries/{delivery_id}")
+@router.get("/webhooks/deliveries/{delivery_id}", response_model=Resource[DeliveryDetail])
 async def get_delivery(
     session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, delivery_id: Int64
 ) -> Response:
@@ -66,7 +76,11 @@ async def get_delivery(
     return resource_ok(delivery_detail_view(detail.delivery, detail.event, list(detail.attempts)))
 
 
-@router.post("/webhooks/deliveries/{delivery_id}/retry")
+@router.post(
+    "/webhooks/deliveries/{delivery_id}/retry",
+    status_code=202,
+    response_model=Resource[DeliveryView],
+)
 async def retry_delivery(
     session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, delivery_id: Int64
 ) -> Response:
@@ -76,7 +90,7 @@ async def retry_delivery(
     return resource_ok(delivery_view(detail.delivery), status=202)
 
 
-@router.get("/webhooks/secret")
+@router.get("/webhooks/secret", response_model=Resource[SigningSecret])
 async def get_signing_secret(
     state: State, session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId
 ) -> Response:
@@ -86,7 +100,7 @@ async def get_signing_secret(
     return resource_ok({"secret": state.vault.decrypt(row.webhook_secret_enc)})
 
 
-@router.post("/webhooks/secret/rotate")
+@router.post("/webhooks/secret/rotate", response_model=Resource[RotatedSigningSecret])
 async def rotate_signing_secret(
     state: State,
     session: Session,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel
 
 from exoplane.models import WebhookAttempt, WebhookDelivery, WebhookEvent
 from exoplane.responses import resource_time
@@ -46,3 +48,48 @@ def delivery_detail_view(
         "payload": json.loads(event.payload),
         "attempt_log": [attempt_view(attempt) for attempt in attempts],
     }
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class DeliveryView(BaseModel):
+    id: str
+    event_id: str
+    event: str
+    url: str
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class AttemptView(BaseModel):
+    number: int
+    status_code: int | None
+    latency_ms: int | None
+    error: str | None
+    response_body: str | None
+    created_at: str
+
+
+class DeliveryDetail(DeliveryView):
+    payload: dict[str, Any]
+    attempt_log: list[AttemptView]
+
+
+class DeliveryPage(BaseModel):
+    deliveries: list[DeliveryView]
+    has_more: bool
+    next_cursor: str | None
+
+
+class SigningSecret(BaseModel):
+    secret: str
+
+
+class RotatedSigningSecret(SigningSecret):
+    previous_secret_valid_for_seconds: int

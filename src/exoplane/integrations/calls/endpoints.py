@@ -15,7 +15,14 @@ from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AppAuth, TokenAuth
 from exoplane.integrations.calls import placing, service
 from exoplane.integrations.calls.errors import NestedErrorRoute
-from exoplane.integrations.calls.schemas import CallParameters, OutboundCall
+from exoplane.integrations.calls.schemas import (
+    CallParameters,
+    ConnectAnswer,
+    FlowUrls,
+    OutboundCall,
+    PlacedCall,
+)
+from exoplane.openapi import Legacy, Resource
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
 from exoplane.routing import PlainRoute
 from exoplane.state import State, app_state
@@ -25,7 +32,7 @@ router = APIRouter(prefix="/v2/integrations", tags=["calls"])
 Sig = Annotated[str | None, Query(alias=PARAMETER, description="The URL's capability token")]
 
 
-@router.get("/call/route/{app_id}")
+@router.get("/call/route/{app_id}", response_model=ConnectAnswer)
 async def route_call(
     request: Request, state: State, session: Session, app_id: PathId, sig: Sig = None
 ) -> Response:
@@ -78,12 +85,13 @@ router.add_api_route(
     "/call/inbound_call/{app_id}",
     inbound_call,
     methods=["GET"],
+    response_model=Legacy[str],
     openapi_extra={"parameters": _HOOK_PARAMETERS},
     route_class_override=PlainRoute,
 )
 
 
-@router.post("/call/status/{call_id}")
+@router.post("/call/status/{call_id}", response_model=Legacy[str])
 async def call_status(
     request: Request, state: State, session: Session, call_id: PathId, sig: Sig = None
 ) -> Response:
@@ -127,11 +135,12 @@ router.add_api_route(
     "/call/outbound_call",
     outbound_call,
     methods=["POST"],
+    response_model=Legacy[PlacedCall],
     route_class_override=NestedErrorRoute,
 )
 
 
-@router.get("/{customer_id}/apps/{app_id}/flow-urls")
+@router.get("/{customer_id}/apps/{app_id}/flow-urls", response_model=Resource[FlowUrls])
 async def flow_urls(
     state: State, principal: AppAuth, customer_id: PathId, app_id: PathId
 ) -> Response:

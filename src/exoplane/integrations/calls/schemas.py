@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from exoplane.exotel.numbers import normalise_phone_number
 
@@ -86,3 +86,39 @@ class OutboundCall(BaseModel):
     user_id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     to: Annotated[str, StringConstraints(max_length=40), AfterValidator(normalise_phone_number)]
     customer_id: str | None = None
+
+
+# --- response shapes (for the OpenAPI document) ---------------------------------------------
+
+
+class Destination(BaseModel):
+    numbers: list[str]
+
+
+class ParallelRinging(BaseModel):
+    activate: bool
+    max_parallel_attempts: int
+
+
+class ConnectAnswer(BaseModel):
+    """What the Connect applet's dynamic URL answers (Exotel's format, no envelope)."""
+
+    fetch_after_attempt: bool
+    destination: Destination
+    outgoing_phone_number: str
+    record: bool
+    recording_channels: str
+    max_ringing_duration: int
+    parallel_ringing: ParallelRinging
+    dial_passthru_event_url: str
+
+
+class PlacedCall(BaseModel):
+    CallSid: str
+    AppUserID: str
+    FromNumber: str
+
+
+class FlowUrls(BaseModel):
+    connect_applet_url: str
+    passthru_urls: dict[str, str] = Field(description="By hook type")
