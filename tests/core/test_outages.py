@@ -142,8 +142,10 @@ def log_lines(captured: io.StringIO, event: str) -> list[dict[str, Any]]:
 
 
 async def timed(call: Any) -> tuple[httpx.Response, float]:
+    """The response and how long it took; a call that hangs fails the test after 10 s."""
     started = time.monotonic()
-    response = await call
+    async with asyncio.timeout(10):
+        response = await call
     return response, time.monotonic() - started
 
 
@@ -265,8 +267,6 @@ async def test_a_hanging_redis_costs_calls_little_and_limits_fall_back_to_local_
             customer = await customer_with_token(client, settings)
             app = await register_app(client, customer)
             headers = {"Authorization": app.token}
-            assert (await client.get("/readyz")).json()["rate_limits"] == "redis"
-
             proxy.hang()
             statuses = []
             for _ in range(8):
