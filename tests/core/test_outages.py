@@ -185,12 +185,10 @@ async def test_api_calls_answer_503_while_the_database_refuses_and_recover_after
                 response, took = await timed(client.get("/v2/integrations/app", headers=headers))
                 assert_outage_answer(response)
                 assert took < 3
+            # A resource-style route answers in its own envelope.
             response = await client.post(app.users_path, headers=headers, json=user_body())
+            assert not is_legacy_path(app.users_path)
             assert_outage_answer(response)
-            response = await client.get("/api/v1/bots", headers=headers)
-            # Resource-style routes answer in their own envelope.
-            if response.status_code == 503:
-                assert_outage_answer(response)
 
             await proxy.restore()
             deadline = time.monotonic() + 15
