@@ -17,7 +17,7 @@ from exoplane import __version__
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.db import Reader, create_engine, create_session_factory
-from exoplane.errors import install_error_handlers
+from exoplane.errors import OutageLog, install_error_handlers
 from exoplane.exotel.client import ExotelClient
 from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
@@ -53,12 +53,22 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         secret_key = load_secret_key(settings)
-        engine = create_engine(settings.database_url)
+        engine = create_engine(
+            settings.database_url,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
+        )
         # A burst waits for a free connection rather than overflowing the pool: an overflow
         # error would count as the limiter being down, and let the request through uncounted.
         redis_pool = (
             BlockingConnectionPool.from_url(
-                settings.redis_url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_WAIT_SECONDS
+                settings.redis_url,
+                max_connections=REDIS_CONNECTIONS,
+                timeout=REDIS_WAIT_SECONDS,
+                # A Redis that accepts but never answers fails a call in this long, not the
+                # driver's default of never (the rate limiter then counts locally).
+                socket_connect_timeout=settings.redis_timeout_seconds,
+                socket_timeout=settings.redis_timeout_seconds,
             )
             if settings.redis_url
             else None
@@ -97,6 +107,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            await state.rate_limiter.aclose()
             state.reader.close()
             await state.exotel.aclose()
             await engine.dispose()
@@ -121,7 +132,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         docs_url=None,
         redoc_url=None,
     )
-    install_error_handlers(app)
+    # One log line per kind of outage per interval, whichever of the two noticed it.
+    outages = OutageLog()
+    install_error_handlers(app, outages)
 
     # Routes are tried in order, each at a cost: Exotel's hooks (several for every call)
     # first, then the API, and the probes last.
@@ -145,7 +158,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match"],
             expose_headers=["X-Request-ID", "ETag", "Retry-After", "RateLimit-Limit"],
         )
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, outages=outages
+    )
     return app
 
 

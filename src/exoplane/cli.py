@@ -171,7 +171,11 @@ def _http_url(host: str, port: int) -> str:
 async def _upgrade(settings: Settings) -> SchemaUpgrade:
     from exoplane.db import create_engine, upgrade_schema
 
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=None,
+    )
     try:
         return await upgrade_schema(engine)
     finally:

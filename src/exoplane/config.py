@@ -166,6 +166,16 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    # Outages fail in seconds: how long to wait for a database connection (and for a free one
+    # in the pool), for one statement (on SQLite: for the write lock), and for /readyz.
+    database_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    database_statement_timeout_seconds: float = Field(default=10.0, gt=0, le=3600)
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Redis's connect and socket timeout; while it fails, rate limits are counted in each
+    # process, and Redis is tried again this often.
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    redis_recheck_seconds: float = Field(default=5.0, gt=0, le=3600)
+
 
 class SettingInvalid(ValueError):
     """A setting refused by a check that looks at several settings at once."""

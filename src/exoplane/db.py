@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from exoplane.config import Settings
 from exoplane.security import make_private_directory
 from exoplane.state import State
 
@@ -44,15 +45,47 @@ OUTBOX_WRITTEN = "outbox_written"
 IDLE_PING_SECONDS = 10.0
 
 
+def _default(name: str) -> float:
+    default: float = Settings.model_fields[name].default
+    return default
+
+
+CONNECT_TIMEOUT_SECONDS = _default("database_connect_timeout_seconds")
+STATEMENT_TIMEOUT_SECONDS = _default("database_statement_timeout_seconds")
+# How long a migration on SQLite waits for a running server's write to finish.
+MIGRATION_LOCK_WAIT_SECONDS = 60.0
+
+
 def create_engine(
-    database_url: str, *, idle_ping_seconds: float = IDLE_PING_SECONDS
+    database_url: str,
+    *,
+    idle_ping_seconds: float = IDLE_PING_SECONDS,
+    connect_timeout_seconds: float = CONNECT_TIMEOUT_SECONDS,
+    statement_timeout_seconds: float | None = STATEMENT_TIMEOUT_SECONDS,
 ) -> AsyncEngine:
+    """The engine, its every wait bounded so that an outage fails in seconds.
+
+    On PostgreSQL, opening a connection, waiting for a free one and each statement are
+    bounded (a statement that runs out of time is cancelled); on SQLite, waiting for the
+    write lock. Migrations pass ``statement_timeout_seconds=None``: a schema change on a
+    large table may take longer than any request should, and is not cut off.
+    """
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         # Twenty connections kept open: with overflow connections, nearly every request
         # above the pool size opened and closed one of its own. Statement parameters hold
         # credentials, hashes and phone numbers: an error's message never shows them.
-        engine = create_async_engine(url, pool_size=20, max_overflow=0, hide_parameters=True)
+        engine = create_async_engine(
+            url,
+            pool_size=20,
+            max_overflow=0,
+            pool_timeout=connect_timeout_seconds,
+            hide_parameters=True,
+            connect_args={
+                "timeout": connect_timeout_seconds,
+                "command_timeout": statement_timeout_seconds,
+            },
+        )
         _ping_when_idle(engine, idle_ping_seconds)
         return engine
     if url.database and url.database != ":memory:":
@@ -62,7 +95,12 @@ def create_engine(
     engine = create_async_engine(
         url, pool_size=1, max_overflow=0, pool_timeout=60, hide_parameters=True
     )
-    _configure_sqlite(engine)
+    lock_wait = (
+        MIGRATION_LOCK_WAIT_SECONDS
+        if statement_timeout_seconds is None
+        else (statement_timeout_seconds)
+    )
+    _configure_sqlite(engine, busy_timeout_ms=round(lock_wait * 1000))
     return engine
 
 
@@ -107,7 +145,7 @@ def _ping_when_idle(engine: AsyncEngine, idle_seconds: float) -> None:
 _RETURNED_AT = "returned_at"
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so BEGIN IMMEDIATE can be used.
@@ -117,7 +155,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "journal_mode=WAL",
             "synchronous=NORMAL",
             "foreign_keys=ON",
-            "busy_timeout=10000",
+            f"busy_timeout={busy_timeout_ms}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

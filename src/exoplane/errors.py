@@ -6,10 +6,15 @@ answers ``{"success": false, "error": {code, message, request_id}}``.
 
 from __future__ import annotations
 
+import math
 import re
+import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -17,7 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from exoplane.inputs import MAX_ECHO, InputRefused, echo
+from exoplane.logs import get_logger
 from exoplane.responses import JSONBytesResponse, request_id_of
+
+log = get_logger("exoplane.errors")
 
 LEGACY_PATH = re.compile(
     r"^/v2/integrations/(token|agent_token|app|app_setting|usermapping|device|users|call)(/|$)"
@@ -82,6 +90,137 @@ class RateLimited(ExoplaneError):
 class UpstreamError(ExoplaneError):
     status = 502
     code = "upstream_error"
+
+
+class ServiceUnavailable(ExoplaneError):
+    status = 503
+    code = "service_unavailable"
+
+
+# What a client is told to wait before retrying during an outage.
+RETRY_AFTER_SECONDS = 5
+# An outage is logged once per kind per this many seconds, with how many failures it hid.
+OUTAGE_LOG_SECONDS = 10.0
+
+# Modules whose frames in a traceback show that a connection or timeout error came from the
+# database rather than from anything else an endpoint does.
+_DATABASE_MODULES = ("sqlalchemy.", "asyncpg.", "aiosqlite.", "sqlite3.", "exoplane.db")
+# SQLite's errors that mean the database cannot be used now, not that a statement is wrong.
+_SQLITE_UNAVAILABLE = (
+    "unable to open database file",
+    "disk i/o error",
+    "readonly database",
+    "file is not a database",
+    "database disk image is malformed",
+)
+
+
+def database_outage(exc: BaseException) -> str | None:
+    """``"database_timeout"`` or ``"database_unavailable"`` when ``exc`` says the database
+    cannot be reached or did not answer in time; ``None`` for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = _outage_kind(current)
+        if kind is not None:
+            return kind
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _outage_kind(exc: BaseException) -> str | None:
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):  # no free connection in the pool
+        return "database_timeout"
+    if isinstance(exc, asyncpg.QueryCanceledError):  # the server's statement_timeout
+        return "database_timeout"
+    if isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CrashShutdownError
+        | asyncpg.TooManyConnectionsError
+        | asyncpg.ConnectionDoesNotExistError,
+    ):
+        return "database_unavailable"
+    if isinstance(exc, sqlite3.DatabaseError):
+        message = str(exc).lower()
+        if "locked" in message:  # waited for the write lock for as long as allowed
+            return "database_timeout"
+        if any(phrase in message for phrase in _SQLITE_UNAVAILABLE):
+            return "database_unavailable"
+        return None
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return "database_unavailable"
+    if isinstance(exc, TimeoutError | OSError) and _raised_by_database(exc):
+        return "database_timeout" if isinstance(exc, TimeoutError) else "database_unavailable"
+    return None
+
+
+def _raised_by_database(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(_DATABASE_MODULES):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
+_OUTAGE_MESSAGES = {
+    "database_timeout": "The database did not answer in time",
+    "database_unavailable": "The database is unavailable",
+}
+
+
+class OutageLog:
+    """Logs an outage once per kind per interval, counting the failures it did not log.
+
+    During an outage every request fails the same way; a line (let alone a traceback) for
+    each would bury everything else in the log.
+    """
+
+    def __init__(self, interval: float = OUTAGE_LOG_SECONDS) -> None:
+        self._interval = interval
+        # kind -> (when it was last logged, failures since then)
+        self._kinds: dict[str, tuple[float, int]] = {}
+
+    def failed(self, kind: str, exc: BaseException) -> None:
+        now = time.monotonic()
+        logged_at, suppressed = self._kinds.get(kind, (-math.inf, 0))
+        if now - logged_at < self._interval:
+            self._kinds[kind] = (logged_at, suppressed + 1)
+            return
+        self._kinds[kind] = (now, 0)
+        log.error(
+            "database outage",
+            kind=kind,
+            error=type(exc).__name__,
+            detail=bounded(str(exc)),
+            suppressed=suppressed,
+            interval_seconds=self._interval,
+        )
+
+
+def outage_error(kind: str) -> ServiceUnavailable:
+    """The 503 a request gets during an outage of ``kind``."""
+    return ServiceUnavailable(
+        f"{_OUTAGE_MESSAGES[kind]}; retry in a few seconds",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+# The errors an outage raises (whether one of them is an outage, database_outage() says).
+_DATABASE_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.DBAPIError,
+    sqlalchemy.exc.TimeoutError,
+    sqlite3.Error,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
 
 
 def is_legacy_path(path: str) -> bool:
@@ -191,7 +330,9 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, outages: OutageLog | None = None) -> None:
+    outage_log = outages or OutageLog()
+
     async def on_exoplane_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ExoplaneError)
         return error_response(
@@ -227,6 +368,15 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=headers,
         )
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        kind = database_outage(exc)
+        if kind is None:
+            raise exc
+        outage_log.failed(kind, exc)
+        return await on_exoplane_error(request, outage_error(kind))
+
     app.add_exception_handler(ExoplaneError, on_exoplane_error)
+    for kind in _DATABASE_ERRORS:
+        app.add_exception_handler(kind, on_database_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel
@@ -38,6 +40,8 @@ class Live(BaseModel):
 class Ready(BaseModel):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+    # Where rate limits are counted: "redis", or "local" while Redis is unavailable.
+    rate_limits: Literal["redis", "local"] | None = None
 
 
 @router.get("/healthz", response_model=Live)
@@ -48,21 +52,34 @@ async def healthz() -> Response:
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
 async def readyz(state: State) -> Response:
-    """The database (and Redis, when configured) answer."""
-    checks: dict[str, str] = {}
-    try:
-        await ping(state.engine)
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
+    """The database (and Redis, when configured) answer, within the readiness timeout."""
+    timeout = state.settings.readiness_timeout_seconds
+    checks: dict[str, Awaitable[str]] = {"database": _check(_database(state), timeout)}
     if state.settings.redis_url:
-        try:
-            ok = await state.rate_limiter.check_storage()
-            checks["redis"] = "ok" if ok else "unavailable"
-        except Exception as exc:
-            checks["redis"] = f"unavailable: {type(exc).__name__}"
-    ready = all(value == "ok" for value in checks.values())
-    return JSONBytesResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+        checks["redis"] = _check(_redis(state), timeout)
+    results = dict(zip(checks, await asyncio.gather(*checks.values()), strict=True))
+    ready = all(value == "ok" for value in results.values())
+    body: dict[str, Any] = {"status": "ready" if ready else "not_ready", "checks": results}
+    if state.settings.redis_url:
+        body["rate_limits"] = state.rate_limiter.where
+    return JSONBytesResponse(body, status_code=200 if ready else 503)
+
+
+async def _database(state: State) -> bool:
+    await ping(state.engine)
+    return True
+
+
+async def _redis(state: State) -> bool:
+    return await state.rate_limiter.check_storage()
+
+
+async def _check(probe: Awaitable[bool], timeout: float) -> str:
+    """``"ok"``, or why not: a probe that does not answer in time counts as unavailable."""
+    try:
+        async with asyncio.timeout(timeout):
+            return "ok" if await probe else "unavailable"
+    except TimeoutError:
+        return f"unavailable: no answer within {timeout:g} s"
+    except Exception as exc:
+        return f"unavailable: {type(exc).__name__}"

@@ -12,7 +12,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exoplane.errors import error_body
+from exoplane.errors import OutageLog, database_outage, error_body, outage_error
 from exoplane.inputs import InputRefused, check_body, check_request_head
 from exoplane.logs import enabled_for, get_logger
 from exoplane.responses import REQUEST_ID, JSONBytesResponse
@@ -36,9 +36,12 @@ class RequestContextMiddleware:
     are present on error responses too.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, outages: OutageLog | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.outages = outages or OutageLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,7 +85,17 @@ class RequestContextMiddleware:
         except HTTPException as exc:  # raised before routing, e.g. by the body limit
             status = exc.status_code
             await self._send_error(scope, send_with_headers, status, "payload_too_large", exc)
-        except Exception:
+        except Exception as exc:
+            outage = database_outage(exc)
+            if outage is not None:  # raised outside any route, where the handlers do not reach
+                self.outages.failed(outage, exc)
+                if not response_started:
+                    status = 503
+                    error = outage_error(outage)
+                    await self._send_error(
+                        scope, send_with_headers, status, error.code, error, headers=error.headers
+                    )
+                return
             log.exception("unhandled error", method=method, path=scope["path"])
             if not response_started:
                 await self._send_error(
@@ -143,12 +156,13 @@ class RequestContextMiddleware:
         code: str,
         error: Exception | str,
         field: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         message = error.detail if isinstance(error, HTTPException) else str(error)
         state = scope.get("state", {})
         request_id = str(state.get(REQUEST_ID, ""))
         body = error_body(request_id, scope["path"], status, code, message, field)
-        response = JSONBytesResponse(body, status_code=status)
+        response = JSONBytesResponse(body, status_code=status, headers=headers)
         await response(scope, _drain, send)
 
 

@@ -12,6 +12,8 @@ hit is a few dict operations on the event loop, with no task, thread or sweep of
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from abc import ABC, abstractmethod
@@ -20,9 +22,13 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from prometheus_client import Counter, Gauge
 from redis.asyncio import ConnectionPool
 
 from exoplane.config import Settings
+from exoplane.logs import get_logger
+
+log = get_logger("exoplane.ratelimit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,12 @@ class RateLimiter(ABC):
                 key_prefix=f"{settings.redis_key_prefix}:ratelimit",
                 connection_pool=redis_pool,  # type: ignore[arg-type]
             )
-            return SharedRateLimiter(limit, storage)
+            return FallbackRateLimiter(
+                SharedRateLimiter(limit, storage),
+                LocalRateLimiter(limit),
+                recheck_seconds=settings.redis_recheck_seconds,
+                timeout_seconds=settings.redis_timeout_seconds,
+            )
         return LocalRateLimiter(limit)
 
     @abstractmethod
@@ -68,6 +79,14 @@ class RateLimiter(ABC):
 
     async def check_storage(self) -> bool:
         return True
+
+    @property
+    def where(self) -> str:
+        """Where budgets are counted now: ``"redis"`` or ``"local"``."""
+        return "local"
+
+    async def aclose(self) -> None:  # noqa: B027 (most limiters have nothing to stop)
+        """Stop any background work."""
 
 
 class SharedRateLimiter(RateLimiter):
@@ -86,6 +105,99 @@ class SharedRateLimiter(RateLimiter):
 
     async def check_storage(self) -> bool:
         return await self._storage.check()
+
+    @property
+    def where(self) -> str:
+        return "redis"
+
+
+FALLBACK = Gauge(
+    "exoplane_ratelimit_fallback",
+    "1 while rate limits are counted in this process because Redis is unavailable",
+)
+FALLBACKS = Counter(
+    "exoplane_ratelimit_fallbacks",
+    "How many times rate limiting fell back from Redis to this process's counters",
+)
+
+
+class FallbackRateLimiter(RateLimiter):
+    """Budgets in Redis while it answers, and in this process while it does not.
+
+    A request that finds Redis failing (refused, or silent past its socket timeout) switches
+    the process to its own counters, logged once; Redis is then tried again every
+    ``recheck_seconds`` in the background, not on each request, and used again once it
+    answers. While it falls back each process keeps its own budget, so a cluster of N
+    processes admits up to N times the limit: better than refusing or stalling every call.
+    """
+
+    def __init__(
+        self,
+        shared: SharedRateLimiter,
+        local: LocalRateLimiter,
+        *,
+        recheck_seconds: float,
+        timeout_seconds: float,
+    ) -> None:
+        super().__init__(shared._limit)
+        self._shared = shared
+        self._local = local
+        self._recheck_seconds = recheck_seconds
+        self._timeout_seconds = timeout_seconds
+        self._falling_back = False
+        self._next_check = 0.0
+        self._check: asyncio.Task[None] | None = None
+
+    async def hit(self, principal: str) -> Decision:
+        if not self._falling_back:
+            try:
+                return await self._shared.hit(principal)
+            except Exception as exc:  # whatever the driver raises, it is down for this call
+                self._fall_back(exc)
+        elif self._check is None and time.monotonic() >= self._next_check:
+            self._check = asyncio.create_task(self._recheck())
+        return await self._local.hit(principal)
+
+    def _fall_back(self, exc: Exception) -> None:
+        if self._falling_back:  # concurrent requests all found it down: say so once
+            return
+        self._falling_back = True
+        self._next_check = time.monotonic() + self._recheck_seconds
+        FALLBACK.set(1)
+        FALLBACKS.inc()
+        log.error(
+            "Redis unavailable: rate limits are counted in this process until it answers",
+            error=type(exc).__name__,
+            recheck_seconds=self._recheck_seconds,
+        )
+
+    async def _recheck(self) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_seconds * 2):
+                ok = await self._shared.check_storage()
+        except Exception:
+            ok = False
+        finally:
+            self._check = None
+        if ok:
+            self._falling_back = False
+            FALLBACK.set(0)
+            log.warning("Redis answers again: rate limits are shared through it")
+        else:
+            self._next_check = time.monotonic() + self._recheck_seconds
+
+    async def check_storage(self) -> bool:
+        return await self._shared.check_storage()
+
+    @property
+    def where(self) -> str:
+        return "local" if self._falling_back else "redis"
+
+    async def aclose(self) -> None:
+        if self._check is not None:
+            self._check.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._check
 
 
 @dataclass(slots=True)

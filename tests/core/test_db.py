@@ -6,12 +6,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.exc import IntegrityError
 
 from exoplane.db import create_engine, upgrade_schema
 from exoplane.models.base import utcnow
 from exoplane.models.customer import Customer
+from tests.conftest import BACKEND
 
 DISTINCTIVE = "parameter-value-7f3c9a"
 
@@ -53,3 +54,21 @@ async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Pat
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert len(modes) == 3
     assert set(modes) == {0o600}
+
+
+async def test_a_statement_past_its_timeout_is_cancelled_but_a_migration_engine_waits(
+    database_url: str,
+) -> None:
+    if BACKEND != "postgres":
+        pytest.skip("statement timeouts are PostgreSQL's; SQLite bounds only its lock wait")
+    bounded = create_engine(database_url, statement_timeout_seconds=0.2)
+    unbounded = create_engine(database_url, statement_timeout_seconds=None)
+    try:
+        with pytest.raises(TimeoutError):
+            async with bounded.connect() as connection:
+                await connection.execute(text("SELECT pg_sleep(1)"))
+        async with unbounded.connect() as connection:
+            await connection.execute(text("SELECT pg_sleep(1)"))
+    finally:
+        await bounded.dispose()
+        await unbounded.dispose()

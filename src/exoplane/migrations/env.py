@@ -27,7 +27,12 @@ async def _run_with_own_engine() -> None:
     from exoplane.config import Settings
     from exoplane.db import create_engine
 
-    engine = create_engine(Settings().database_url)
+    settings = Settings()
+    engine = create_engine(
+        settings.database_url,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=None,
+    )
     async with engine.begin() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

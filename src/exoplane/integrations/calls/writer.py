@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.db import OUTBOX_WRITTEN, unit_of_work
+from exoplane.errors import database_outage
 from exoplane.integrations.calls.service import HookReport, record_hooks
 from exoplane.logs import get_logger
 from exoplane.security import Vault
@@ -94,8 +95,11 @@ class HookWriter:
         try:
             await self._commit(batch)
         except Exception as error:
-            if len(batch) == 1:
-                batch[0].settle(error)
+            if len(batch) == 1 or database_outage(error) is not None:
+                # In an outage each report on its own would fail the same way, one timeout
+                # after another.
+                for waiting in batch:
+                    waiting.settle(error)
                 return
             # One bad report must not fail the others: each is tried on its own.
             log.warning("a batch of hook reports failed; writing them one by one", size=len(batch))
