@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -32,6 +33,8 @@ BACKEND = os.environ.get("EXOPLANE_TEST_BACKEND", "sqlite")
 POSTGRES_URL = os.environ.get("EXOPLANE_TEST_POSTGRES_URL", "")
 REDIS_URL = os.environ.get("EXOPLANE_TEST_REDIS_URL", "")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# PostgreSQL needs the key set, shared by every process of a test; SQLite generates its own.
+SECRET_KEY = secrets.token_urlsafe(48)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -149,6 +152,7 @@ def make_settings(home: Path, database_url: str, **overrides: Any) -> Settings:
         "home": home,
         "database_url": database_url,
         "redis_url": REDIS_URL if BACKEND == "postgres" else None,
+        "secret_key": SECRET_KEY if BACKEND == "postgres" else None,
         "redis_key_prefix": f"exoplane-test-{uuid.uuid4().hex[:12]}",
         "log_level": "debug",
     }
@@ -241,6 +245,7 @@ def server_env(database_url: str) -> dict[str, str]:
     }
     if BACKEND == "postgres":
         env["EXOPLANE_REDIS_URL"] = REDIS_URL
+        env["EXOPLANE_SECRET_KEY"] = SECRET_KEY
     return env
 
 

@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
 from exoplane.capabilities import Capabilities
+from exoplane.cluster.service import check_cluster_key
 from exoplane.config import Settings
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import OutageLog, install_error_handlers
@@ -58,6 +59,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
             statement_timeout_seconds=settings.database_statement_timeout_seconds,
         )
+        sessions = create_session_factory(engine)
+        try:
+            await check_cluster_key(sessions, secret_key)
+        except BaseException:
+            await engine.dispose()
+            raise
         # A burst waits for a free connection rather than overflowing the pool: an overflow
         # error would count as the limiter being down, and let the request through uncounted.
         redis_pool = (
@@ -73,7 +80,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             if settings.redis_url
             else None
         )
-        sessions = create_session_factory(engine)
         vault = Vault(secret_key)
         worker = WebhookWorker(settings, sessions, vault) if run_worker else None
         delivery = worker or NoLocalDelivery()
@@ -162,6 +168,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, outages=outages
     )
     return app
+
+
+def create_app_with_worker() -> FastAPI:
+    """The app with the webhook worker beside it: what each of ``serve --workers N``'s
+    processes runs (uvicorn imports it by name)."""
+    return create_app(run_worker=True)
 
 
 TELEMETRY_ON: TelemetryConfig = {"tracing": True, "metrics": True, "logs": True}

@@ -99,6 +99,16 @@ def _emit(data: dict[str, object], as_json: bool, lines: list[str]) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: PortOption = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=MAX_API_PROCESSES,
+            help="API processes sharing the port (each runs the webhook worker unless "
+            "--no-worker).",
+        ),
+    ] = 1,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run the webhook worker in this process.")
     ] = False,
@@ -107,35 +117,117 @@ def serve(
     """Serve the API, console and media core. On SQLite the schema is created or upgraded."""
     import uvicorn
 
-    from exoplane.app import create_app
-
     settings = _settings()
+    secret_key = _secret_key(settings)
     if settings.is_sqlite:
         _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
+    _require_cluster_key(settings, secret_key)
     sock = _bind(host, port)
     url = _http_url(host, port)
     if "public_url" not in settings.model_fields_set:
         # Flow URLs handed out must reach this server: the address it actually serves on.
         settings = settings.model_copy(update={"public_url": _http_url(_reachable(host), port)})
-    application = create_app(settings, run_worker=not no_worker)
     database = _safe_url(settings.database_url)
+    processes = f"{workers} processes; " if workers > 1 else ""
     _emit(
-        {"url": url, "docs": f"{url}/docs", "database": database},
+        {"url": url, "docs": f"{url}/docs", "database": database, "workers": workers},
         as_json,
-        [f"exoplane serving on {url} (API docs at {url}/docs; database {database})"],
+        [f"exoplane serving on {url} ({processes}API docs at {url}/docs; database {database})"],
     )
-    config = uvicorn.Config(
-        application,
-        access_log=False,
-        log_level="warning",
+    options: dict[str, Any] = {
+        "access_log": False,
+        "log_level": "warning",
         # uvicorn's own lines go through the project's JSON logging (configured by create_app).
-        log_config=None,
-        proxy_headers=False,
-        ws_max_size=settings.media_max_message_bytes,
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+        "log_config": None,
+        "proxy_headers": False,
+        "ws_max_size": settings.media_max_message_bytes,
+    }
+    if workers == 1:
+        from exoplane.app import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings, run_worker=not no_worker), **options)
+        )
+        server.run(sockets=[sock])
+        if not server.started:
+            raise typer.Exit(code=1)
+        return
+    _serve_processes(settings, sock, workers, run_worker=not no_worker, options=options)
+
+
+# More API processes than this on one machine is a mistake, not a configuration.
+MAX_API_PROCESSES = 64
+
+
+def _serve_processes(
+    settings: Settings,
+    sock: socket.socket,
+    workers: int,
+    *,
+    run_worker: bool,
+    options: dict[str, Any],
+) -> None:
+    """Run ``workers`` API processes on ``sock`` under uvicorn's supervisor, which restarts
+    one that dies and passes SIGTERM on to all of them."""
+    import os
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from exoplane.logs import configure_logging
+
+    configure_logging(settings)
+    # Each process reads its settings from the environment, as this one did; the public URL
+    # this process worked out from the bound port goes with them.
+    os.environ["EXOPLANE_PUBLIC_URL"] = settings.public_url
+    factory = "exoplane.app:create_app_with_worker" if run_worker else "exoplane.app:create_app"
+    config = uvicorn.Config(factory, factory=True, workers=workers, **options)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise typer.Exit(code=1)
+
+
+# The status uvicorn gives a process whose app failed to start.
+STARTUP_FAILURE = 3
+
+
+def _secret_key(settings: Settings) -> bytes:
+    """The server key, or one line saying why there is none (exit 1), before anything
+    touches the database."""
+    from exoplane.security import SecretKeyError, load_secret_key
+
+    try:
+        return load_secret_key(settings)
+    except SecretKeyError as exc:
+        _fail([str(exc)], code=1)
+
+
+def _require_cluster_key(settings: Settings, secret_key: bytes) -> None:
+    """End the command with one line (exit 1) unless ``secret_key`` is the key the database
+    was set up with; the first process on a database records it."""
+    from exoplane.security import SecretKeyError
+
+    async def check() -> None:
+        from exoplane.cluster.service import check_cluster_key
+        from exoplane.db import create_engine, create_session_factory
+
+        engine = create_engine(
+            settings.database_url,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            statement_timeout_seconds=settings.database_statement_timeout_seconds,
+        )
+        try:
+            await check_cluster_key(create_session_factory(engine), secret_key)
+        finally:
+            await engine.dispose()
+
+    try:
+        _on_database(settings, check(), "cannot reach")
+    except SecretKeyError as exc:
+        _fail([str(exc)], code=1)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -186,10 +278,12 @@ async def _upgrade(settings: Settings) -> SchemaUpgrade:
 def worker(as_json: JsonOption = False) -> None:
     """Deliver webhooks (standalone; `serve` runs one in-process unless --no-worker)."""
     settings = _settings()
+    secret_key = _secret_key(settings)
     if settings.is_sqlite:
         _on_database(settings, _upgrade(settings), "cannot upgrade")
     else:
         _require_current_schema(settings)
+    _require_cluster_key(settings, secret_key)
     _emit(
         {"worker": "webhooks", "database": _safe_url(settings.database_url)},
         as_json,
@@ -207,7 +301,11 @@ async def _run_worker(settings: Settings) -> None:
     from exoplane.webhooks.worker import WebhookWorker
 
     configure_logging(settings)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
+    )
     delivery = WebhookWorker(
         settings, create_session_factory(engine), Vault(load_secret_key(settings))
     )

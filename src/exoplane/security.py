@@ -29,8 +29,15 @@ def load_secret_key(settings: Settings) -> bytes:
     """Return the server key: ``EXOPLANE_SECRET_KEY``, else ``$EXOPLANE_HOME/secret.key``.
 
     The file is created with mode 0600 on first use; concurrent first starts agree on one key
-    because only the process that wins the exclusive create writes it.
+    because only the process that wins the exclusive create writes it. On PostgreSQL, where
+    processes on several machines share the database, the key must be set explicitly: a key
+    generated per machine would differ from machine to machine.
     """
+    if settings.secret_key is None and not settings.is_sqlite:
+        raise SecretKeyError(
+            "EXOPLANE_SECRET_KEY must be set when the database is PostgreSQL: every process "
+            "sharing the database must use the same key (see docs/deployment.md)"
+        )
     if settings.secret_key is not None:
         key = settings.secret_key.get_secret_value().encode()
         if len(key) < MIN_SECRET_KEY_LENGTH:
@@ -70,6 +77,12 @@ def derive_key(secret_key: bytes, purpose: str) -> bytes:
     ).derive(secret_key)
 
 
+def key_fingerprint(secret_key: bytes) -> str:
+    """A fingerprint that tells keys apart without revealing them: a key derived for this
+    purpose alone, so it gives nothing about the keys of any other use."""
+    return derive_key(secret_key, "fingerprint").hex()
+
+
 class Vault:
     """Encrypts secrets that must be read back (Exotel credentials, SIP secrets)."""
 
@@ -78,6 +91,13 @@ class Vault:
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
+
+    def can_decrypt(self, ciphertext: str) -> bool:
+        try:
+            self._fernet.decrypt(ciphertext.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def decrypt(self, ciphertext: str) -> str:
         try:
