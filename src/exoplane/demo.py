@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 import socket
 import tempfile
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from exoplane.config import DEFAULT_RATE_LIMIT, DEFAULT_RETRY_SCHEDULE, Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.sandbox.audio import builtin_clip, echoed
 from exoplane.sandbox.state import TERMINAL
 from exoplane.serving import listening_socket, serving, url_of
 
@@ -559,9 +562,14 @@ class Demo:
             f"received {stream['bytes_received']} bytes back, ended by {stream['ended_by']}",
         )
         self.t.check("the stream connected and ended cleanly", stream["error"] is None)
+        audio = await self.sandbox.get(f"/_sandbox/calls/{call['Sid']}/audio")
+        with wave.open(io.BytesIO(audio.content)) as recording:
+            heard = recording.readframes(recording.getnframes())
+        turns = len(stream["turns"])
         self.t.check(
-            "audio round trip: the echo bot returned the caller's audio byte for byte",
-            stream["sent_sha256"] == stream["received_sha256"] and stream["bytes_sent"] > 0,
+            f"audio round trip: the echo bot returned each of the caller's {turns} utterances "
+            "byte for byte",
+            turns > 0 and echoed(builtin_clip(stream["sample_rate"]), heard) == turns,
         )
         self.t.check("the bot's audio kept Exotel's chunk rules", not stream["violations"])
 

@@ -1,14 +1,18 @@
 """Exotel's side of a Voicebot applet: the sandbox connects to a bot and streams a caller.
 
 As in Exotel (exotel-facts §4), the sandbox is the WebSocket client. It sends ``connected``,
-``start`` and 100 ms ``media`` frames of the caller's audio at real time, plays the bot's
-audio back at real time (so a ``clear`` can cut it mid-chunk), echoes each ``mark`` once the
-audio queued before it has played, and checks every bot message against Exotel's rules. A
-message that breaks them is recorded as a violation and the call goes on.
+``start`` and then a 100 ms ``media`` frame every 100 ms for the whole call, as a phone line
+does: the caller's utterances, and silence between them. It plays the bot's audio back at
+real time (so a ``clear`` can cut it mid-chunk), echoes each ``mark`` once the audio queued
+before it has played, and checks every bot message against Exotel's rules. A message that
+breaks them is recorded as a violation and the call goes on.
 
-The call ends when the hangup event is set, when the caller has finished speaking and the bot
-has been quiet for a while (the caller hangs up), when the bot closes the socket, or at the
-duration limit. Whatever happens on the network, ``run_stream`` returns a report; it never
+The caller follows a script (``Caller``): it listens while the bot greets, speaks an
+utterance, waits for the bot's reply (up to a reply timeout), listens until the bot has been
+silent for a while, and takes the next turn. The bot "speaks" while its audio playing back is
+louder than silence. The call ends when the caller hangs up (after its last turn, or when a
+reply never came), when the hangup event is set, when the bot closes the socket, or at the
+time limit. Whatever happens on the network, ``run_stream`` returns a report; it never
 raises for it. Credentials in the URL go out as a Basic ``Authorization`` header and appear
 nowhere else: not in the report, not in its timeline, not in a log line.
 """
@@ -24,6 +28,7 @@ import logging
 import re
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -48,7 +53,7 @@ from exoplane.media.protocol import (
     parse_message,
     sample_rate_from_query,
 )
-from exoplane.sandbox.audio import builtin_clip, frames
+from exoplane.sandbox.audio import FRAME_MS, builtin_clip, frames
 
 log = get_logger("exoplane.sandbox")
 
@@ -62,6 +67,39 @@ MAX_VIOLATIONS = 20
 MAX_LISTED_MARKS = 100
 MAX_EVENTS = 100
 NORMAL_CLOSE_CODES = (1000, 1001)
+POLL_SECONDS = 0.02  # how often the caller checks whether the bot is speaking
+# A 20 ms slice of the bot's audio whose loudest sample is below this (about -36 dBFS) is
+# silence: what the bot sends between words, or an echo of the caller's silence.
+VOICE_PEAK = 500
+MAX_LISTED_TURNS = 100
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the simulated caller does on a stream.
+
+    Waits are in simulated seconds, multiplied by ``time_scale``; audio always plays in real
+    time. ``utterances`` are PCM16 mono at the stream's rate (the built-in clip by default);
+    turn ``n`` speaks ``utterances[n % len(utterances)]``.
+    """
+
+    turns: int = 3
+    utterances: tuple[bytes, ...] = ()
+    reply_timeout_seconds: float = 10.0
+    silence_seconds: float = 1.5
+    talk_seconds: float | None = None
+    open_line: bool = False
+    time_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.turns < 0:
+            raise ValueError(f"a caller takes 0 turns or more, not {self.turns}")
+        for n, clip in enumerate(self.utterances):
+            if not clip or len(clip) % 2:
+                raise ValueError(f"utterance {n} must be whole PCM16 samples; got {len(clip)}")
+
+    def wait(self, seconds: float) -> float:
+        return seconds * self.time_scale
 
 
 @dataclass(frozen=True)
@@ -84,6 +122,7 @@ class StreamReport(pydantic.BaseModel):
     connected: bool
     error: str | None
     ended_by: str  # 'caller', 'hangup', 'bot', 'limit' or 'error'
+    end_reason: str  # why, in words
     stop_reason: str | None  # the reason in the ``stop`` we sent; None when we sent none
     close_code: int | None
     duration_ms: int  # from the handshake to the socket's close; 0 without a connection
@@ -100,6 +139,10 @@ class StreamReport(pydantic.BaseModel):
     clears: int
     violations: list[str]  # the first MAX_VIOLATIONS
     violation_count: int
+    # One per turn the caller took: when it spoke, how many bytes, and when the bot's reply
+    # began, in ms after the utterance ended (negative: the bot spoke over the caller; None:
+    # no reply within the reply timeout).
+    turns: list[dict[str, Any]]
     events: list[dict[str, Any]]
 
 
@@ -273,7 +316,10 @@ class _Timeline:
         self._dropped = 0
 
     def now_ms(self) -> int:
-        return round((time.monotonic() - self._began) * 1000)
+        return self.ms_at(time.monotonic())
+
+    def ms_at(self, moment: float) -> int:
+        return round((moment - self._began) * 1000)
 
     def add(self, direction: str, event: str, **details: Any) -> None:
         self._media_runs.pop(direction, None)
@@ -315,8 +361,17 @@ class _QueuedMark:
     name: str
 
 
+def voiced(pcm: bytes) -> bool:
+    """Whether PCM16 audio holds anything louder than silence."""
+    samples = array("h", pcm[: len(pcm) - len(pcm) % 2])
+    return bool(samples) and max(max(samples), -min(samples)) >= VOICE_PEAK
+
+
 class _Player:
-    """Plays the bot's audio at real time, in short slices, with marks in their place."""
+    """Plays the bot's audio at real time, in short slices, with marks in their place.
+
+    It also keeps track of when the bot is heard speaking: the caller's turns depend on it.
+    """
 
     def __init__(self, sample_rate: int, echo: Callable[[str], Awaitable[None]]) -> None:
         self._bytes_per_second = sample_rate * 2
@@ -328,12 +383,17 @@ class _Player:
         self._wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
-        self.idle_since = time.monotonic()
         self.bytes_played = 0
         self.bytes_cleared = 0
+        self._voiced_queued = 0  # queued chunks that are louder than silence
+        self._current_voiced = False
+        self._in_voice = False
+        self.voice_until = 0.0  # when the last voiced slice heard so far ends
+        self.onsets: deque[float] = deque(maxlen=MAX_LISTED_TURNS)  # when the bot began to speak
 
     def add_audio(self, pcm: bytes) -> None:
         self._queue.append(pcm)
+        self._voiced_queued += voiced(pcm)
         self._nudge()
 
     def add_mark(self, name: str) -> None:
@@ -344,6 +404,18 @@ class _Player:
         self.idle.clear()
         self._wake.set()
 
+    def speaking(self) -> bool:
+        """The bot's voice is playing now, or is queued to play."""
+        return (
+            self._voiced_queued > 0
+            or (self._current_voiced and self._offset < len(self._current))
+            or self.voice_until > time.monotonic()
+        )
+
+    def onset_since(self, moment: float) -> float | None:
+        """When the bot first began to speak at or after ``moment``, if it has."""
+        return next((at for at in self.onsets if at >= moment), None)
+
     def clear(self) -> list[str]:
         """Drop what has not been played; the marks that were waiting, to echo at once."""
         self.bytes_cleared += len(self._current) - self._offset
@@ -351,6 +423,8 @@ class _Player:
         marks = [item.name for item in self._queue if isinstance(item, _QueuedMark)]
         self._queue.clear()
         self._current, self._offset = b"", 0
+        self._voiced_queued, self._current_voiced = 0, False
+        self.voice_until = min(self.voice_until, time.monotonic())
         return marks
 
     async def run(self) -> None:
@@ -358,8 +432,8 @@ class _Player:
         while True:
             if self._offset >= len(self._current):
                 if not self._queue:
+                    self._in_voice = False
                     if not self.idle.is_set():
-                        self.idle_since = time.monotonic()
                         self.idle.set()
                     self._wake.clear()
                     await self._wake.wait()
@@ -370,13 +444,24 @@ class _Player:
                     await self._echo(item.name)
                     continue
                 self._current, self._offset = item, 0
+                self._current_voiced = voiced(item)
+                self._voiced_queued -= self._current_voiced
             # A slice counts as played once it starts; the sleep is the time it takes to hear.
             size = min(self._slice, len(self._current) - self._offset)
+            piece = self._current[self._offset : self._offset + size]
             self._offset += size
             self.bytes_played += size
+            now = time.monotonic()
             if next_at is None:
-                next_at = time.monotonic()
+                next_at = now
             next_at += size / self._bytes_per_second
+            if self._current_voiced and voiced(piece):
+                if not self._in_voice:
+                    self.onsets.append(now)
+                self._in_voice = True
+                self.voice_until = next_at
+            else:
+                self._in_voice = False
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
@@ -400,8 +485,7 @@ class _Stream:
         call: StreamCall,
         stream_sid: str,
         target: _Target,
-        clip: bytes,
-        quiet_seconds: float,
+        caller: Caller,
         timeline: _Timeline,
     ) -> None:
         self.socket = socket
@@ -409,8 +493,8 @@ class _Stream:
         self.stream_sid = stream_sid
         self.target = target
         self.rate = target.sample_rate
-        self.clip = clip
-        self.quiet_seconds = quiet_seconds
+        self.caller = caller
+        self.utterances = caller.utterances or (builtin_clip(self.rate),)
         self.timeline = timeline
         self.opened_at = time.monotonic()
         self.closed_at: float | None = None
@@ -418,9 +502,10 @@ class _Stream:
         self._sequence = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._receiver: asyncio.Task[Any] | None = None
-        self.clip_done = asyncio.Event()
-        self.clip_done_at = 0.0
-        self.last_audio_at = 0.0
+        # What the line sends next: frames of an utterance, and an event set once the last
+        # of them has left. With nothing queued, the line sends silence.
+        self._outgoing: deque[bytes | asyncio.Event] = deque()
+        self.turns: list[dict[str, Any]] = []
         self.frames_sent = 0
         self.bytes_sent = 0
         self.sent_hash = hashlib.sha256()
@@ -433,6 +518,7 @@ class _Stream:
         self.violations: list[str] = []
         self.violation_count = 0
         self.ended_by = "error"
+        self.end_reason = ""
         self.stop_reason: str | None = None
         self.error: str | None = None
         self.refused = False
@@ -451,7 +537,10 @@ class _Stream:
     # -- the call ------------------------------------------------------------------------
 
     async def run(self, hangup: asyncio.Event | None, max_seconds: float) -> None:
-        deadline = self.opened_at + max_seconds
+        limit = max_seconds
+        if self.caller.talk_seconds is not None:
+            limit = min(limit, self.caller.wait(self.caller.talk_seconds))
+        deadline = self.opened_at + limit
         receiver = self._spawn(self._receive())
         self._receiver = receiver
         if await self._send(connected_message()):
@@ -460,31 +549,33 @@ class _Stream:
         start = start_message(self._next_sequence(), self.stream_sid, self.call, self.rate, custom)
         if await self._send(start):
             self.timeline.add("out", "start", sample_rate=self.rate, custom_parameters=custom)
-        caller = self._spawn(self._caller_hangs_up())
+        caller = self._spawn(self._converse())
         ending = {receiver, caller}
         if hangup is not None:
             ending.add(self._spawn(hangup.wait()))
-        watched = {*ending, self._spawn(self.player.run()), self._spawn(self._send_clip())}
-        while True:
-            done, _ = await asyncio.wait(
-                watched,
-                timeout=max(0.0, deadline - time.monotonic()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for task in done:
-                task.result()  # a task that failed is a bug: let it surface
-            if not done or done & ending:
-                break
-            watched -= done  # the clip has been sent
+        watched = {*ending, self._spawn(self.player.run()), self._spawn(self._line())}
+        done, _ = await asyncio.wait(
+            watched,
+            timeout=max(0.0, deadline - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        for task in done:
+            task.result()  # a task that failed is a bug: let it surface
         if receiver in done:
             self._bot_closed()
             return
         if caller in done:
-            self.ended_by, reason = "caller", "callended"
+            self.ended_by, self.end_reason, reason = "caller", caller.result(), "callended"
         elif done:
             self.ended_by, reason = "hangup", "callended"
+            self.end_reason = "the call was hung up"
         else:
             self.ended_by, reason = "limit", "stopped"
+            self.end_reason = (
+                f"the call reached its talk time of {self.caller.talk_seconds:g} s"
+                if limit < max_seconds
+                else f"the stream reached its limit of {max_seconds:g} s"
+            )
         self._cancel_all_but_receiver()
         if await self._send(
             stop_message(self._next_sequence(), self.stream_sid, self.call, reason)
@@ -502,42 +593,99 @@ class _Stream:
             if task is not self._receiver:
                 task.cancel()
 
-    async def _send_clip(self) -> None:
-        """100 ms frames on a monotonic schedule; each leaves once its audio is complete."""
+    async def _line(self) -> None:
+        """A 100 ms frame every 100 ms on a monotonic schedule, each leaving once its audio is
+        complete: the caller's utterance when one is queued, silence otherwise."""
         began = time.monotonic()
         elapsed_bytes = 0
-        for chunk, frame in enumerate(frames(self.clip, self.rate), start=1):
-            elapsed_bytes += len(frame)
+        silence = bytes(self.rate * 2 * FRAME_MS // 1000)
+        chunk = 0
+        while True:
+            item = self._outgoing.popleft() if self._outgoing else silence
+            if isinstance(item, asyncio.Event):
+                item.set()
+                continue
+            chunk += 1
+            elapsed_bytes += len(item)
             due = elapsed_bytes / (self.rate * 2)
             await asyncio.sleep(max(0.0, began + due - time.monotonic()))
             message = caller_media_message(
                 self._next_sequence(),
                 self.stream_sid,
-                frame,
+                item,
                 chunk=chunk,
                 timestamp_ms=round(due * 1000),
             )
             if not await self._send(message):
                 return
             self.frames_sent += 1
-            self.bytes_sent += len(frame)
-            self.sent_hash.update(frame)
-            self.timeline.media("out", len(frame))
-        self.clip_done_at = time.monotonic()
-        self.clip_done.set()
+            self.bytes_sent += len(item)
+            self.sent_hash.update(item)
+            self.timeline.media("out", len(item))
 
-    async def _caller_hangs_up(self) -> None:
-        """Returns once the clip is sent, playback has drained, and the bot has been quiet."""
-        await self.clip_done.wait()
-        while True:
-            if not self.player.idle.is_set():
-                await self.player.idle.wait()
+    async def _speak(self, clip: bytes) -> None:
+        spoken = asyncio.Event()
+        self._outgoing.extend(frames(clip, self.rate))
+        self._outgoing.append(spoken)
+        await spoken.wait()
+
+    async def _converse(self) -> str:
+        """The caller's script; returns why the caller hung up (in open-line mode it never
+        does)."""
+        caller = self.caller
+        await self._until_quiet(time.monotonic())  # the bot may greet first
+        for turn in range(1, caller.turns + 1):
+            clip = self.utterances[(turn - 1) % len(self.utterances)]
+            began = time.monotonic()
+            self.timeline.add("out", "turn", turn=turn, bytes=len(clip))
+            await self._speak(clip)
+            spoke = time.monotonic()
+            reply = await self._reply(began, spoke + caller.wait(caller.reply_timeout_seconds))
+            record: dict[str, Any] = {
+                "turn": turn,
+                "t_ms": self.timeline.ms_at(began),
+                "bytes": len(clip),
+                "reply_after_ms": None if reply is None else round((reply - spoke) * 1000),
+            }
+            if len(self.turns) < MAX_LISTED_TURNS:
+                self.turns.append(record)
+            if reply is None:
+                self.timeline.add("in", "no_reply", turn=turn)
+                if not caller.open_line:
+                    return (
+                        f"the bot did not reply within {caller.reply_timeout_seconds:g} s "
+                        f"of turn {turn}"
+                    )
                 continue
-            quiet_since = max(self.clip_done_at, self.last_audio_at, self.player.idle_since)
-            remaining = quiet_since + self.quiet_seconds - time.monotonic()
+            self.timeline.add("in", "reply", turn=turn, after_ms=record["reply_after_ms"])
+            await self._until_quiet(spoke)
+        if caller.open_line:
+            await asyncio.Event().wait()  # until the bot, a hang-up or the limit ends it
+        return f"the caller hung up after its last turn ({caller.turns})"
+
+    async def _reply(self, since: float, until: float) -> float | None:
+        """When the bot began to speak after ``since``; None if it had not by ``until``."""
+        while True:
+            onset = self.player.onset_since(since)
+            if onset is not None:
+                return onset
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(POLL_SECONDS, remaining))
+
+    async def _until_quiet(self, since: float) -> None:
+        """Returns once the bot has been silent for the caller's silence threshold, counted
+        from ``since`` at the earliest."""
+        threshold = self.caller.wait(self.caller.silence_seconds)
+        while True:
+            if self.player.speaking():
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            remaining = max(since, self.player.voice_until) + threshold - time.monotonic()
             if remaining <= 0:
                 return
-            await asyncio.sleep(remaining)
+            await asyncio.sleep(min(POLL_SECONDS, remaining))
 
     def _bot_closed(self) -> None:
         protocol = self.socket.protocol
@@ -545,20 +693,19 @@ class _Stream:
             # We closed first: a frame broke the WebSocket protocol or was too big.
             self.ended_by = "error"
             self.error = f"the stream failed: {_described(protocol.close_sent)}"
-            return
-        if protocol.close_rcvd is None:
+        elif protocol.close_rcvd is None:
             self.ended_by = "bot"
             self.error = "the connection dropped without a closing handshake"
-            return
-        described = _described(protocol.close_rcvd)
-        if protocol.close_rcvd.code in NORMAL_CLOSE_CODES:
+        elif protocol.close_rcvd.code in NORMAL_CLOSE_CODES:
             self.ended_by = "bot"
+            self.end_reason = f"the bot hung up ({_described(protocol.close_rcvd)})"
         elif self.frames_received == 0:
             self.ended_by, self.refused = "error", True
-            self.error = f"the bot refused the stream: {described}"
+            self.error = f"the bot refused the stream: {_described(protocol.close_rcvd)}"
         else:
             self.ended_by = "bot"
-            self.error = f"the bot closed the stream with {described}"
+            self.error = f"the bot closed the stream with {_described(protocol.close_rcvd)}"
+        self.end_reason = self.end_reason or self.error or ""
 
     async def shutdown(self) -> None:
         """Cancel the tasks, close the socket within a bound, collect the receiver."""
@@ -632,7 +779,6 @@ class _Stream:
         # Exotel plays such chunks, badly; so does the sandbox.
         self.media_messages_received += 1
         self.received += pcm
-        self.last_audio_at = time.monotonic()
         self.timeline.media("in", size)
         self.player.add_audio(pcm)
 
@@ -672,6 +818,7 @@ class _Stream:
             connected=not self.refused,
             error=self.error,
             ended_by=self.ended_by,
+            end_reason=self.end_reason,
             stop_reason=self.stop_reason,
             close_code=self.socket.close_code,
             duration_ms=round((ended - self.opened_at) * 1000),
@@ -688,6 +835,7 @@ class _Stream:
             clears=self.clears,
             violations=self.violations,
             violation_count=self.violation_count,
+            turns=self.turns,
             events=self.timeline.finished(),
         )
 
@@ -700,19 +848,16 @@ async def run_stream(
     call: StreamCall,
     *,
     http: aiohttp.ClientSession,
-    clip: bytes | None = None,
+    caller: Caller | None = None,
     hangup: asyncio.Event | None = None,
-    quiet_seconds: float = 0.8,
-    max_seconds: float = 60.0,
+    max_seconds: float = 3600.0,
     connect_timeout: float = 10.0,
 ) -> tuple[StreamReport, bytes]:
     """Stream one call to the bot at ``url``; the report and all the PCM the bot sent.
 
-    ``clip`` is the caller's audio (PCM16 mono at the URL's sample rate; the built-in clip by
-    default). Cancelling this coroutine closes the socket and re-raises.
+    ``caller`` is the caller's script (``Caller()`` by default). Cancelling this coroutine
+    closes the socket and re-raises.
     """
-    if clip is not None and len(clip) % 2:
-        raise ValueError(f"the clip must be whole PCM16 samples; got {len(clip)} bytes")
     timeline = _Timeline(time.monotonic())
     shown = redact(url)
     stream_sid = uuid.uuid4().hex
@@ -759,8 +904,7 @@ async def run_stream(
         call,
         stream_sid,
         target,
-        builtin_clip(rate) if clip is None else clip,
-        quiet_seconds,
+        caller or Caller(),
         timeline,
     )
     try:
@@ -773,6 +917,7 @@ async def run_stream(
         call_sid=call.call_sid,
         url=shown,
         ended_by=report.ended_by,
+        end_reason=report.end_reason,
         stop_reason=report.stop_reason,
         close_code=report.close_code,
         error=report.error,
@@ -813,6 +958,7 @@ def _unconnected_report(
         connected=False,
         error=error,
         ended_by=ended_by,
+        end_reason=error or "the call was hung up before the stream began",
         stop_reason=None,
         close_code=None,
         duration_ms=0,
@@ -829,5 +975,6 @@ def _unconnected_report(
         clears=0,
         violations=[],
         violation_count=0,
+        turns=[],
         events=timeline.finished(),
     )

@@ -54,6 +54,11 @@ class SandboxSettings(BaseSettings):
     calls_per_minute: int = Field(default=200, ge=1)
     # Exotel ends a stream after 60 minutes.
     voicebot_max_seconds: float = Field(default=3600.0, gt=0)
+    # The simulated caller on a stream: its turns, how long it waits for the bot's reply,
+    # and how long the bot must be silent before the caller speaks again.
+    caller_turns: int = Field(default=3, ge=1, le=100)
+    caller_reply_timeout_seconds: float = Field(default=10.0, gt=0)
+    caller_silence_seconds: float = Field(default=1.5, gt=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     # A SQLite file that keeps accounts, ExoPhones, flows, calls and requests across restarts.
     database: Path | None = None

@@ -19,6 +19,7 @@ from exoplane.sandbox.state import (
     TERMINAL,
     Account,
     Applet,
+    CallerScript,
     ExoPhone,
     Fault,
     Flow,
@@ -80,6 +81,8 @@ class FlowIn(Body):
                 raise ValueError(f"applets[{n}] ({applet.type}) needs a url")
             if applet.type == "connect" and not applet.url and not applet.numbers:
                 raise ValueError(f"applets[{n}] (connect) needs a dynamic url or numbers")
+            if applet.caller is not None and applet.type != "voicebot":
+                raise ValueError(f"applets[{n}].caller applies to voicebot applets only")
             if applet.url and not re.match(r"^(https?|wss?)://", applet.url):
                 raise ValueError(f"applets[{n}].url must be an http(s) or ws(s) URL")
         return self
@@ -111,6 +114,8 @@ class InboundIn(Body):
     answer: str = "auto"
     talk_seconds: float | None = Field(default=None, ge=0, le=14_400)
     custom_field: str | None = Field(default=None, max_length=128)
+    # How the caller talks to a voice bot in the flow (over the applet's script).
+    caller: CallerScript | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -242,6 +247,7 @@ def control_router(
             flow_id=phone.flow_id,
             custom_field=body.custom_field,
             answer=body.answer,
+            caller=body.caller,
             talk_seconds=(
                 body.talk_seconds
                 if body.talk_seconds is not None
@@ -301,6 +307,18 @@ def control_router(
             simulator.hang_up(call)
         state.save_call(call)
         return JSONBytesResponse({"Sid": call.sid, "outcome": call.outcome})
+
+    @router.put("/calls/{call_sid}/caller")
+    async def set_caller(call_sid: str, body: CallerScript) -> Response:
+        """Script how the caller talks to a voice bot on this call, before its stream starts."""
+        call = state.calls.get(call_sid)
+        if call is None:
+            return problem(404, "unknown_call", f"No call {call_sid}", "call_sid")
+        if call.status in TERMINAL:
+            return problem(409, "call_over", f"Call already {call.status}")
+        call.caller = body
+        state.save_call(call)
+        return JSONBytesResponse({"Sid": call.sid, "caller": body.model_dump(exclude_none=True)})
 
     @router.post("/calls/{call_sid}/hangup")
     async def hang_up(call_sid: str) -> Response:

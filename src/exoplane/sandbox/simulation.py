@@ -18,6 +18,7 @@ Every wait is multiplied by the sandbox's ``time_scale`` except audio, which pla
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,11 +30,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from exoplane.logs import get_logger
-from exoplane.sandbox.agentstream import StreamCall, run_stream
+from exoplane.sandbox.agentstream import Caller, StreamCall, run_stream
 from exoplane.sandbox.state import (
     CAUSE_CODES,
     TERMINAL,
     Applet,
+    CallerScript,
     Flow,
     Leg,
     SandboxCall,
@@ -59,6 +61,9 @@ class Timing(Protocol):
     talk_seconds: float
     voicebot_max_seconds: float
     http_timeout_seconds: float
+    caller_turns: int
+    caller_reply_timeout_seconds: float
+    caller_silence_seconds: float
 
 
 def redact_url(url: str) -> str:
@@ -512,6 +517,7 @@ class Simulator:
                 to_number=call.caller_id if call.direction != "inbound" else call.to_number,
             ),
             http=self._http(),
+            caller=self.caller_of(call, applet),
             hangup=self._hangups.get(call.sid),
             max_seconds=self.timing.voicebot_max_seconds,
         )
@@ -523,9 +529,23 @@ class Simulator:
             applet,
             index,
             request=document["url"],
-            outcome=f"stream ended by {report.ended_by}"
-            + (f" ({report.error})" if report.error else ""),
+            outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
             detail={"stream_sid": report.stream_sid},
+        )
+
+    def caller_of(self, call: SandboxCall, applet: Applet | None) -> Caller:
+        """The caller's script on a stream: the call's, over the applet's, over the settings."""
+        script = (call.caller or CallerScript()).over(applet.caller if applet else None)
+        timing = self.timing
+        return Caller(
+            turns=timing.caller_turns if script.turns is None else script.turns,
+            utterances=tuple(base64.b64decode(clip) for clip in script.utterances or ()),
+            reply_timeout_seconds=script.reply_timeout_seconds
+            or timing.caller_reply_timeout_seconds,
+            silence_seconds=script.silence_seconds or timing.caller_silence_seconds,
+            talk_seconds=script.talk_seconds,
+            open_line=bool(script.open_line),
+            time_scale=timing.time_scale,
         )
 
     # --- StatusCallbacks ------------------------------------------------------------------
