@@ -387,6 +387,15 @@ def test_clear_message_round_trips() -> None:
     assert parse_message(text) == Clear(SID)
 
 
+def test_messages_for_a_stream_without_a_sid_carry_none_rather_than_an_empty_one() -> None:
+    media = json.loads(media_message("", AUDIO, chunk=1, timestamp_ms=0))
+
+    assert "stream_sid" not in media
+    assert media["media"]["payload"] == PAYLOAD
+    assert json.loads(mark_message("", "m")) == {"event": "mark", "mark": {"name": "m"}}
+    assert json.loads(clear_message("")) == {"event": "clear"}
+
+
 @given(
     audio=st.binary(max_size=4096).map(lambda raw: raw[: len(raw) - len(raw) % 2]),
     chunk=st.integers(min_value=0, max_value=2**31),

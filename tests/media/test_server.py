@@ -296,6 +296,23 @@ async def test_echo_returns_the_callers_audio_byte_exact(media: ServerProcess, r
     assert echoed == audio
 
 
+async def test_a_stream_whose_start_names_no_sid_gets_replies_without_an_empty_one(
+    media: ServerProcess,
+) -> None:
+    audio = pcm(0.2, 8000)
+
+    async with exotel_call(media, "echo", start=False) as call:
+        call.sid = ""
+        await call.start()
+        await call.send_audio(audio)
+        await call.mark("after")
+        replies = [await call.receive(), await call.receive()]
+
+    assert [reply["event"] for reply in replies] == ["media", "mark"]
+    assert audio_of(replies[0]) == audio
+    assert all("stream_sid" not in reply for reply in replies), replies
+
+
 async def test_the_url_sample_rate_applies_when_start_does_not_name_one(
     media: ServerProcess,
 ) -> None:

@@ -13,12 +13,17 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+from websockets.http11 import Request
+from websockets.http11 import Response as WsResponse
 
 from exoplane.sandbox import agentstream
 from exoplane.sandbox.agentstream import (
@@ -676,9 +681,39 @@ async def test_a_handshake_that_never_answers_times_out(http: aiohttp.ClientSess
         server.close()
         await server.wait_closed()
 
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 1.5
     assert_clean_failure(report, received)
-    assert report.error == "the WebSocket handshake did not complete within 0.3 s"
+    assert report.error == "the WebSocket handshake did not complete within 0.3 s (tried 2 times)"
+    assert len(writers) == 2
+
+
+async def test_a_failed_handshake_is_retried_once_as_exotel_does(
+    http: aiohttp.ClientSession,
+) -> None:
+    handshakes: list[str] = []
+
+    def first_refused(_socket: ServerConnection, request: Request) -> WsResponse | None:
+        handshakes.append(request.path)
+        if len(handshakes) == 1:
+            return _socket.respond(HTTPStatus.SERVICE_UNAVAILABLE, "warming up\n")
+        return None
+
+    async def bot(socket: ServerConnection) -> None:
+        await socket.wait_closed()
+
+    async with ws_serve(bot, "127.0.0.1", 0, process_request=first_refused) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        report, _ = await run_stream(
+            f"ws://127.0.0.1:{port}/bot", CALL, http=http, caller=brief(reply=0.1)
+        )
+
+    assert handshakes == ["/bot", "/bot"]
+    assert report.connected is True
+    assert report.error is None
+    assert report.ended_by == "caller"
+    events = [(e["event"], e.get("attempt")) for e in report.events[:4]]
+    assert events == [("connect", 1), ("error", None), ("connect", 2), ("handshake", None)]
+    assert "HTTP 503" in report.events[1]["error"]
 
 
 async def test_an_http_rejection_of_the_handshake_is_reported(

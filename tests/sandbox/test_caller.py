@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 from typing import Any
@@ -183,3 +184,23 @@ async def test_scripting_an_unknown_or_ended_call_is_refused(sandbox: httpx.Asyn
     assert unknown.status_code == 404
     assert unknown.json()["error"]["field"] == "call_sid"
     assert over.status_code == 409
+
+
+async def test_a_streams_duration_is_real_time_under_a_time_scale(
+    sandbox: httpx.AsyncClient,
+) -> None:
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        await asyncio.sleep(2.0)
+        await call.socket.close(1000, "goodbye")
+
+    async with BotPeer(bot) as peer:
+        await add_flow(sandbox, [{"type": "voicebot", "url": peer.url()}])
+        call = await call_in(sandbox)
+
+    [stream] = call["Streams"]
+    assert stream["ended_by"] == "bot"
+    # Audio plays in real time at any time scale: about 2 s, not 2 s / SCALE.
+    assert 2000 <= stream["duration_ms"] < 4000
+    assert call["Duration"] in (2, 3, 4)
+    assert call["Details"]["ConversationDuration"] == call["Duration"]

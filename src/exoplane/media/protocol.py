@@ -263,7 +263,10 @@ def media_message(stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: in
 
 
 def media_prefix(stream_sid: str) -> str:
-    """The start of every media message of one stream, up to its ``media`` object."""
+    """The start of every media message of one stream, up to its ``media`` object. A stream
+    whose ``start`` named no ``stream_sid`` gets messages without one, not an empty one."""
+    if not stream_sid:
+        return '{"event":"media","media":'
     return '{"event":"media","stream_sid":' + _text(stream_sid) + ',"media":'
 
 
@@ -273,12 +276,16 @@ def media_text(prefix: str, audio: bytes, *, chunk: int, timestamp_ms: int) -> s
     return f'{prefix}{{"chunk":"{chunk:d}","timestamp":"{timestamp_ms:d}","payload":"{payload}"}}}}'
 
 
+def _addressed(event: str, stream_sid: str) -> dict[str, Any]:
+    return {"event": event, "stream_sid": stream_sid} if stream_sid else {"event": event}
+
+
 def mark_message(stream_sid: str, name: str) -> str:
-    return _text({"event": "mark", "stream_sid": stream_sid, "mark": {"name": name}})
+    return _text({**_addressed("mark", stream_sid), "mark": {"name": name}})
 
 
 def clear_message(stream_sid: str) -> str:
-    return _text({"event": "clear", "stream_sid": stream_sid})
+    return _text(_addressed("clear", stream_sid))
 
 
 def chunk_bytes(sample_rate: int) -> int:

@@ -63,6 +63,7 @@ SAMPLE_RATE_PARAMETERS = ("sample-rate", "sample_rate")
 PLAY_SLICE_MS = 20  # playback granularity: how finely a clear can cut a chunk
 MAX_FRAME_BYTES = 1024 * 1024  # a frame this big (about 750 KB of audio) fails the stream
 CLOSE_TIMEOUT_SECONDS = 2.0
+HANDSHAKE_ATTEMPTS = 2
 MAX_VIOLATIONS = 20
 MAX_LISTED_MARKS = 100
 MAX_EVENTS = 100
@@ -883,21 +884,27 @@ async def run_stream(
     if hangup is not None and hangup.is_set():
         return failed(None, "hangup")
     headers = {"Authorization": target.authorization} if target.authorization else {}
-    timeline.add("out", "connect", url=redact(socket_url))
-    try:
-        socket = await connect(
-            target.url,
-            additional_headers=headers,
-            compression=None,
-            open_timeout=connect_timeout,
-            close_timeout=CLOSE_TIMEOUT_SECONDS,
-            max_size=MAX_FRAME_BYTES,
-            logger=_WEBSOCKETS_LOG,
-        )
-    except (OSError, TimeoutError, WebSocketException) as exc:
-        message = _handshake_error(exc, connect_timeout)
-        timeline.add("in", "error", error=message)
-        return failed(message)
+    # Exotel retries a failed handshake once (exotel-facts §4.1).
+    for attempt in range(1, HANDSHAKE_ATTEMPTS + 1):
+        timeline.add("out", "connect", url=redact(socket_url), attempt=attempt)
+        try:
+            socket = await connect(
+                target.url,
+                additional_headers=headers,
+                compression=None,
+                open_timeout=connect_timeout,
+                close_timeout=CLOSE_TIMEOUT_SECONDS,
+                max_size=MAX_FRAME_BYTES,
+                logger=_WEBSOCKETS_LOG,
+            )
+            break
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            message = _handshake_error(exc, connect_timeout)
+            timeline.add("in", "error", error=message)
+            if attempt == HANDSHAKE_ATTEMPTS:
+                return failed(f"{message} (tried {HANDSHAKE_ATTEMPTS} times)")
+            if hangup is not None and hangup.is_set():
+                return failed(None, "hangup")
     timeline.add("in", "handshake")
     stream = _Stream(
         socket,

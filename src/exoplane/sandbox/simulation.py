@@ -120,6 +120,10 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._hangups: dict[str, asyncio.Event] = {}
         self._started: dict[str, float] = {}
+        # Streams run in real time, whatever the time scale: per call, the real seconds spent
+        # in finished streams, and when the current stream began.
+        self._real_seconds: dict[str, float] = {}
+        self._streaming_since: dict[str, float] = {}
         # The audio each call's bot sent, per stream: memory only, served as WAV.
         self.bot_audio: dict[str, list[tuple[int, bytes]]] = {}
 
@@ -161,13 +165,22 @@ class Simulator:
         finally:
             self._hangups.pop(call.sid, None)
             self._started.pop(call.sid, None)
+            self._real_seconds.pop(call.sid, None)
+            self._streaming_since.pop(call.sid, None)
 
     def now(self, call: SandboxCall) -> datetime:
-        """The call's own clock: simulated seconds since it was placed (see ``time_scale``)."""
+        """The call's own clock: simulated seconds since it was placed (see ``time_scale``).
+
+        A stream's audio plays in real time, so the clock runs at real time during a stream."""
         started = self._started.get(call.sid)
         if started is None:
             return now_ist()
-        elapsed = (time.monotonic() - started) / self.timing.time_scale
+        now = time.monotonic()
+        real = self._real_seconds.get(call.sid, 0.0)
+        streaming_since = self._streaming_since.get(call.sid)
+        if streaming_since is not None:
+            real += now - streaming_since
+        elapsed = (now - started - real) / self.timing.time_scale + real
         return call.created_at + timedelta(seconds=elapsed)
 
     async def _wait(self, call: SandboxCall, seconds: float) -> bool:
@@ -508,19 +521,26 @@ class Simulator:
     async def _voicebot(self, call: SandboxCall, applet: Applet, index: int) -> None:
         url = applet.url or ""
         self.state.log(outbound_entry("stream", "WEBSOCKET", url, call_sid=call.sid))
-        report, audio = await run_stream(
-            url,
-            StreamCall(
-                call_sid=call.sid,
-                account_sid=call.account_sid,
-                from_number=call.from_number,
-                to_number=call.caller_id if call.direction != "inbound" else call.to_number,
-            ),
-            http=self._http(),
-            caller=self.caller_of(call, applet),
-            hangup=self._hangups.get(call.sid),
-            max_seconds=self.timing.voicebot_max_seconds,
-        )
+        self._streaming_since[call.sid] = began = time.monotonic()
+        try:
+            report, audio = await run_stream(
+                url,
+                StreamCall(
+                    call_sid=call.sid,
+                    account_sid=call.account_sid,
+                    from_number=call.from_number,
+                    to_number=call.caller_id if call.direction != "inbound" else call.to_number,
+                ),
+                http=self._http(),
+                caller=self.caller_of(call, applet),
+                hangup=self._hangups.get(call.sid),
+                max_seconds=self.timing.voicebot_max_seconds,
+            )
+        finally:
+            self._streaming_since.pop(call.sid, None)
+            self._real_seconds[call.sid] = (
+                self._real_seconds.get(call.sid, 0.0) + time.monotonic() - began
+            )
         document = {**report.model_dump(mode="json"), "url": redact_url(report.url)}
         call.streams.append(document)
         self.bot_audio.setdefault(call.sid, []).append((report.sample_rate, audio))
