@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.sandbox.test_flows import (
     finished,
     sandbox_settings,
 )
+from tests.webhooks.receiver import running_receiver
 
 SCALE = 0.1  # the caller's waits and the bots' lateness alike: 3 s late is 0.3 s
 
@@ -204,3 +206,39 @@ async def test_a_streams_duration_is_real_time_under_a_time_scale(
     assert 2000 <= stream["duration_ms"] < 4000
     assert call["Duration"] in (2, 3, 4)
     assert call["Details"]["ConversationDuration"] == call["Duration"]
+
+
+async def test_a_bot_closing_its_socket_ends_the_call_and_the_terminal_callback_follows(
+    sandbox: httpx.AsyncClient,
+) -> None:
+    closed: list[float] = []
+
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        await asyncio.sleep(0.3)
+        await call.socket.close(1000, "goodbye")
+        closed.append(time.monotonic())
+
+    async with BotPeer(bot) as peer, running_receiver() as receiver:
+        flow_id = await add_flow(sandbox, [{"type": "voicebot", "url": peer.url()}])
+        placed = await sandbox.post(
+            f"/v1/Accounts/{SID}/Calls/connect.json",
+            data={
+                "From": CALLER,
+                "CallerId": EXOPHONE,
+                "Url": f"http://my.exotel.com/{SID}/exoml/start_voice/{flow_id}",
+                "StatusCallback": receiver.url("/status"),
+                "StatusCallbackEvents[0]": "terminal",
+                "StatusCallbackContentType": "application/json",
+            },
+        )
+        [terminal] = await receiver.wait_for(1)
+        call = await finished(sandbox, placed.json()["Call"]["Sid"])
+
+    assert terminal.at - closed[0] < 1.0
+    assert terminal.json["EventType"] == "terminal"
+    assert terminal.json["Status"] == "completed"
+    assert call["Status"] == "completed"
+    [stream] = call["Streams"]
+    assert stream["ended_by"] == "bot"
+    assert stream["end_reason"] == "the bot hung up (close code 1000 (goodbye))"
