@@ -8,13 +8,10 @@ import base64
 import hashlib
 import json
 import logging
-import shutil
 import struct
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,15 +33,11 @@ from exoplane.sandbox.agentstream import (
 )
 from exoplane.sandbox.audio import builtin_clip, echoed, frames
 from tests.conftest import (
-    BACKEND,
-    POSTGRES_URL,
-    REDIS_URL,
     ServerProcess,
-    _admin,
-    _with_database,
     free_port,
 )
 from tests.sandbox.bot_peer import BotPeer, PeerCall, b64, media_text
+from tests.sandbox.conftest import core_url
 
 CALL = StreamCall(
     call_sid="c0ffee", account_sid="acme", from_number="+919876543210", to_number="+918047491899"
@@ -92,38 +85,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 # --- the media core -----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def media_core(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """``exoplane serve`` with default settings, shared by this module's tests."""
-    env = {
-        "EXOPLANE_LOG_LEVEL": "info",
-        "EXOPLANE_REDIS_KEY_PREFIX": f"exoplane-test-{uuid.uuid4().hex[:12]}",
-    }
-    database = None
-    if BACKEND == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        path = tmp_path_factory.mktemp("agentstream-db") / "exoplane.db"
-        shutil.copyfile(template, path)
-        env["EXOPLANE_DATABASE_URL"] = f"sqlite+aiosqlite:///{path}"
-    else:
-        template_name: str = request.getfixturevalue("postgres_template")
-        database = f"exoplane_agentstream_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(f'CREATE DATABASE "{database}" TEMPLATE "{template_name}"'))
-        env["EXOPLANE_DATABASE_URL"] = _with_database(POSTGRES_URL, database)
-        env["EXOPLANE_REDIS_URL"] = REDIS_URL
-    process = ServerProcess(tmp_path_factory.mktemp("agentstream-core"), env)
-    yield process
-    process.stop()
-    if database is not None:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-
-
-def core_url(core: ServerProcess, path: str) -> str:
-    return "ws://" + core.base_url.removeprefix("http://") + path
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])

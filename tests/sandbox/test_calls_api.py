@@ -103,7 +103,7 @@ async def test_connect_two_numbers_is_accepted(sandbox: httpx.AsyncClient) -> No
     [
         ({"CallerId": "080", "Url": "http://x"}, "From"),
         ({"From": "0987", "Url": "http://x"}, "CallerId"),
-        ({"From": "0987", "CallerId": "080"}, "To or Url"),
+        ({"From": "0987", "CallerId": "080"}, "To, Url or StreamUrl"),
         ({**FLOW_CALL, "To": "0987"}, "not both"),
         ({**FLOW_CALL, "CustomField": "x" * 129}, "128"),
     ],

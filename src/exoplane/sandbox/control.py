@@ -53,6 +53,8 @@ class AccountIn(Body):
     sid: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     api_key: str = Field(min_length=1, max_length=200)
     api_token: str = Field(min_length=1, max_length=200)
+    # Calls/connect with StreamUrl answers 403 when false, as for an account without it.
+    connect_voice_ai: bool = True
 
 
 class ExoPhoneIn(Body):
@@ -174,7 +176,12 @@ def control_router(
     @router.get("/accounts")
     async def list_accounts() -> Response:
         """The accounts, without their API keys and tokens."""
-        return JSONBytesResponse([{"sid": sid} for sid in state.accounts])
+        return JSONBytesResponse(
+            [
+                {"sid": sid, "connect_voice_ai": account.connect_voice_ai}
+                for sid, account in state.accounts.items()
+            ]
+        )
 
     @router.post("/exophones", status_code=201)
     async def add_exophone(body: ExoPhoneIn) -> Response:

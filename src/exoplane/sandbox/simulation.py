@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from exoplane.logs import get_logger
-from exoplane.sandbox.agentstream import Caller, StreamCall, run_stream
+from exoplane.sandbox.agentstream import Caller, StreamCall, StreamReport, run_stream
 from exoplane.sandbox.state import (
     CAUSE_CODES,
     TERMINAL,
@@ -211,6 +211,8 @@ class Simulator:
     async def _outbound(self, call: SandboxCall) -> None:
         await self._wait(call, 0.2)
         self._touch(call, "ringing")
+        if "ringing" in call.callback_events:
+            await self.send_callback(call, "ringing")
         first = await self._ring(call, call.from_number, first_leg=True)
         call.legs.append(first)
         if first.status != "completed":
@@ -229,7 +231,9 @@ class Simulator:
         if "answered" in call.callback_events:
             await self.send_callback(call, "answered")
         flow = self.state.flow(call.account_sid, call.flow_id) if call.flow_id else None
-        if flow is not None:
+        if call.stream_url:
+            await self._connect_voice_ai(call, call.stream_url)
+        elif flow is not None:
             await self.run_flow(call, flow)
         else:
             await self._wait(call, call.talk_seconds)
@@ -282,8 +286,14 @@ class Simulator:
     async def _ring(self, call: SandboxCall, number: str, *, first_leg: bool = False) -> Leg:
         """Ring one leg. The first leg of a placed call answers as the control API decided,
         when it did (even while ringing); every other leg as ``_answer_of`` says."""
-        if await self._wait(call, self.timing.ring_seconds):
+        ringing = self.timing.ring_seconds
+        timed_out = first_leg and call.ring_timeout is not None and call.ring_timeout < ringing
+        if timed_out and call.ring_timeout is not None:
+            ringing = call.ring_timeout  # TimeOut: nobody picked up in time
+        if await self._wait(call, ringing):
             return Leg(number=number, status="canceled", cause=CAUSE_CODES["canceled"])
+        if timed_out:
+            return Leg(number=number, status="no-answer", cause=CAUSE_CODES["no-answer"])
         forced = call.outcome if first_leg else None
         if forced is not None:
             return Leg(number=number, status=forced, cause=CAUSE_CODES.get(forced))
@@ -519,8 +529,37 @@ class Simulator:
         return legs
 
     async def _voicebot(self, call: SandboxCall, applet: Applet, index: int) -> None:
-        url = applet.url or ""
+        report = await self._stream(call, applet.url or "", applet)
+        self._step(
+            call,
+            applet,
+            index,
+            request=redact_url(report.url),
+            outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
+            detail={"stream_sid": report.stream_sid},
+        )
+
+    async def _connect_voice_ai(self, call: SandboxCall, url: str) -> None:
+        """Connect Voice AI: the answered call streams straight to the bot; the stream's end
+        is the call's."""
+        report = await self._stream(call, url, None)
+        call.steps.append(
+            Step(
+                at=exotel_time(self.now(call)),
+                applet="StreamUrl",
+                type="stream",
+                request=redact_url(report.url),
+                outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
+                detail={"stream_sid": report.stream_sid, "stream_name": call.stream_name},
+            )
+        )
+        self.state.save_call(call)
+
+    async def _stream(self, call: SandboxCall, url: str, applet: Applet | None) -> StreamReport:
         self.state.log(outbound_entry("stream", "WEBSOCKET", url, call_sid=call.sid))
+        limit = self.timing.voicebot_max_seconds
+        if call.time_limit is not None:
+            limit = min(limit, call.time_limit)
         self._streaming_since[call.sid] = began = time.monotonic()
         try:
             report, audio = await run_stream(
@@ -534,7 +573,7 @@ class Simulator:
                 http=self._http(),
                 caller=self.caller_of(call, applet),
                 hangup=self._hangups.get(call.sid),
-                max_seconds=self.timing.voicebot_max_seconds,
+                max_seconds=limit,
             )
         finally:
             self._streaming_since.pop(call.sid, None)
@@ -542,16 +581,11 @@ class Simulator:
                 self._real_seconds.get(call.sid, 0.0) + time.monotonic() - began
             )
         document = {**report.model_dump(mode="json"), "url": redact_url(report.url)}
+        if call.stream_name and applet is None:
+            document["name"] = call.stream_name
         call.streams.append(document)
         self.bot_audio.setdefault(call.sid, []).append((report.sample_rate, audio))
-        self._step(
-            call,
-            applet,
-            index,
-            request=document["url"],
-            outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
-            detail={"stream_sid": report.stream_sid},
-        )
+        return report
 
     def caller_of(self, call: SandboxCall, applet: Applet | None) -> Caller:
         """The caller's script on a stream: the call's, over the applet's, over the settings."""

@@ -69,6 +69,8 @@ class Account(Record):
     sid: str
     api_key: str
     api_token: str
+    # Whether Calls/connect takes StreamUrl (Exotel enables it per account; 403 otherwise).
+    connect_voice_ai: bool = True
 
 
 class ExoPhone(Record):
@@ -182,11 +184,17 @@ class SandboxCall(Record):
     caller_id: str
     direction: str
     flow_id: str | None = None
+    # Connect Voice AI: the bot's socket, straight after the answer, instead of a flow.
+    stream_url: str | None = None
+    stream_name: str | None = None
+    time_limit: int | None = None  # TimeLimit: the longest the call may last, in seconds
+    ring_timeout: int | None = None  # TimeOut: how long the first leg may ring
     custom_field: str | None = None
     status_callback: str | None = None
     callback_events: list[str] = Field(default_factory=list)
     callback_json: bool = False
     record: bool = False
+    recording_channels: str = "single"
     status: str = "queued"
     talk_seconds: float = 5
     # Decided through the control API before the call ends: overrides the magic numbers.
