@@ -3,7 +3,8 @@
 exoplane, the Exotel sandbox and a webhook receiver start on 127.0.0.1 in this process, with
 a throw-away SQLite database. The demo seeds a customer, an app, two agents with different
 devices, webhook URLs, Exotel credentials and a DID for the ``echo`` bot; then it plays an
-answered inbound call, a missed one, a voice-bot test call and a click-to-call, checking each
+answered inbound call, a missed one, a voice-bot test call through a flow and one straight to
+the bot (Connect Voice AI), and a click-to-call, checking each
 webhook's Standard Webhooks signature and the bot's audio round trip.
 """
 
@@ -532,16 +533,22 @@ class Demo:
         )
         await self.show_webhooks(call["Sid"], ["incoming_call", "call_missed"])
 
-    async def test_call(self) -> None:
-        self.t.section("5. Voice-bot test call: ring a phone, bridge it to the echo bot")
+    async def test_call(self, mode: str = "flow") -> None:
+        if mode == "flow":
+            title = "5. Voice-bot test call: ring a phone, run the DID's flow to the echo bot"
+            how = "Calls/connect with Url"
+        else:
+            title = "6. Stream-mode test call: ring a phone, connect it straight to the echo bot"
+            how = "Calls/connect with StreamUrl (Connect Voice AI)"
+        self.t.section(title)
         placed = await self.request(
             self.api,
             "exoplane",
             "POST",
             f"/api/v1/integrations/exotel/dids/{self.values['did_id']}/test-call",
             headers=self.values["operator_auth"],
-            json={"to_number": CALLER},
-            note=lambda body: f"Calls/connect → CallSid {_short(body['call_sid'])}",
+            json={"to_number": CALLER, "mode": mode},
+            note=lambda body: f"{how} → CallSid {_short(body['call_sid'])}",
         )
         call = await self.finished_call(placed["call_sid"])
         self.show_steps(call)
@@ -574,7 +581,7 @@ class Demo:
         self.t.check("the bot's audio kept Exotel's chunk rules", not stream["violations"])
 
     async def click_to_call(self) -> None:
-        self.t.section("6. Click-to-call: alice calls a customer from her browser")
+        self.t.section("7. Click-to-call: alice calls a customer from her browser")
         placed = await self.request(
             self.api,
             "exoplane",
@@ -660,6 +667,7 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
                 await demo.inbound_answered()
                 await demo.inbound_missed()
                 await demo.test_call()
+                await demo.test_call("stream")
                 await demo.click_to_call()
             ok = all(passed for _, passed in transcript.checks)
         except DemoFailed as exc:

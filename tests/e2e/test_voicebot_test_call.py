@@ -36,12 +36,16 @@ async def echo_did(exoplane: Exoplane, sandbox: Sandbox, platform: Platform) -> 
 
 
 async def place_test_call(
-    exoplane: Exoplane, platform: Platform, did: dict[str, Any], to_number: str
+    exoplane: Exoplane,
+    platform: Platform,
+    did: dict[str, Any],
+    to_number: str,
+    mode: str = "flow",
 ) -> httpx.Response:
     return await exoplane.http.post(
         f"/api/v1/integrations/exotel/dids/{did['id']}/test-call",
         headers=platform.auth,
-        json={"to_number": to_number},
+        json={"to_number": to_number, "mode": mode},
     )
 
 
@@ -78,6 +82,29 @@ async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_ba
         pcm = recording.readframes(recording.getnframes())
     assert hashlib.sha256(pcm).hexdigest() == stream["received_sha256"]
     # The echo bot returned each of the caller's three utterances byte for byte.
+    assert echoed(builtin_clip(stream["sample_rate"]), pcm) == 3
+
+
+async def test_a_stream_mode_test_call_connects_straight_to_the_echo_bot_and_back(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    answer = await place_test_call(exoplane, platform, echo_did, CALLER, mode="stream")
+
+    assert answer.status_code == 200, answer.text
+    call = await sandbox.finished_call(answer.json()["call_sid"])
+    assert call["Status"] == "completed"
+    assert [step["type"] for step in call["Steps"]] == ["stream"]  # no flow ran
+    [stream] = call["Streams"]
+    assert stream["connected"] is True
+    assert stream["ended_by"] == "caller"
+    assert stream["violations"] == []
+    assert "sig=%2A%2A%2A" in stream["url"]
+    [request] = [entry for entry in await sandbox.requests() if entry["direction"] == "in"]
+    assert request["fields"]["StreamType"] == "bidirectional"
+    assert "Url" not in request["fields"]
+    audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
+    with wave.open(io.BytesIO(audio.content)) as recording:
+        pcm = recording.readframes(recording.getnframes())
     assert echoed(builtin_clip(stream["sample_rate"]), pcm) == 3
 
 

@@ -213,7 +213,7 @@ async def test_time_limit_ends_the_stream(sandbox: httpx.AsyncClient) -> None:
         ({"StatusCallbackEvents[0]": "hangup"}, "StatusCallbackEvents"),
         ({"To": "+919800000011"}, "not both"),
         ({"Url": f"http://my.exotel.com/{SID}/exoml/start_voice/1234"}, "not both"),
-        ({"CallType": "trans"}, "CallType applies to calls with To or Url"),
+        ({"CallType": "daily"}, "CallType must be trans or promo"),
         ({"WaitUrl": "http://x"}, "WaitUrl is not implemented by the sandbox"),
         ({"Colour": "blue"}, "Unknown parameter Colour"),
         ({"streamurl": "wss://other.example/"}, "StreamUrl is given twice"),

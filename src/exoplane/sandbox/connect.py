@@ -142,8 +142,6 @@ def _check_stream(request: ConnectRequest) -> None:
     name = get("StreamName")
     if name is not None and len(name) > MAX_STREAM_NAME_CHARS:
         raise Refused(400, f"StreamName must be at most {MAX_STREAM_NAME_CHARS} characters")
-    if get("CallType"):
-        raise Refused(400, "CallType applies to calls with To or Url, not to StreamUrl")
 
 
 def _check_common(request: ConnectRequest) -> None:
