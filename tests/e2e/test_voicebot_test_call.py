@@ -66,6 +66,7 @@ async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_ba
     assert stream["end_reason"] == "the caller hung up after its last turn (3)"
     assert [turn["reply_after_ms"] is not None for turn in stream["turns"]] == [True] * 3
     assert stream["violations"] == []
+    assert stream["chunk_warnings"] == []
     [opened] = [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
     assert opened["url"].startswith(exoplane.url.replace("http://", "ws://") + "/exotel/echo?")
     assert "sig=%2A%2A%2A" in opened["url"]  # the media capability went out, and was redacted

@@ -360,7 +360,7 @@ async def test_clear_drops_the_queued_audio_and_echoes_the_waiting_mark_at_once(
 # --- violations ---------------------------------------------------------------------------
 
 
-async def test_a_short_chunk_and_bad_base64_are_violations_and_the_stream_goes_on(
+async def test_a_short_chunk_is_a_warning_bad_base64_a_violation_and_the_stream_goes_on(
     http: aiohttp.ClientSession,
 ) -> None:
     async def bot(call: PeerCall) -> None:
@@ -373,39 +373,82 @@ async def test_a_short_chunk_and_bad_base64_are_violations_and_the_stream_goes_o
     async with BotPeer(bot) as peer:
         report, received = await run_stream(peer.url(), CALL, http=http, caller=brief())
 
-    assert report.violation_count == 2
-    assert "100 bytes" in report.violations[0]
-    assert "multiple of 320" in report.violations[0]
-    assert "3200-byte minimum" in report.violations[0]
-    assert "base64" in report.violations[1]
+    assert report.violation_count == 1
+    assert "base64" in report.violations[0]
+    assert [(w["kind"], w["count"], w["first_message"]) for w in report.chunk_warnings] == [
+        ("not_aligned", 1, 1),
+        ("under_minimum", 1, 1),
+    ]
     assert report.marks_echoed == ["still-here"]
     assert len(received) == 100 + 3200
     assert report.ended_by == "caller"
     assert report.stop_reason == "callended"
 
 
+async def test_pipecats_default_640_byte_chunks_are_one_warning_with_its_fix(
+    http: aiohttp.ClientSession,
+) -> None:
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        audio = seconds_of(1.2)
+        for offset in range(0, len(audio), 640):  # 40 ms pieces, as pipecat sends by default
+            await call.send_audio(audio[offset : offset + 640])
+
+    async with BotPeer(bot) as peer:
+        report, received = await run_stream(peer.url(), CALL, http=http, caller=brief())
+
+    assert report.violations == []
+    assert report.violation_count == 0
+    [warning] = report.chunk_warnings
+    assert warning == {
+        "kind": "under_minimum",
+        "what": "chunks under Exotel's documented 3200-byte minimum",
+        "count": 30,
+        "first_message": 1,
+        "smallest_bytes": 640,
+        "largest_bytes": 640,
+        "fix": warning["fix"],
+    }
+    assert "audio_out_10ms_chunks=20" in warning["fix"]
+    assert len(received) == 30 * 640
+
+
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [
-        (lambda sid: media_text(sid, b64(bytes(3520 + 100))), "not a multiple of 320"),
-        (lambda sid: media_text(sid, b64(bytes(320))), "under the 3200-byte minimum"),
-        (lambda sid: media_text(sid, b64(bytes(321 * 320))), "over the 102400-byte maximum"),
+        (lambda sid: media_text(sid, b64(bytes(3520 + 100))), ["not_aligned"]),
+        (lambda sid: media_text(sid, b64(bytes(320))), ["under_minimum"]),
+        (lambda sid: media_text(sid, b64(bytes(330))), ["not_aligned", "under_minimum"]),
+        (lambda sid: media_text(sid, b64(bytes(321 * 320))), ["over_maximum"]),
+    ],
+    ids=["misaligned", "too-small", "both", "too-big"],
+)
+async def test_each_kind_of_chunk_deviation_is_a_warning_not_a_violation(
+    http: aiohttp.ClientSession, frame: Any, expected: list[str]
+) -> None:
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        await call.send_text(frame(call.stream_sid))
+        await call.send_clear()  # whatever was queued need not be heard out
+
+    async with BotPeer(bot) as peer:
+        report, _ = await run_stream(peer.url(), CALL, http=http, caller=brief())
+
+    assert report.violations == []
+    assert [warning["kind"] for warning in report.chunk_warnings] == expected
+    assert all(warning["fix"] for warning in report.chunk_warnings)
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
         (lambda sid: "{not json", "not JSON"),
         (lambda sid: json.dumps({"event": "dance", "stream_sid": sid}), "unknown event"),
         (lambda sid: media_text("someone-else", b64(bytes(3200))), "'someone-else'"),
         (lambda sid: media_text("", b64(bytes(3200))), "without a stream_sid"),
         (lambda sid: json.dumps({"event": "stop", "stream_sid": sid}), "'stop' is sent by"),
     ],
-    ids=[
-        "misaligned",
-        "too-small",
-        "too-big",
-        "not-json",
-        "unknown",
-        "other-sid",
-        "no-sid",
-        "stop",
-    ],
+    ids=["not-json", "unknown", "other-sid", "no-sid", "stop"],
 )
 async def test_each_rule_a_bot_message_breaks_is_reported(
     http: aiohttp.ClientSession, frame: Any, expected: str
@@ -422,6 +465,7 @@ async def test_each_rule_a_bot_message_breaks_is_reported(
     assert report.violation_count == 1, report.violations
     assert report.violations[0].startswith("message 1: ")
     assert expected in report.violations[0]
+    assert report.chunk_warnings == []
     assert report.marks_echoed == ["after"]
     assert report.ended_by == "caller"
 

@@ -5,7 +5,8 @@ As in Exotel (exotel-facts §4), the sandbox is the WebSocket client. It sends `
 does: the caller's utterances, and silence between them. It plays the bot's audio back at
 real time (so a ``clear`` can cut it mid-chunk), echoes each ``mark`` once the audio queued
 before it has played, and checks every bot message against Exotel's rules. A message that
-breaks them is recorded as a violation and the call goes on.
+breaks the protocol is recorded as a violation; audio chunks of a size Exotel plays badly are
+counted as warnings, one per kind, each with its fix. Either way the call goes on.
 
 The caller follows a script (``Caller``): it listens while the bot greets, speaks an
 utterance, waits for the bot's reply (up to a reply timeout), listens until the bot has been
@@ -74,6 +75,27 @@ POLL_SECONDS = 0.02  # how often the caller checks whether the bot is speaking
 VOICE_PEAK = 500
 MAX_LISTED_TURNS = 100
 
+# The three ways a bot's audio chunk can deviate from Exotel's sizes (exotel-facts §4.4), and
+# what to do about each. Exotel plays such chunks, badly: gaps, distortion or time-outs.
+CHUNK_WARNINGS = {
+    "not_aligned": (
+        f"chunks that are not a multiple of {CHUNK_ALIGNMENT} bytes",
+        f"send whole multiples of {CHUNK_ALIGNMENT} bytes (20 ms at 8 kHz): Exotel leaves a gap "
+        "after misaligned audio; pad the last chunk of an utterance with silence",
+    ),
+    "under_minimum": (
+        f"chunks under Exotel's documented {MIN_CHUNK_BYTES}-byte minimum",
+        f"buffer the audio and send at least {MIN_CHUNK_BYTES} bytes (200 ms at 8 kHz) per media "
+        "message, or it is distorted; pipecat's default 40 ms (640-byte) chunks need "
+        "audio_out_10ms_chunks=20 in the transport's params",
+    ),
+    "over_maximum": (
+        f"chunks over the {MAX_CHUNK_BYTES}-byte maximum",
+        f"split the audio into media messages of at most {MAX_CHUNK_BYTES} bytes: Exotel times "
+        "out on bigger ones",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class Caller:
@@ -140,6 +162,9 @@ class StreamReport(pydantic.BaseModel):
     clears: int
     violations: list[str]  # the first MAX_VIOLATIONS
     violation_count: int
+    # Audio chunks of sizes Exotel plays badly, one entry per kind: what, how many, the first
+    # message and the sizes seen, and the fix.
+    chunk_warnings: list[dict[str, Any]]
     # One per turn the caller took: when it spoke, how many bytes, and when the bot's reply
     # began, in ms after the utterance ended (negative: the bot spoke over the caller; None:
     # no reply within the reply timeout).
@@ -518,6 +543,7 @@ class _Stream:
         self.clears = 0
         self.violations: list[str] = []
         self.violation_count = 0
+        self.chunk_warnings: dict[str, dict[str, Any]] = {}
         self.ended_by = "error"
         self.end_reason = ""
         self.stop_reason: str | None = None
@@ -768,15 +794,12 @@ class _Stream:
 
     def _on_media(self, number: int, pcm: bytes) -> None:
         size = len(pcm)
-        problems = []
         if size % CHUNK_ALIGNMENT:
-            problems.append(f"not a multiple of {CHUNK_ALIGNMENT} bytes")
+            self._chunk_warning("not_aligned", number, size)
         if size < MIN_CHUNK_BYTES:
-            problems.append(f"under the {MIN_CHUNK_BYTES}-byte minimum")
+            self._chunk_warning("under_minimum", number, size)
         if size > MAX_CHUNK_BYTES:
-            problems.append(f"over the {MAX_CHUNK_BYTES}-byte maximum")
-        if problems:
-            self._violation(number, f"media chunk of {size} bytes is " + " and ".join(problems))
+            self._chunk_warning("over_maximum", number, size)
         # Exotel plays such chunks, badly; so does the sandbox.
         self.media_messages_received += 1
         self.received += pcm
@@ -801,6 +824,24 @@ class _Stream:
             if len(self.marks_echoed) < MAX_LISTED_MARKS:
                 self.marks_echoed.append(name)
             self.timeline.add("out", "mark", name=name)
+
+    def _chunk_warning(self, kind: str, number: int, size: int) -> None:
+        warning = self.chunk_warnings.get(kind)
+        if warning is None:
+            what, fix = CHUNK_WARNINGS[kind]
+            warning = {
+                "kind": kind,
+                "what": what,
+                "count": 0,
+                "first_message": number,
+                "smallest_bytes": size,
+                "largest_bytes": size,
+                "fix": fix,
+            }
+            self.chunk_warnings[kind] = warning
+        warning["count"] += 1
+        warning["smallest_bytes"] = min(warning["smallest_bytes"], size)
+        warning["largest_bytes"] = max(warning["largest_bytes"], size)
 
     def _violation(self, number: int, reason: str) -> None:
         self.violation_count += 1
@@ -836,6 +877,9 @@ class _Stream:
             clears=self.clears,
             violations=self.violations,
             violation_count=self.violation_count,
+            chunk_warnings=[
+                self.chunk_warnings[kind] for kind in CHUNK_WARNINGS if kind in self.chunk_warnings
+            ],
             turns=self.turns,
             events=self.timeline.finished(),
         )
@@ -929,6 +973,7 @@ async def run_stream(
         close_code=report.close_code,
         error=report.error,
         violations=report.violation_count,
+        chunk_warnings=sum(warning["count"] for warning in report.chunk_warnings),
     )
     return report, bytes(stream.received)
 
@@ -982,6 +1027,7 @@ def _unconnected_report(
         clears=0,
         violations=[],
         violation_count=0,
+        chunk_warnings=[],
         turns=[],
         events=timeline.finished(),
     )
