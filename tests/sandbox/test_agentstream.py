@@ -439,6 +439,72 @@ async def test_each_kind_of_chunk_deviation_is_a_warning_not_a_violation(
     assert all(warning["fix"] for warning in report.chunk_warnings)
 
 
+def paced_bot(bot_rate: int, seconds: float = 1.2) -> Any:
+    """A bot that sends 100 ms chunks of ``bot_rate`` audio at real time, as TTS is streamed."""
+
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        chunk = bot_rate * 2 // 10
+        audio = seconds_of(seconds, bot_rate)
+        began = time.monotonic()
+        for n, offset in enumerate(range(0, len(audio), chunk)):
+            await asyncio.sleep(max(0.0, began + n * 0.1 - time.monotonic()))
+            await call.send_audio(audio[offset : offset + chunk])
+
+    return bot
+
+
+@pytest.mark.parametrize(("stream_rate", "bot_rate"), [(8000, 24000), (16000, 8000)])
+async def test_a_bot_pacing_audio_of_another_sample_rate_is_flagged(
+    http: aiohttp.ClientSession, stream_rate: int, bot_rate: int
+) -> None:
+    async with BotPeer(paced_bot(bot_rate)) as peer:
+        report, _ = await run_stream(
+            peer.url(query=f"sample-rate={stream_rate}"),
+            CALL,
+            http=http,
+            caller=brief(builtin_clip(stream_rate)[: stream_rate // 5]),
+        )
+
+    warnings = {warning["kind"]: warning for warning in report.chunk_warnings}
+    assert warnings["implied_rate"]["implied_rate"] == bot_rate
+    assert warnings["implied_rate"]["what"] == (
+        f"chunks paced as {bot_rate} Hz audio on a {stream_rate} Hz stream"
+    )
+    assert "?sample-rate=" in warnings["implied_rate"]["fix"]
+    assert report.violations == []
+
+
+@pytest.mark.parametrize("rate", [8000, 16000, 24000])
+async def test_a_bot_pacing_audio_at_the_streams_rate_is_not_flagged(
+    http: aiohttp.ClientSession, rate: int
+) -> None:
+    async with BotPeer(paced_bot(rate)) as peer:
+        report, _ = await run_stream(
+            peer.url(query=f"sample-rate={rate}"),
+            CALL,
+            http=http,
+            caller=brief(builtin_clip(rate)[: rate // 5]),
+        )
+
+    # (100 ms chunks are under the 3,200-byte minimum at 8 kHz: that is another warning.)
+    assert "implied_rate" not in [warning["kind"] for warning in report.chunk_warnings]
+    assert report.bytes_received == len(seconds_of(1.2, rate))
+
+
+async def test_a_burst_of_audio_says_nothing_about_its_rate(http: aiohttp.ClientSession) -> None:
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        audio = seconds_of(2.4, 24000)  # as a 24 kHz bot would, but all at once
+        for offset in range(0, len(audio), 4800):
+            await call.send_audio(audio[offset : offset + 4800])
+
+    async with BotPeer(bot) as peer:
+        report, _ = await run_stream(peer.url(), CALL, http=http, caller=brief())
+
+    assert report.chunk_warnings == []
+
+
 @pytest.mark.parametrize(
     ("frame", "expected"),
     [

@@ -104,6 +104,7 @@ async def test_a_connect_voice_ai_call_streams_to_the_echo_bot_and_back_byte_exa
     assert stream["sample_rate"] == rate
     assert stream["ended_by"] == "caller"
     assert stream["violations"] == []
+    assert stream["chunk_warnings"] == []  # the media core sent whole chunks at the stream's rate
     assert [step["type"] for step in call["Steps"]] == ["stream"]
     with wave.open(io.BytesIO(audio.content)) as recording:
         assert recording.getframerate() == rate

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -47,6 +48,7 @@ from exoplane.media.protocol import (
     CHUNK_ALIGNMENT,
     MAX_CUSTOM_PARAMETERS,
     MIN_CHUNK_BYTES,
+    SAMPLE_RATES,
     Clear,
     Mark,
     Media,
@@ -94,7 +96,20 @@ CHUNK_WARNINGS = {
         f"split the audio into media messages of at most {MAX_CHUNK_BYTES} bytes: Exotel times "
         "out on bigger ones",
     ),
+    "implied_rate": (
+        "chunks paced as audio of another sample rate",
+        "the bot sends audio at one rate while the stream plays another: too fast a rate plays "
+        "slow and low-pitched, too slow a rate fast and high; ask for the bot's rate with "
+        "?sample-rate= on the stream URL, or resample the bot's audio to the stream's rate",
+    ),
 }
+# How a paced bot's sample rate is read from its chunks: over this many in a row, arriving at
+# steady intervals (each within RATE_JITTER of their median, at least RATE_MIN_INTERVAL apart:
+# a burst says nothing about a rate), their bytes per second name a rate within RATE_TOLERANCE.
+RATE_WINDOW = 8
+RATE_JITTER = 0.3
+RATE_MIN_INTERVAL = 0.01
+RATE_TOLERANCE = 0.12
 
 
 @dataclass(frozen=True)
@@ -544,6 +559,7 @@ class _Stream:
         self.violations: list[str] = []
         self.violation_count = 0
         self.chunk_warnings: dict[str, dict[str, Any]] = {}
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
         self.ended_by = "error"
         self.end_reason = ""
         self.stop_reason: str | None = None
@@ -800,6 +816,7 @@ class _Stream:
             self._chunk_warning("under_minimum", number, size)
         if size > MAX_CHUNK_BYTES:
             self._chunk_warning("over_maximum", number, size)
+        self._check_rate(number, size)
         # Exotel plays such chunks, badly; so does the sandbox.
         self.media_messages_received += 1
         self.received += pcm
@@ -824,6 +841,31 @@ class _Stream:
             if len(self.marks_echoed) < MAX_LISTED_MARKS:
                 self.marks_echoed.append(name)
             self.timeline.add("out", "mark", name=name)
+
+    def _check_rate(self, number: int, size: int) -> None:
+        """Flag a bot whose steadily paced chunks carry audio of another sample rate."""
+        self._arrivals.append((time.monotonic(), size))
+        if len(self._arrivals) < RATE_WINDOW or "implied_rate" in self.chunk_warnings:
+            return
+        times = [at for at, _ in self._arrivals]
+        intervals = sorted(later - earlier for earlier, later in itertools.pairwise(times))
+        median = intervals[len(intervals) // 2]
+        if median < RATE_MIN_INTERVAL or any(
+            abs(interval - median) > RATE_JITTER * median for interval in intervals
+        ):
+            return
+        sizes = sorted(size for _, size in self._arrivals)
+        implied = sizes[len(sizes) // 2] / 2 / median
+        rate = next(
+            (rate for rate in SAMPLE_RATES if abs(implied - rate) <= RATE_TOLERANCE * rate), None
+        )
+        if rate is None or rate == self.rate:
+            return
+        self._chunk_warning("implied_rate", number, size)
+        self.chunk_warnings["implied_rate"].update(
+            what=f"chunks paced as {rate} Hz audio on a {self.rate} Hz stream",
+            implied_rate=rate,
+        )
 
     def _chunk_warning(self, kind: str, number: int, size: int) -> None:
         warning = self.chunk_warnings.get(kind)
