@@ -25,7 +25,6 @@ import base64
 import contextlib
 import hashlib
 import itertools
-import json
 import logging
 import re
 import time
@@ -53,8 +52,14 @@ from exoplane.media.protocol import (
     Mark,
     Media,
     ProtocolError,
+    Start,
+    connected_message,
+    inbound_media_message,
+    mark_echo_message,
     parse_message,
     sample_rate_from_query,
+    start_message,
+    stop_message,
 )
 from exoplane.sandbox.audio import FRAME_MS, builtin_clip, frames
 
@@ -270,77 +275,6 @@ async def _resolve(url: str, call: StreamCall, http: aiohttp.ClientSession, time
     if not isinstance(socket_url, str):
         raise _Failure('the stream URL\'s JSON has no "url" string')
     return socket_url
-
-
-# --- messages Exotel sends (pure) ---------------------------------------------------------
-
-
-def connected_message() -> str:
-    return json.dumps({"event": "connected"})
-
-
-def start_message(
-    sequence: int, stream_sid: str, call: StreamCall, sample_rate: int, custom: dict[str, str]
-) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "start": {
-                "stream_sid": stream_sid,
-                "call_sid": call.call_sid,
-                "account_sid": call.account_sid,
-                "from": call.from_number,
-                "to": call.to_number,
-                "custom_parameters": custom,
-                "media_format": {
-                    "encoding": "raw",
-                    "sample_rate": str(sample_rate),
-                    "bit_rate": str(sample_rate * 16 // 1000),  # kbit/s of PCM16: 128 at 8 kHz
-                },
-            },
-        }
-    )
-
-
-def caller_media_message(
-    sequence: int, stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: int
-) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "media": {
-                "chunk": str(chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(audio).decode(),
-            },
-        }
-    )
-
-
-def mark_echo_message(sequence: int, stream_sid: str, name: str) -> str:
-    return json.dumps(
-        {
-            "event": "mark",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "mark": {"name": name},
-        }
-    )
-
-
-def stop_message(sequence: int, stream_sid: str, call: StreamCall, reason: str) -> str:
-    return json.dumps(
-        {
-            "event": "stop",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "stop": {"call_sid": call.call_sid, "account_sid": call.account_sid, "reason": reason},
-        }
-    )
 
 
 # --- the timeline -------------------------------------------------------------------------
@@ -589,7 +523,18 @@ class _Stream:
         if await self._send(connected_message()):
             self.timeline.add("out", "connected")
         custom = self.target.custom_parameters
-        start = start_message(self._next_sequence(), self.stream_sid, self.call, self.rate, custom)
+        start = start_message(
+            self._next_sequence(),
+            Start(
+                stream_sid=self.stream_sid,
+                call_sid=self.call.call_sid,
+                account_sid=self.call.account_sid,
+                from_number=self.call.from_number,
+                to_number=self.call.to_number,
+                custom_parameters=custom,
+                sample_rate=self.rate,
+            ),
+        )
         if await self._send(start):
             self.timeline.add("out", "start", sample_rate=self.rate, custom_parameters=custom)
         caller = self._spawn(self._converse())
@@ -621,7 +566,13 @@ class _Stream:
             )
         self._cancel_all_but_receiver()
         if await self._send(
-            stop_message(self._next_sequence(), self.stream_sid, self.call, reason)
+            stop_message(
+                self._next_sequence(),
+                self.stream_sid,
+                call_sid=self.call.call_sid,
+                account_sid=self.call.account_sid,
+                reason=reason,
+            )
         ):
             self.stop_reason = reason
             self.timeline.add("out", "stop", reason=reason)
@@ -652,7 +603,7 @@ class _Stream:
             elapsed_bytes += len(item)
             due = elapsed_bytes / (self.rate * 2)
             await asyncio.sleep(max(0.0, began + due - time.monotonic()))
-            message = caller_media_message(
+            message = inbound_media_message(
                 self._next_sequence(),
                 self.stream_sid,
                 item,
