@@ -163,7 +163,7 @@ async def test_the_lowercase_names_of_exotels_developer_guide_are_accepted(
                 "streamurl": peer.url(),
                 "streamtype": "bidirectional",
                 "streamname": "lower",
-                "statuscallbackevents[]": "terminal",
+                "statuscallbackevents": "terminal",
                 "customfield": "ticket-7",
             },
         )

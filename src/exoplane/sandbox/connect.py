@@ -46,7 +46,8 @@ _BY_LOWER = {name.lower(): name for name in PARAMETERS}
 # Exotel's, but not simulated: refused with a reason rather than ignored.
 NOT_IMPLEMENTED = ("WaitUrl", "StreamBegin", "StartPlaybackToNew", "StartPlaybackValueNew")
 _NOT_IMPLEMENTED_LOWER = {name.lower(): name for name in NOT_IMPLEMENTED}
-_EVENTS = re.compile(r"^statuscallbackevents\[\d*\]$", re.IGNORECASE)
+# StatusCallbackEvents[0], StatusCallbackEvents[] or a bare, repeated StatusCallbackEvents.
+_EVENTS = re.compile(r"^statuscallbackevents(\[\d*\])?$", re.IGNORECASE)
 
 
 class Refused(Exception):
