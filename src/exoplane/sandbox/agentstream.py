@@ -542,13 +542,19 @@ class _Stream:
         if hangup is not None:
             ending.add(self._spawn(hangup.wait()))
         watched = {*ending, self._spawn(self.player.run()), self._spawn(self._line())}
-        done, _ = await asyncio.wait(
-            watched,
-            timeout=max(0.0, deadline - time.monotonic()),
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        for task in done:
-            task.result()  # a task that failed is a bug: let it surface
+        while True:
+            done, _ = await asyncio.wait(
+                watched,
+                timeout=max(0.0, deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            for task in done:
+                task.result()  # a task that failed is a bug: let it surface
+            if not done or done & ending:
+                break
+            # The line stops once a send fails (the socket is closing): the receiver, or
+            # the deadline, tells how the call ended.
+            watched -= done
         if receiver in done:
             self._bot_closed()
             return
