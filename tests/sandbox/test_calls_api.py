@@ -214,6 +214,20 @@ async def test_each_outcome_reaches_call_details_and_the_status_callback(
     assert bool(details["RecordingUrl"]) is (outcome == "completed")
 
 
+async def test_a_time_out_shorter_than_the_ringing_rings_out_as_no_answer(
+    sandbox: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    rung_out = {**FLOW_CALL, "TimeOut": "2", "StatusCallback": receiver.url("/short")}
+    answered = {**FLOW_CALL, "TimeOut": "30", "StatusCallback": receiver.url("/long")}
+
+    await sandbox.post(CONNECT + ".json", data=rung_out)
+    await sandbox.post(CONNECT + ".json", data=answered)
+    received = await receiver.wait_for(2)
+
+    statuses = {item.path: _field(item.body, "Status") for item in received}
+    assert statuses == {"/short": "no-answer", "/long": "completed"}
+
+
 async def test_an_explicit_outcome_overrides_the_magic_number(
     sandbox: httpx.AsyncClient, receiver: Receiver
 ) -> None:
