@@ -36,7 +36,7 @@ from tests.conftest import (
     ServerProcess,
     free_port,
 )
-from tests.sandbox.bot_peer import BotPeer, PeerCall, b64, media_text
+from tests.sandbox.bot_peer import BotPeer, PeerCall, b64, late_bot, media_text, seconds_of
 from tests.sandbox.conftest import core_url
 
 CALL = StreamCall(
@@ -49,11 +49,6 @@ ONE_FRAME = builtin_clip(8000)[1600:3200]  # 100 ms: the caller says little, the
 def brief(clip: bytes = ONE_FRAME, *, quiet: float = 0.2, reply: float = 0.3) -> Caller:
     """A caller that speaks one short turn, and does not wait long for a reply."""
     return Caller(turns=1, utterances=(clip,), silence_seconds=quiet, reply_timeout_seconds=reply)
-
-
-def seconds_of(seconds: float, rate: int = 8000) -> bytes:
-    """Non-silent PCM16 of a whole number of 20 ms blocks."""
-    return (builtin_clip(rate) * 4)[: int(seconds * rate) * 2]
 
 
 def stream_tasks() -> list[asyncio.Task[Any]]:
@@ -201,33 +196,6 @@ async def test_the_bot_receives_connected_start_a_paced_line_and_stop_as_exotel_
 # --- the conversation --------------------------------------------------------------------
 
 SCALE = 0.1  # the caller's waits and the bot's lateness alike: 3 s late becomes 0.3 s
-
-
-def late_bot(late_seconds: float, reply: bytes, greeting: bytes = b"") -> Any:
-    """A bot that answers each utterance ``late_seconds`` after the caller stops speaking,
-    as STT, then an LLM, then TTS would; it tells the utterance's end by the first silent
-    frame after voiced ones."""
-
-    async def bot(call: PeerCall) -> None:
-        await call.started()
-        if greeting:
-            await call.send_audio(greeting)
-        seen, speaking = 0, False
-        while not call.closed.is_set():
-            await call.wait_until(
-                lambda seen=seen: len(call.arrivals) > seen or call.closed.is_set()  # type: ignore[misc]
-            )
-            fresh, seen = call.arrivals[seen:], len(call.arrivals)
-            for arrival in fresh:
-                if arrival.event != "media":
-                    continue
-                loud = voiced(base64.b64decode(arrival.message["media"]["payload"]))
-                if speaking and not loud:
-                    await asyncio.sleep(late_seconds)
-                    await call.send_audio(reply)
-                speaking = loud
-
-    return bot
 
 
 async def test_a_bot_answering_3_s_late_holds_a_three_turn_conversation(

@@ -16,8 +16,7 @@ from asgi_lifespan import LifespanManager
 from exoplane.sandbox.agentstream import voiced
 from exoplane.sandbox.app import create_sandbox_app
 from exoplane.sandbox.audio import builtin_clip
-from tests.sandbox.bot_peer import BotPeer, PeerCall
-from tests.sandbox.test_agentstream import late_bot, seconds_of
+from tests.sandbox.bot_peer import BotPeer, PeerCall, late_bot, seconds_of
 from tests.sandbox.test_flows import (
     CALLER,
     EXOPHONE,
