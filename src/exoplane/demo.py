@@ -3,7 +3,8 @@
 exoplane, the Exotel sandbox and a webhook receiver start on 127.0.0.1 in this process, with
 a throw-away SQLite database. The demo seeds a customer, an app, two agents with different
 devices, webhook URLs, Exotel credentials and a DID for the ``echo`` bot; then it plays an
-answered inbound call, a missed one, a voice-bot test call and a click-to-call, checking each
+answered inbound call, a missed one, a voice-bot test call through a flow and one straight to
+the bot (Connect Voice AI), and a click-to-call, checking each
 webhook's Standard Webhooks signature and the bot's audio round trip.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import re
 import socket
 import tempfile
 import time
+import wave
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from exoplane.config import DEFAULT_RATE_LIMIT, DEFAULT_RETRY_SCHEDULE, Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.sandbox.audio import builtin_clip, echoed
 from exoplane.sandbox.state import TERMINAL
 from exoplane.serving import listening_socket, serving, url_of
 
@@ -529,16 +533,22 @@ class Demo:
         )
         await self.show_webhooks(call["Sid"], ["incoming_call", "call_missed"])
 
-    async def test_call(self) -> None:
-        self.t.section("5. Voice-bot test call: ring a phone, bridge it to the echo bot")
+    async def test_call(self, mode: str = "flow") -> None:
+        if mode == "flow":
+            title = "5. Voice-bot test call: ring a phone, run the DID's flow to the echo bot"
+            how = "Calls/connect with Url"
+        else:
+            title = "6. Stream-mode test call: ring a phone, connect it straight to the echo bot"
+            how = "Calls/connect with StreamUrl (Connect Voice AI)"
+        self.t.section(title)
         placed = await self.request(
             self.api,
             "exoplane",
             "POST",
             f"/api/v1/integrations/exotel/dids/{self.values['did_id']}/test-call",
             headers=self.values["operator_auth"],
-            json={"to_number": CALLER},
-            note=lambda body: f"Calls/connect → CallSid {_short(body['call_sid'])}",
+            json={"to_number": CALLER, "mode": mode},
+            note=lambda body: f"{how} → CallSid {_short(body['call_sid'])}",
         )
         call = await self.finished_call(placed["call_sid"])
         self.show_steps(call)
@@ -559,14 +569,22 @@ class Demo:
             f"received {stream['bytes_received']} bytes back, ended by {stream['ended_by']}",
         )
         self.t.check("the stream connected and ended cleanly", stream["error"] is None)
+        audio = await self.sandbox.get(f"/_sandbox/calls/{call['Sid']}/audio")
+        with wave.open(io.BytesIO(audio.content)) as recording:
+            heard = recording.readframes(recording.getnframes())
+        turns = len(stream["turns"])
         self.t.check(
-            "audio round trip: the echo bot returned the caller's audio byte for byte",
-            stream["sent_sha256"] == stream["received_sha256"] and stream["bytes_sent"] > 0,
+            f"audio round trip: the echo bot returned each of the caller's {turns} utterances "
+            "byte for byte",
+            turns > 0 and echoed(builtin_clip(stream["sample_rate"]), heard) == turns,
         )
-        self.t.check("the bot's audio kept Exotel's chunk rules", not stream["violations"])
+        self.t.check(
+            "the bot's messages kept Exotel's rules and chunk sizes",
+            not stream["violations"] and not stream["chunk_warnings"],
+        )
 
     async def click_to_call(self) -> None:
-        self.t.section("6. Click-to-call: alice calls a customer from her browser")
+        self.t.section("7. Click-to-call: alice calls a customer from her browser")
         placed = await self.request(
             self.api,
             "exoplane",
@@ -652,6 +670,7 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
                 await demo.inbound_answered()
                 await demo.inbound_missed()
                 await demo.test_call()
+                await demo.test_call("stream")
                 await demo.click_to_call()
             ok = all(passed for _, passed in transcript.checks)
         except DemoFailed as exc:

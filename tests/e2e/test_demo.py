@@ -18,7 +18,8 @@ SECTIONS = (
     "3. Inbound call to alice's ExoPhone",
     "4. Inbound call to bob's ExoPhone",
     "5. Voice-bot test call",
-    "6. Click-to-call",
+    "6. Stream-mode test call",
+    "7. Click-to-call",
     "Result",
 )
 

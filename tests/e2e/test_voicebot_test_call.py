@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from exoplane.sandbox.audio import builtin_clip, echoed
 from tests.e2e.conftest import ACCOUNT_SID, BUSY_SUFFIX, CALLER, Exoplane, Platform
 from tests.e2e.servers import Sandbox
 
@@ -35,12 +36,16 @@ async def echo_did(exoplane: Exoplane, sandbox: Sandbox, platform: Platform) -> 
 
 
 async def place_test_call(
-    exoplane: Exoplane, platform: Platform, did: dict[str, Any], to_number: str
+    exoplane: Exoplane,
+    platform: Platform,
+    did: dict[str, Any],
+    to_number: str,
+    mode: str = "flow",
 ) -> httpx.Response:
     return await exoplane.http.post(
         f"/api/v1/integrations/exotel/dids/{did['id']}/test-call",
         headers=platform.auth,
-        json={"to_number": to_number},
+        json={"to_number": to_number, "mode": mode},
     )
 
 
@@ -58,10 +63,10 @@ async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_ba
     assert stream["error"] is None
     assert stream["ended_by"] == "caller"
     assert stream["stop_reason"] == "callended"
-    assert stream["bytes_sent"] > 0
-    assert stream["bytes_received"] == stream["bytes_sent"]
-    assert stream["sent_sha256"] == stream["received_sha256"]
+    assert stream["end_reason"] == "the caller hung up after its last turn (3)"
+    assert [turn["reply_after_ms"] is not None for turn in stream["turns"]] == [True] * 3
     assert stream["violations"] == []
+    assert stream["chunk_warnings"] == []
     [opened] = [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
     assert opened["url"].startswith(exoplane.url.replace("http://", "ws://") + "/exotel/echo?")
     assert "sig=%2A%2A%2A" in opened["url"]  # the media capability went out, and was redacted
@@ -77,6 +82,31 @@ async def test_a_test_call_streams_the_callers_audio_through_the_echo_bot_and_ba
         assert recording.getframerate() == stream["sample_rate"]
         pcm = recording.readframes(recording.getnframes())
     assert hashlib.sha256(pcm).hexdigest() == stream["received_sha256"]
+    # The echo bot returned each of the caller's three utterances byte for byte.
+    assert echoed(builtin_clip(stream["sample_rate"]), pcm) == 3
+
+
+async def test_a_stream_mode_test_call_connects_straight_to_the_echo_bot_and_back(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    answer = await place_test_call(exoplane, platform, echo_did, CALLER, mode="stream")
+
+    assert answer.status_code == 200, answer.text
+    call = await sandbox.finished_call(answer.json()["call_sid"])
+    assert call["Status"] == "completed"
+    assert [step["type"] for step in call["Steps"]] == ["stream"]  # no flow ran
+    [stream] = call["Streams"]
+    assert stream["connected"] is True
+    assert stream["ended_by"] == "caller"
+    assert stream["violations"] == []
+    assert "sig=%2A%2A%2A" in stream["url"]
+    [request] = [entry for entry in await sandbox.requests() if entry["direction"] == "in"]
+    assert request["fields"]["StreamType"] == "bidirectional"
+    assert "Url" not in request["fields"]
+    audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
+    with wave.open(io.BytesIO(audio.content)) as recording:
+        pcm = recording.readframes(recording.getnframes())
+    assert echoed(builtin_clip(stream["sample_rate"]), pcm) == 3
 
 
 async def test_the_test_call_asks_the_sandbox_for_exactly_the_documented_calls_connect(

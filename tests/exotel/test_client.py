@@ -169,6 +169,30 @@ async def test_connect_two_numbers_asks_for_json_status_callbacks() -> None:
     }
 
 
+async def test_connect_to_stream_posts_connect_voice_ai_with_the_bots_url() -> None:
+    recorder = Recorder(CALL)
+    client = recorder.client()
+
+    placed = await client.connect_to_stream(
+        CREDENTIALS,
+        customer_number="+919876543210",
+        caller_id="+918047491899",
+        stream_url="wss://core.example.com/exotel/echo?sig=s",
+        custom_field="cxb-test:did-1",
+    )
+    await client.aclose()
+
+    assert placed == PlacedCall("sid-1", "queued")
+    assert str(recorder.requests[0].url).endswith("/v1/Accounts/acme-sid/Calls/connect")
+    assert recorder.form() == {
+        "From": "+919876543210",
+        "CallerId": "+918047491899",
+        "StreamUrl": "wss://core.example.com/exotel/echo?sig=s",
+        "StreamType": "bidirectional",
+        "CustomField": "cxb-test:did-1",
+    }
+
+
 # --- answers ------------------------------------------------------------------------------
 
 

@@ -26,13 +26,18 @@ from exoplane.media.protocol import (
     _parse_media,
     chunk_bytes,
     clear_message,
+    connected_message,
     decode_audio,
     duration_seconds,
+    inbound_media_message,
+    mark_echo_message,
     mark_message,
     media_message,
     pad_to_chunk,
     parse_message,
     sample_rate_from_query,
+    start_message,
+    stop_message,
 )
 
 SID = "a1b2c3d4e5f6"
@@ -387,6 +392,15 @@ def test_clear_message_round_trips() -> None:
     assert parse_message(text) == Clear(SID)
 
 
+def test_messages_for_a_stream_without_a_sid_carry_none_rather_than_an_empty_one() -> None:
+    media = json.loads(media_message("", AUDIO, chunk=1, timestamp_ms=0))
+
+    assert "stream_sid" not in media
+    assert media["media"]["payload"] == PAYLOAD
+    assert json.loads(mark_message("", "m")) == {"event": "mark", "mark": {"name": "m"}}
+    assert json.loads(clear_message("")) == {"event": "clear"}
+
+
 @given(
     audio=st.binary(max_size=4096).map(lambda raw: raw[: len(raw) - len(raw) % 2]),
     chunk=st.integers(min_value=0, max_value=2**31),
@@ -727,3 +741,56 @@ def media_shaped(draw: st.DrawFn) -> dict[str, Any]:
 @given(document=message_shaped() | media_shaped())
 def test_the_fast_path_agrees_on_any_message_shaped_document(document: dict[str, Any]) -> None:
     _agrees_with_the_general_path(document)
+
+
+# --- Exotel → bot: the sandbox's side, read back by the media core's parser ----------------
+
+
+def test_exotels_start_has_its_documented_shape_and_parses_back() -> None:
+    start = Start(SID, "CA42", "acme", "+919876543210", "+918047491899", {"k1": "v1"}, 16000)
+
+    text = start_message(1, start)
+
+    assert json.loads(text) == {
+        "event": "start",
+        "sequence_number": "1",
+        "stream_sid": SID,
+        "start": {
+            "stream_sid": SID,
+            "call_sid": "CA42",
+            "account_sid": "acme",
+            "from": "+919876543210",
+            "to": "+918047491899",
+            "custom_parameters": {"k1": "v1"},
+            "media_format": {"encoding": "raw", "sample_rate": "16000", "bit_rate": "256"},
+        },
+    }
+    assert parse_message(text) == start
+
+
+def test_exotels_other_messages_parse_back() -> None:
+    media = inbound_media_message(7, SID, AUDIO, chunk=3, timestamp_ms=300)
+    stop = stop_message(9, SID, call_sid="CA42", account_sid="acme", reason="callended")
+
+    assert parse_message(connected_message()) == Connected()
+    assert json.loads(media)["sequence_number"] == "7"
+    assert parse_message(media) == Media(SID, AUDIO, chunk=3, timestamp=300)
+    assert parse_message(mark_echo_message(8, SID, "turn-1")) == Mark(SID, "turn-1")
+    assert json.loads(stop)["stop"] == {
+        "call_sid": "CA42",
+        "account_sid": "acme",
+        "reason": "callended",
+    }
+    assert parse_message(stop) == Stop(SID, "callended")
+
+
+@given(
+    audio=st.binary(max_size=4096).map(lambda raw: raw[: len(raw) - len(raw) % 2]),
+    sequence=st.integers(min_value=1, max_value=2**31),
+    sid=st.text(min_size=1, max_size=40),
+)
+def test_any_inbound_media_message_round_trips(audio: bytes, sequence: int, sid: str) -> None:
+    text = inbound_media_message(sequence, sid, audio, chunk=sequence, timestamp_ms=100)
+
+    assert json.loads(text)["sequence_number"] == str(sequence)
+    assert parse_message(text) == Media(sid, audio, chunk=sequence, timestamp=100)

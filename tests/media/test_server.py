@@ -296,6 +296,23 @@ async def test_echo_returns_the_callers_audio_byte_exact(media: ServerProcess, r
     assert echoed == audio
 
 
+async def test_a_stream_whose_start_names_no_sid_gets_replies_without_an_empty_one(
+    media: ServerProcess,
+) -> None:
+    audio = pcm(0.2, 8000)
+
+    async with exotel_call(media, "echo", start=False) as call:
+        call.sid = ""
+        await call.start()
+        await call.send_audio(audio)
+        await call.mark("after")
+        replies = [await call.receive(), await call.receive()]
+
+    assert [reply["event"] for reply in replies] == ["media", "mark"]
+    assert audio_of(replies[0]) == audio
+    assert all("stream_sid" not in reply for reply in replies), replies
+
+
 async def test_the_url_sample_rate_applies_when_start_does_not_name_one(
     media: ServerProcess,
 ) -> None:
@@ -847,11 +864,17 @@ async def test_the_tone_bot_answers_a_digit_with_that_many_beeps(media: ServerPr
 # --- a bot installed by entry point -------------------------------------------------------
 
 GREETER = """
+import asyncio
+
 from exoplane.media.bots import Bot
 
 
 class GreeterBot(Bot):
     description = "Greets the caller by the name in the stream's custom parameters."
+
+    async def goodbye(self) -> None:
+        await self.control.send_audio(b"\\x10\\x00" * 3200)  # 0.4 s at 8 kHz
+        await self.control.hang_up()
 
     async def on_start(self) -> None:
         await self.control.mark("hello-" + self.call.custom_parameters.get("name", "there"))
@@ -859,6 +882,8 @@ class GreeterBot(Bot):
     async def on_dtmf(self, digit: str) -> None:
         if digit == "#":
             await self.control.hang_up()
+        elif digit == "*":  # says goodbye and hangs up later, from a task of its own
+            self.farewell = asyncio.get_running_loop().create_task(self.goodbye())
         elif digit == "9":
             raise RuntimeError("the greeter has a bug")
         elif digit == "8":
@@ -920,6 +945,22 @@ async def test_a_bot_that_hangs_up_closes_the_stream_with_1000(with_plugin: Serv
 
     assert code == 1000
     assert reason == "bot hung up"
+
+
+async def test_a_bot_hanging_up_from_its_own_task_is_heard_out_then_closes_at_once(
+    with_plugin: ServerProcess,
+) -> None:
+    async with exotel_call(with_plugin, "greeter") as call:
+        await call.receive()
+        await call.dtmf("*")
+        asked = time.monotonic()
+        goodbye = await call.receive_audio(6400)  # Exotel sends nothing more meanwhile
+        code, reason = await call.closed()
+        closed = time.monotonic()
+
+    assert goodbye == b"\x10\x00" * 3200
+    assert (code, reason) == (1000, "bot hung up")
+    assert closed - asked < 1.5  # the goodbye's 0.4 s, then the close, not an idle timeout
 
 
 async def test_a_bot_that_raises_closes_the_stream_with_1011(with_plugin: ServerProcess) -> None:

@@ -19,6 +19,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from exoplane.media.protocol import clear_message, mark_message, media_message
+from exoplane.sandbox.agentstream import voiced
+from exoplane.sandbox.audio import builtin_clip
 from tests.waiting import WAIT_SECONDS
 
 
@@ -114,6 +116,40 @@ Script = Callable[[PeerCall], Awaitable[None]]
 
 async def silent(call: PeerCall) -> None:
     """A bot that listens and says nothing."""
+
+
+def seconds_of(seconds: float, rate: int = 8000) -> bytes:
+    """Non-silent PCM16 of a whole number of 20 ms blocks."""
+    return (builtin_clip(rate) * 4)[: int(seconds * rate) * 2]
+
+
+def late_bot(late_seconds: float, reply: bytes, greeting: bytes = b"") -> Script:
+    """A bot that answers each utterance ``late_seconds`` after the caller stops speaking,
+    as STT, then an LLM, then TTS would; it tells the utterance's end by the first silent
+    frame after voiced ones."""
+
+    async def bot(call: PeerCall) -> None:
+        await call.started()
+        if greeting:
+            await call.send_audio(greeting)
+        seen, speaking = 0, False
+        while not call.closed.is_set():
+
+            def more(already: int = seen) -> bool:
+                return len(call.arrivals) > already or call.closed.is_set()
+
+            await call.wait_until(more)
+            fresh, seen = call.arrivals[seen:], len(call.arrivals)
+            for arrival in fresh:
+                if arrival.event != "media":
+                    continue
+                loud = voiced(base64.b64decode(arrival.message["media"]["payload"]))
+                if speaking and not loud:
+                    await asyncio.sleep(late_seconds)
+                    await call.send_audio(reply)
+                speaking = loud
+
+    return bot
 
 
 class BotPeer:

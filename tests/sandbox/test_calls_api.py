@@ -103,7 +103,7 @@ async def test_connect_two_numbers_is_accepted(sandbox: httpx.AsyncClient) -> No
     [
         ({"CallerId": "080", "Url": "http://x"}, "From"),
         ({"From": "0987", "Url": "http://x"}, "CallerId"),
-        ({"From": "0987", "CallerId": "080"}, "To or Url"),
+        ({"From": "0987", "CallerId": "080"}, "To, Url or StreamUrl"),
         ({**FLOW_CALL, "To": "0987"}, "not both"),
         ({**FLOW_CALL, "CustomField": "x" * 129}, "128"),
     ],
@@ -212,6 +212,20 @@ async def test_each_outcome_reaches_call_details_and_the_status_callback(
     assert _field(terminal.body, "EventType") == "terminal"
     assert details["Status"] == outcome
     assert bool(details["RecordingUrl"]) is (outcome == "completed")
+
+
+async def test_a_time_out_shorter_than_the_ringing_rings_out_as_no_answer(
+    sandbox: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    rung_out = {**FLOW_CALL, "TimeOut": "2", "StatusCallback": receiver.url("/short")}
+    answered = {**FLOW_CALL, "TimeOut": "30", "StatusCallback": receiver.url("/long")}
+
+    await sandbox.post(CONNECT + ".json", data=rung_out)
+    await sandbox.post(CONNECT + ".json", data=answered)
+    received = await receiver.wait_for(2)
+
+    statuses = {item.path: _field(item.body, "Status") for item in received}
+    assert statuses == {"/short": "no-answer", "/long": "completed"}
 
 
 async def test_an_explicit_outcome_overrides_the_magic_number(

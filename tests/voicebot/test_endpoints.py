@@ -606,21 +606,27 @@ async def test_a_fleet_entry_must_be_an_absolute_http_url(
 # --- test-call options --------------------------------------------------------------------
 
 
-async def test_test_call_options_list_only_dids_with_a_flow_and_nothing_else(
+async def test_test_call_options_list_the_dids_usable_in_each_mode_and_nothing_else(
     client: httpx.AsyncClient, super_admin: Operator, admin: Operator
 ) -> None:
-    with_bot = await add_did(client, super_admin, number="+918047491801", bot_id="support")
-    without_bot = await add_did(client, super_admin, number="+918047491802", bot_id=None)
-    await add_did(client, super_admin, number="+918047491803", flow_url=None)
+    both = await add_did(client, super_admin, number="+918047491801", bot_id="support")
+    flow_only = await add_did(client, super_admin, number="+918047491802", bot_id=None)
+    stream_only = await add_did(client, super_admin, number="+918047491803", flow_url=None)
+    await add_did(client, super_admin, number="+918047491804", flow_url=None, bot_id=None)
 
     response = await client.get(TEST_CALL_OPTIONS, headers=admin.headers)
 
     assert response.status_code == 200
     assert response.json() == [
-        {key: did[key] for key in ("id", "number", "label", "bot_id")}
-        for did in (with_bot, without_bot)
+        {**{key: did[key] for key in ("id", "number", "label", "bot_id")}, "modes": modes}
+        for did, modes in (
+            (both, ["flow", "stream"]),
+            (flow_only, ["flow"]),
+            (stream_only, ["stream"]),
+        )
     ]
     assert FLOW_URL not in response.text
+    assert "websocket_url" not in response.text
 
 
 # --- audit --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from tests.voicebot.factories import (
     DID_NUMBER,
     FLOW_URL,
     INTEGRATION,
+    SETTINGS,
     Operator,
     add_did,
     call_path,
@@ -97,6 +98,54 @@ async def test_the_test_call_posts_exactly_the_documented_form_to_exotel(
     }
     # The sandbox places a call only for the account's own API key and token.
     assert request["status"] == 200
+
+
+async def test_a_stream_mode_test_call_posts_connect_voice_ai_to_the_dids_websocket_url(
+    client: httpx.AsyncClient, super_admin: Operator, admin: Operator, sandbox: Sandbox
+) -> None:
+    await configure_exotel(client, super_admin, api_base_url=sandbox.url)
+    await client.put(
+        SETTINGS, headers=super_admin.headers, json={"core_fleet": ["http://127.0.0.1:9"]}
+    )
+    did = await add_did(client, super_admin, flow_url=None, bot_id="support")
+
+    response = await place(client, admin, did["id"], {**CUSTOMER, "mode": "stream"})
+
+    assert response.status_code == 200, response.text
+    [request] = await sandbox.calls_api_requests()
+    assert request["status"] == 200
+    assert request["fields"] == {
+        "From": CUSTOMER_E164,
+        "CallerId": DID_NUMBER,
+        "StreamUrl": "ws://127.0.0.1:9/exotel/support",
+        "StreamType": "bidirectional",
+        "CustomField": f"cxb-test:{did['id']}",
+    }
+
+
+async def test_a_stream_mode_test_call_from_a_did_without_a_bot_is_400_naming_bot_id(
+    client: httpx.AsyncClient, admin: Operator, sandbox: Sandbox, super_admin: Operator
+) -> None:
+    await configure_exotel(client, super_admin, api_base_url=sandbox.url)
+    did = await add_did(client, super_admin, bot_id=None)
+
+    response = await place(client, admin, did["id"], {**CUSTOMER, "mode": "stream"})
+
+    error = error_of(response, 400)
+    assert error["field"] == "bot_id"
+    assert error["code"] == "missing_bot_id"
+    assert await sandbox.calls_api_requests() == []
+
+
+@pytest.mark.parametrize("mode", ["bridge", "", 1, None])
+async def test_an_unknown_test_call_mode_is_refused_naming_mode(
+    client: httpx.AsyncClient, admin: Operator, sandbox: Sandbox, did: str, mode: Any
+) -> None:
+    response = await place(client, admin, did, {**CUSTOMER, "mode": mode})
+
+    assert 400 <= response.status_code < 500
+    assert "mode" in response.text
+    assert await sandbox.calls_api_requests() == []
 
 
 @pytest.mark.parametrize("tail", ["", "/", "/some/path", "/v1/Accounts/other-sid/"], ids=repr)

@@ -123,6 +123,26 @@ class ExotelClient:
         }
         return await self._connect(credentials, form, custom_field, status_callback)
 
+    async def connect_to_stream(
+        self,
+        credentials: ExotelCredentials,
+        *,
+        customer_number: str,
+        caller_id: str,
+        stream_url: str,
+        custom_field: str | None = None,
+        status_callback: str | None = None,
+    ) -> PlacedCall:
+        """Ring ``customer_number`` and connect them straight to the bot at ``stream_url``
+        (Connect Voice AI: a bidirectional AgentStream, no flow)."""
+        form = {
+            "From": customer_number,
+            "CallerId": caller_id,
+            "StreamUrl": stream_url,
+            "StreamType": "bidirectional",
+        }
+        return await self._connect(credentials, form, custom_field, status_callback)
+
     async def connect_two_numbers(
         self,
         credentials: ExotelCredentials,

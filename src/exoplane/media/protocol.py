@@ -1,5 +1,9 @@
 """AgentStream messages (exotel-facts §4), parsed and built as plain data; no I/O here.
 
+Both ends of the protocol use this module: the media core (the bot's side) parses what Exotel
+sends and builds ``media``, ``mark`` and ``clear``; the sandbox (Exotel's side) builds
+``connected``, ``start``, ``media``, the ``mark`` echo and ``stop``, and parses the bot's.
+
 Tolerant where the real world varies: ``stream_sid`` or ``streamSid``, numbers as strings or
 integers, ``Event``/``Payload`` capitalised, ``closed`` meaning ``stop``. Strict where it
 matters: base64 must be valid, PCM16 must be whole samples, the sample rate one of three.
@@ -246,7 +250,75 @@ def decode_audio(payload: str) -> bytes:
     return audio
 
 
-# --- outbound -----------------------------------------------------------------------------
+# --- Exotel → bot (what the sandbox sends) ------------------------------------------------
+
+
+def connected_message() -> str:
+    return _text({"event": "connected"})
+
+
+def start_message(sequence: int, start: Start) -> str:
+    """``start`` as Exotel sends it: the stream_sid at the top level and inside ``start``,
+    numbers as strings, the bit rate of PCM16 in kbit/s (128 at 8 kHz)."""
+    return _text(
+        {
+            "event": "start",
+            "sequence_number": str(sequence),
+            "stream_sid": start.stream_sid,
+            "start": {
+                "stream_sid": start.stream_sid,
+                "call_sid": start.call_sid,
+                "account_sid": start.account_sid,
+                "from": start.from_number,
+                "to": start.to_number,
+                "custom_parameters": start.custom_parameters,
+                "media_format": {
+                    "encoding": start.encoding,
+                    "sample_rate": str(start.sample_rate),
+                    "bit_rate": str(start.sample_rate * 16 // 1000),
+                },
+            },
+        }
+    )
+
+
+def inbound_media_message(
+    sequence: int, stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: int
+) -> str:
+    """The caller's audio, as Exotel sends it: with its ``sequence_number``."""
+    payload = pybase64.b64encode_as_string(audio)
+    return (
+        f'{{"event":"media","sequence_number":"{sequence:d}","stream_sid":{_text(stream_sid)},'
+        f'"media":{{"chunk":"{chunk:d}","timestamp":"{timestamp_ms:d}","payload":"{payload}"}}}}'
+    )
+
+
+def mark_echo_message(sequence: int, stream_sid: str, name: str) -> str:
+    """Exotel's echo of a bot's mark, once the audio before it has played."""
+    return _text(
+        {
+            "event": "mark",
+            "sequence_number": str(sequence),
+            "stream_sid": stream_sid,
+            "mark": {"name": name},
+        }
+    )
+
+
+def stop_message(
+    sequence: int, stream_sid: str, *, call_sid: str, account_sid: str, reason: str
+) -> str:
+    return _text(
+        {
+            "event": "stop",
+            "sequence_number": str(sequence),
+            "stream_sid": stream_sid,
+            "stop": {"call_sid": call_sid, "account_sid": account_sid, "reason": reason},
+        }
+    )
+
+
+# --- bot → Exotel (what the media core sends) -----------------------------------------------
 
 
 def _text(document: Mapping[str, Any] | str) -> str:
@@ -263,7 +335,10 @@ def media_message(stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: in
 
 
 def media_prefix(stream_sid: str) -> str:
-    """The start of every media message of one stream, up to its ``media`` object."""
+    """The start of every media message of one stream, up to its ``media`` object. A stream
+    whose ``start`` named no ``stream_sid`` gets messages without one, not an empty one."""
+    if not stream_sid:
+        return '{"event":"media","media":'
     return '{"event":"media","stream_sid":' + _text(stream_sid) + ',"media":'
 
 
@@ -273,12 +348,16 @@ def media_text(prefix: str, audio: bytes, *, chunk: int, timestamp_ms: int) -> s
     return f'{prefix}{{"chunk":"{chunk:d}","timestamp":"{timestamp_ms:d}","payload":"{payload}"}}}}'
 
 
+def _addressed(event: str, stream_sid: str) -> dict[str, Any]:
+    return {"event": event, "stream_sid": stream_sid} if stream_sid else {"event": event}
+
+
 def mark_message(stream_sid: str, name: str) -> str:
-    return _text({"event": "mark", "stream_sid": stream_sid, "mark": {"name": name}})
+    return _text({**_addressed("mark", stream_sid), "mark": {"name": name}})
 
 
 def clear_message(stream_sid: str) -> str:
-    return _text({"event": "clear", "stream_sid": stream_sid})
+    return _text(_addressed("clear", stream_sid))
 
 
 def chunk_bytes(sample_rate: int) -> int:

@@ -113,6 +113,7 @@ class Player:
         self._played_ms = 0
         self._next_at = time.monotonic()  # when the next chunk is due to start playing
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -144,6 +145,17 @@ class Player:
         self._pending, self._pending_bytes = [], 0
         STATS.cleared_chunks += dropped
         await self._send(clear_message(self._stream_sid))
+
+    async def drain(self) -> None:
+        """Returns once everything queued has been sent and has had time to play out (or
+        the stream has ended)."""
+        self._flush_pending()
+        await self._play()
+        while (self._queue or self._sending) and not self._stopped:
+            await asyncio.sleep(self._chunk_seconds / 4)
+        if not self._stopped:
+            # The last chunk left one chunk ahead of its playing time.
+            await asyncio.sleep(max(0.0, self._next_at - time.monotonic()))
 
     def _flush_pending(self) -> None:
         if self._pending:
@@ -227,6 +239,7 @@ class Player:
         STATS.frames_out += 1
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -303,7 +316,10 @@ class Control:
         await self._player.clear()
 
     async def hang_up(self) -> None:
-        self._stream.hang_up_requested = True
+        """End the call once the audio already queued has played: the socket closes with
+        1000 at once, without waiting for Exotel's next frame."""
+        await self._player.drain()
+        self._stream.request_hang_up()
 
 
 class Stream:
@@ -324,6 +340,13 @@ class Stream:
         self._stop_reason = "stopped"
         self._disconnected = False
         self._torn_down = False
+        self._timeout: asyncio.Timeout | None = None  # the receive loop's, while it runs
+
+    def request_hang_up(self) -> None:
+        """The bot hangs up: the receive loop ends now, not at Exotel's next frame."""
+        self.hang_up_requested = True
+        if self._timeout is not None:
+            self._timeout.reschedule(asyncio.get_running_loop().time())
 
     async def run(self) -> None:
         settings = self.state.settings
@@ -333,8 +356,12 @@ class Stream:
         close_code, close_reason, stop_reason = CLOSE_NORMAL, "stream ended", "closed"
         try:
             async with asyncio.timeout(None) as timeout:
+                self._timeout = timeout
                 watchdog.start(timeout)
-                await self._receive_frames(watchdog)
+                try:
+                    await self._receive_frames(watchdog)
+                finally:
+                    self._timeout = None
             if self._disconnected:
                 stop_reason = "disconnected"
             elif self.phase is Phase.STOPPED:
@@ -344,7 +371,9 @@ class Stream:
         except WebSocketDisconnect:
             stop_reason = "disconnected"
         except TimeoutError:
-            if watchdog.expired is None:  # the bot's own, not the watchdog's
+            if self.hang_up_requested and watchdog.expired is None:
+                close_reason, stop_reason = "bot hung up", "hangup"
+            elif watchdog.expired is None:  # the bot's own, not the watchdog's
                 log.exception("stream failed", bot_id=self.bot_id)
                 close_code, close_reason, stop_reason = FAILED
             else:

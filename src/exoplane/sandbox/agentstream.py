@@ -1,14 +1,19 @@
 """Exotel's side of a Voicebot applet: the sandbox connects to a bot and streams a caller.
 
 As in Exotel (exotel-facts §4), the sandbox is the WebSocket client. It sends ``connected``,
-``start`` and 100 ms ``media`` frames of the caller's audio at real time, plays the bot's
-audio back at real time (so a ``clear`` can cut it mid-chunk), echoes each ``mark`` once the
-audio queued before it has played, and checks every bot message against Exotel's rules. A
-message that breaks them is recorded as a violation and the call goes on.
+``start`` and then a 100 ms ``media`` frame every 100 ms for the whole call, as a phone line
+does: the caller's utterances, and silence between them. It plays the bot's audio back at
+real time (so a ``clear`` can cut it mid-chunk), echoes each ``mark`` once the audio queued
+before it has played, and checks every bot message against Exotel's rules. A message that
+breaks the protocol is recorded as a violation; audio chunks of a size Exotel plays badly are
+counted as warnings, one per kind, each with its fix. Either way the call goes on.
 
-The call ends when the hangup event is set, when the caller has finished speaking and the bot
-has been quiet for a while (the caller hangs up), when the bot closes the socket, or at the
-duration limit. Whatever happens on the network, ``run_stream`` returns a report; it never
+The caller follows a script (``Caller``): it listens while the bot greets, speaks an
+utterance, waits for the bot's reply (up to a reply timeout), listens until the bot has been
+silent for a while, and takes the next turn. The bot "speaks" while its audio playing back is
+louder than silence. The call ends when the caller hangs up (after its last turn, or when a
+reply never came), when the hangup event is set, when the bot closes the socket, or at the
+time limit. Whatever happens on the network, ``run_stream`` returns a report; it never
 raises for it. Credentials in the URL go out as a Basic ``Authorization`` header and appear
 nowhere else: not in the report, not in its timeline, not in a log line.
 """
@@ -19,11 +24,12 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import json
+import itertools
 import logging
 import re
 import time
 import uuid
+from array import array
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -41,14 +47,21 @@ from exoplane.media.protocol import (
     CHUNK_ALIGNMENT,
     MAX_CUSTOM_PARAMETERS,
     MIN_CHUNK_BYTES,
+    SAMPLE_RATES,
     Clear,
     Mark,
     Media,
     ProtocolError,
+    Start,
+    connected_message,
+    inbound_media_message,
+    mark_echo_message,
     parse_message,
     sample_rate_from_query,
+    start_message,
+    stop_message,
 )
-from exoplane.sandbox.audio import builtin_clip, frames
+from exoplane.sandbox.audio import FRAME_MS, builtin_clip, frames
 
 log = get_logger("exoplane.sandbox")
 
@@ -58,10 +71,78 @@ SAMPLE_RATE_PARAMETERS = ("sample-rate", "sample_rate")
 PLAY_SLICE_MS = 20  # playback granularity: how finely a clear can cut a chunk
 MAX_FRAME_BYTES = 1024 * 1024  # a frame this big (about 750 KB of audio) fails the stream
 CLOSE_TIMEOUT_SECONDS = 2.0
+HANDSHAKE_ATTEMPTS = 2
 MAX_VIOLATIONS = 20
 MAX_LISTED_MARKS = 100
 MAX_EVENTS = 100
 NORMAL_CLOSE_CODES = (1000, 1001)
+POLL_SECONDS = 0.02  # how often the caller checks whether the bot is speaking
+# A 20 ms slice of the bot's audio whose loudest sample is below this (about -36 dBFS) is
+# silence: what the bot sends between words, or an echo of the caller's silence.
+VOICE_PEAK = 500
+MAX_LISTED_TURNS = 100
+
+# The three ways a bot's audio chunk can deviate from Exotel's sizes (exotel-facts §4.4), and
+# what to do about each. Exotel plays such chunks, badly: gaps, distortion or time-outs.
+CHUNK_WARNINGS = {
+    "not_aligned": (
+        f"chunks that are not a multiple of {CHUNK_ALIGNMENT} bytes",
+        f"send whole multiples of {CHUNK_ALIGNMENT} bytes (20 ms at 8 kHz): Exotel leaves a gap "
+        "after misaligned audio; pad the last chunk of an utterance with silence",
+    ),
+    "under_minimum": (
+        f"chunks under Exotel's documented {MIN_CHUNK_BYTES}-byte minimum",
+        f"buffer the audio and send at least {MIN_CHUNK_BYTES} bytes (200 ms at 8 kHz) per media "
+        "message, or it is distorted; pipecat's default 40 ms (640-byte) chunks need "
+        "audio_out_10ms_chunks=20 in the transport's params",
+    ),
+    "over_maximum": (
+        f"chunks over the {MAX_CHUNK_BYTES}-byte maximum",
+        f"split the audio into media messages of at most {MAX_CHUNK_BYTES} bytes: Exotel times "
+        "out on bigger ones",
+    ),
+    "implied_rate": (
+        "chunks paced as audio of another sample rate",
+        "the bot sends audio at one rate while the stream plays another: too fast a rate plays "
+        "slow and low-pitched, too slow a rate fast and high; ask for the bot's rate with "
+        "?sample-rate= on the stream URL, or resample the bot's audio to the stream's rate",
+    ),
+}
+# How a paced bot's sample rate is read from its chunks: over this many in a row, arriving at
+# steady intervals (each within RATE_JITTER of their median, at least RATE_MIN_INTERVAL apart:
+# a burst says nothing about a rate), their bytes per second name a rate within RATE_TOLERANCE.
+RATE_WINDOW = 8
+RATE_JITTER = 0.3
+RATE_MIN_INTERVAL = 0.01
+RATE_TOLERANCE = 0.12
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the simulated caller does on a stream.
+
+    Waits are in simulated seconds, multiplied by ``time_scale``; audio always plays in real
+    time. ``utterances`` are PCM16 mono at the stream's rate (the built-in clip by default);
+    turn ``n`` speaks ``utterances[n % len(utterances)]``.
+    """
+
+    turns: int = 3
+    utterances: tuple[bytes, ...] = ()
+    reply_timeout_seconds: float = 10.0
+    silence_seconds: float = 1.5
+    talk_seconds: float | None = None
+    open_line: bool = False
+    time_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.turns < 0:
+            raise ValueError(f"a caller takes 0 turns or more, not {self.turns}")
+        for n, clip in enumerate(self.utterances):
+            if not clip or len(clip) % 2:
+                raise ValueError(f"utterance {n} must be whole PCM16 samples; got {len(clip)}")
+
+    def wait(self, seconds: float) -> float:
+        return seconds * self.time_scale
 
 
 @dataclass(frozen=True)
@@ -84,6 +165,7 @@ class StreamReport(pydantic.BaseModel):
     connected: bool
     error: str | None
     ended_by: str  # 'caller', 'hangup', 'bot', 'limit' or 'error'
+    end_reason: str  # why, in words
     stop_reason: str | None  # the reason in the ``stop`` we sent; None when we sent none
     close_code: int | None
     duration_ms: int  # from the handshake to the socket's close; 0 without a connection
@@ -100,6 +182,13 @@ class StreamReport(pydantic.BaseModel):
     clears: int
     violations: list[str]  # the first MAX_VIOLATIONS
     violation_count: int
+    # Audio chunks of sizes Exotel plays badly, one entry per kind: what, how many, the first
+    # message and the sizes seen, and the fix.
+    chunk_warnings: list[dict[str, Any]]
+    # One per turn the caller took: when it spoke, how many bytes, and when the bot's reply
+    # began, in ms after the utterance ended (negative: the bot spoke over the caller; None:
+    # no reply within the reply timeout).
+    turns: list[dict[str, Any]]
     events: list[dict[str, Any]]
 
 
@@ -188,77 +277,6 @@ async def _resolve(url: str, call: StreamCall, http: aiohttp.ClientSession, time
     return socket_url
 
 
-# --- messages Exotel sends (pure) ---------------------------------------------------------
-
-
-def connected_message() -> str:
-    return json.dumps({"event": "connected"})
-
-
-def start_message(
-    sequence: int, stream_sid: str, call: StreamCall, sample_rate: int, custom: dict[str, str]
-) -> str:
-    return json.dumps(
-        {
-            "event": "start",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "start": {
-                "stream_sid": stream_sid,
-                "call_sid": call.call_sid,
-                "account_sid": call.account_sid,
-                "from": call.from_number,
-                "to": call.to_number,
-                "custom_parameters": custom,
-                "media_format": {
-                    "encoding": "raw",
-                    "sample_rate": str(sample_rate),
-                    "bit_rate": str(sample_rate * 16 // 1000),  # kbit/s of PCM16: 128 at 8 kHz
-                },
-            },
-        }
-    )
-
-
-def caller_media_message(
-    sequence: int, stream_sid: str, audio: bytes, *, chunk: int, timestamp_ms: int
-) -> str:
-    return json.dumps(
-        {
-            "event": "media",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "media": {
-                "chunk": str(chunk),
-                "timestamp": str(timestamp_ms),
-                "payload": base64.b64encode(audio).decode(),
-            },
-        }
-    )
-
-
-def mark_echo_message(sequence: int, stream_sid: str, name: str) -> str:
-    return json.dumps(
-        {
-            "event": "mark",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "mark": {"name": name},
-        }
-    )
-
-
-def stop_message(sequence: int, stream_sid: str, call: StreamCall, reason: str) -> str:
-    return json.dumps(
-        {
-            "event": "stop",
-            "sequence_number": str(sequence),
-            "stream_sid": stream_sid,
-            "stop": {"call_sid": call.call_sid, "account_sid": call.account_sid, "reason": reason},
-        }
-    )
-
-
 # --- the timeline -------------------------------------------------------------------------
 
 
@@ -273,7 +291,10 @@ class _Timeline:
         self._dropped = 0
 
     def now_ms(self) -> int:
-        return round((time.monotonic() - self._began) * 1000)
+        return self.ms_at(time.monotonic())
+
+    def ms_at(self, moment: float) -> int:
+        return round((moment - self._began) * 1000)
 
     def add(self, direction: str, event: str, **details: Any) -> None:
         self._media_runs.pop(direction, None)
@@ -315,8 +336,17 @@ class _QueuedMark:
     name: str
 
 
+def voiced(pcm: bytes) -> bool:
+    """Whether PCM16 audio holds anything louder than silence."""
+    samples = array("h", pcm[: len(pcm) - len(pcm) % 2])
+    return bool(samples) and max(max(samples), -min(samples)) >= VOICE_PEAK
+
+
 class _Player:
-    """Plays the bot's audio at real time, in short slices, with marks in their place."""
+    """Plays the bot's audio at real time, in short slices, with marks in their place.
+
+    It also keeps track of when the bot is heard speaking: the caller's turns depend on it.
+    """
 
     def __init__(self, sample_rate: int, echo: Callable[[str], Awaitable[None]]) -> None:
         self._bytes_per_second = sample_rate * 2
@@ -328,12 +358,17 @@ class _Player:
         self._wake = asyncio.Event()
         self.idle = asyncio.Event()
         self.idle.set()
-        self.idle_since = time.monotonic()
         self.bytes_played = 0
         self.bytes_cleared = 0
+        self._voiced_queued = 0  # queued chunks that are louder than silence
+        self._current_voiced = False
+        self._in_voice = False
+        self.voice_until = 0.0  # when the last voiced slice heard so far ends
+        self.onsets: deque[float] = deque(maxlen=MAX_LISTED_TURNS)  # when the bot began to speak
 
     def add_audio(self, pcm: bytes) -> None:
         self._queue.append(pcm)
+        self._voiced_queued += voiced(pcm)
         self._nudge()
 
     def add_mark(self, name: str) -> None:
@@ -344,6 +379,18 @@ class _Player:
         self.idle.clear()
         self._wake.set()
 
+    def speaking(self) -> bool:
+        """The bot's voice is playing now, or is queued to play."""
+        return (
+            self._voiced_queued > 0
+            or (self._current_voiced and self._offset < len(self._current))
+            or self.voice_until > time.monotonic()
+        )
+
+    def onset_since(self, moment: float) -> float | None:
+        """When the bot first began to speak at or after ``moment``, if it has."""
+        return next((at for at in self.onsets if at >= moment), None)
+
     def clear(self) -> list[str]:
         """Drop what has not been played; the marks that were waiting, to echo at once."""
         self.bytes_cleared += len(self._current) - self._offset
@@ -351,6 +398,8 @@ class _Player:
         marks = [item.name for item in self._queue if isinstance(item, _QueuedMark)]
         self._queue.clear()
         self._current, self._offset = b"", 0
+        self._voiced_queued, self._current_voiced = 0, False
+        self.voice_until = min(self.voice_until, time.monotonic())
         return marks
 
     async def run(self) -> None:
@@ -358,8 +407,8 @@ class _Player:
         while True:
             if self._offset >= len(self._current):
                 if not self._queue:
+                    self._in_voice = False
                     if not self.idle.is_set():
-                        self.idle_since = time.monotonic()
                         self.idle.set()
                     self._wake.clear()
                     await self._wake.wait()
@@ -370,13 +419,24 @@ class _Player:
                     await self._echo(item.name)
                     continue
                 self._current, self._offset = item, 0
+                self._current_voiced = voiced(item)
+                self._voiced_queued -= self._current_voiced
             # A slice counts as played once it starts; the sleep is the time it takes to hear.
             size = min(self._slice, len(self._current) - self._offset)
+            piece = self._current[self._offset : self._offset + size]
             self._offset += size
             self.bytes_played += size
+            now = time.monotonic()
             if next_at is None:
-                next_at = time.monotonic()
+                next_at = now
             next_at += size / self._bytes_per_second
+            if self._current_voiced and voiced(piece):
+                if not self._in_voice:
+                    self.onsets.append(now)
+                self._in_voice = True
+                self.voice_until = next_at
+            else:
+                self._in_voice = False
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
@@ -400,8 +460,7 @@ class _Stream:
         call: StreamCall,
         stream_sid: str,
         target: _Target,
-        clip: bytes,
-        quiet_seconds: float,
+        caller: Caller,
         timeline: _Timeline,
     ) -> None:
         self.socket = socket
@@ -409,8 +468,8 @@ class _Stream:
         self.stream_sid = stream_sid
         self.target = target
         self.rate = target.sample_rate
-        self.clip = clip
-        self.quiet_seconds = quiet_seconds
+        self.caller = caller
+        self.utterances = caller.utterances or (builtin_clip(self.rate),)
         self.timeline = timeline
         self.opened_at = time.monotonic()
         self.closed_at: float | None = None
@@ -418,9 +477,10 @@ class _Stream:
         self._sequence = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._receiver: asyncio.Task[Any] | None = None
-        self.clip_done = asyncio.Event()
-        self.clip_done_at = 0.0
-        self.last_audio_at = 0.0
+        # What the line sends next: frames of an utterance, and an event set once the last
+        # of them has left. With nothing queued, the line sends silence.
+        self._outgoing: deque[bytes | asyncio.Event] = deque()
+        self.turns: list[dict[str, Any]] = []
         self.frames_sent = 0
         self.bytes_sent = 0
         self.sent_hash = hashlib.sha256()
@@ -432,7 +492,10 @@ class _Stream:
         self.clears = 0
         self.violations: list[str] = []
         self.violation_count = 0
+        self.chunk_warnings: dict[str, dict[str, Any]] = {}
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=RATE_WINDOW)
         self.ended_by = "error"
+        self.end_reason = ""
         self.stop_reason: str | None = None
         self.error: str | None = None
         self.refused = False
@@ -451,20 +514,34 @@ class _Stream:
     # -- the call ------------------------------------------------------------------------
 
     async def run(self, hangup: asyncio.Event | None, max_seconds: float) -> None:
-        deadline = self.opened_at + max_seconds
+        limit = max_seconds
+        if self.caller.talk_seconds is not None:
+            limit = min(limit, self.caller.wait(self.caller.talk_seconds))
+        deadline = self.opened_at + limit
         receiver = self._spawn(self._receive())
         self._receiver = receiver
         if await self._send(connected_message()):
             self.timeline.add("out", "connected")
         custom = self.target.custom_parameters
-        start = start_message(self._next_sequence(), self.stream_sid, self.call, self.rate, custom)
+        start = start_message(
+            self._next_sequence(),
+            Start(
+                stream_sid=self.stream_sid,
+                call_sid=self.call.call_sid,
+                account_sid=self.call.account_sid,
+                from_number=self.call.from_number,
+                to_number=self.call.to_number,
+                custom_parameters=custom,
+                sample_rate=self.rate,
+            ),
+        )
         if await self._send(start):
             self.timeline.add("out", "start", sample_rate=self.rate, custom_parameters=custom)
-        caller = self._spawn(self._caller_hangs_up())
+        caller = self._spawn(self._converse())
         ending = {receiver, caller}
         if hangup is not None:
             ending.add(self._spawn(hangup.wait()))
-        watched = {*ending, self._spawn(self.player.run()), self._spawn(self._send_clip())}
+        watched = {*ending, self._spawn(self.player.run()), self._spawn(self._line())}
         while True:
             done, _ = await asyncio.wait(
                 watched,
@@ -475,19 +552,33 @@ class _Stream:
                 task.result()  # a task that failed is a bug: let it surface
             if not done or done & ending:
                 break
-            watched -= done  # the clip has been sent
+            # The line stops once a send fails (the socket is closing): the receiver, or
+            # the deadline, tells how the call ended.
+            watched -= done
         if receiver in done:
             self._bot_closed()
             return
         if caller in done:
-            self.ended_by, reason = "caller", "callended"
+            self.ended_by, self.end_reason, reason = "caller", caller.result(), "callended"
         elif done:
             self.ended_by, reason = "hangup", "callended"
+            self.end_reason = "the call was hung up"
         else:
             self.ended_by, reason = "limit", "stopped"
+            self.end_reason = (
+                f"the call reached its talk time of {self.caller.talk_seconds:g} s"
+                if limit < max_seconds
+                else f"the stream reached its limit of {max_seconds:g} s"
+            )
         self._cancel_all_but_receiver()
         if await self._send(
-            stop_message(self._next_sequence(), self.stream_sid, self.call, reason)
+            stop_message(
+                self._next_sequence(),
+                self.stream_sid,
+                call_sid=self.call.call_sid,
+                account_sid=self.call.account_sid,
+                reason=reason,
+            )
         ):
             self.stop_reason = reason
             self.timeline.add("out", "stop", reason=reason)
@@ -502,42 +593,99 @@ class _Stream:
             if task is not self._receiver:
                 task.cancel()
 
-    async def _send_clip(self) -> None:
-        """100 ms frames on a monotonic schedule; each leaves once its audio is complete."""
+    async def _line(self) -> None:
+        """A 100 ms frame every 100 ms on a monotonic schedule, each leaving once its audio is
+        complete: the caller's utterance when one is queued, silence otherwise."""
         began = time.monotonic()
         elapsed_bytes = 0
-        for chunk, frame in enumerate(frames(self.clip, self.rate), start=1):
-            elapsed_bytes += len(frame)
+        silence = bytes(self.rate * 2 * FRAME_MS // 1000)
+        chunk = 0
+        while True:
+            item = self._outgoing.popleft() if self._outgoing else silence
+            if isinstance(item, asyncio.Event):
+                item.set()
+                continue
+            chunk += 1
+            elapsed_bytes += len(item)
             due = elapsed_bytes / (self.rate * 2)
             await asyncio.sleep(max(0.0, began + due - time.monotonic()))
-            message = caller_media_message(
+            message = inbound_media_message(
                 self._next_sequence(),
                 self.stream_sid,
-                frame,
+                item,
                 chunk=chunk,
                 timestamp_ms=round(due * 1000),
             )
             if not await self._send(message):
                 return
             self.frames_sent += 1
-            self.bytes_sent += len(frame)
-            self.sent_hash.update(frame)
-            self.timeline.media("out", len(frame))
-        self.clip_done_at = time.monotonic()
-        self.clip_done.set()
+            self.bytes_sent += len(item)
+            self.sent_hash.update(item)
+            self.timeline.media("out", len(item))
 
-    async def _caller_hangs_up(self) -> None:
-        """Returns once the clip is sent, playback has drained, and the bot has been quiet."""
-        await self.clip_done.wait()
-        while True:
-            if not self.player.idle.is_set():
-                await self.player.idle.wait()
+    async def _speak(self, clip: bytes) -> None:
+        spoken = asyncio.Event()
+        self._outgoing.extend(frames(clip, self.rate))
+        self._outgoing.append(spoken)
+        await spoken.wait()
+
+    async def _converse(self) -> str:
+        """The caller's script; returns why the caller hung up (in open-line mode it never
+        does)."""
+        caller = self.caller
+        await self._until_quiet(time.monotonic())  # the bot may greet first
+        for turn in range(1, caller.turns + 1):
+            clip = self.utterances[(turn - 1) % len(self.utterances)]
+            began = time.monotonic()
+            self.timeline.add("out", "turn", turn=turn, bytes=len(clip))
+            await self._speak(clip)
+            spoke = time.monotonic()
+            reply = await self._reply(began, spoke + caller.wait(caller.reply_timeout_seconds))
+            record: dict[str, Any] = {
+                "turn": turn,
+                "t_ms": self.timeline.ms_at(began),
+                "bytes": len(clip),
+                "reply_after_ms": None if reply is None else round((reply - spoke) * 1000),
+            }
+            if len(self.turns) < MAX_LISTED_TURNS:
+                self.turns.append(record)
+            if reply is None:
+                self.timeline.add("in", "no_reply", turn=turn)
+                if not caller.open_line:
+                    return (
+                        f"the bot did not reply within {caller.reply_timeout_seconds:g} s "
+                        f"of turn {turn}"
+                    )
                 continue
-            quiet_since = max(self.clip_done_at, self.last_audio_at, self.player.idle_since)
-            remaining = quiet_since + self.quiet_seconds - time.monotonic()
+            self.timeline.add("in", "reply", turn=turn, after_ms=record["reply_after_ms"])
+            await self._until_quiet(spoke)
+        if caller.open_line:
+            await asyncio.Event().wait()  # until the bot, a hang-up or the limit ends it
+        return f"the caller hung up after its last turn ({caller.turns})"
+
+    async def _reply(self, since: float, until: float) -> float | None:
+        """When the bot began to speak after ``since``; None if it had not by ``until``."""
+        while True:
+            onset = self.player.onset_since(since)
+            if onset is not None:
+                return onset
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return None
+            await asyncio.sleep(min(POLL_SECONDS, remaining))
+
+    async def _until_quiet(self, since: float) -> None:
+        """Returns once the bot has been silent for the caller's silence threshold, counted
+        from ``since`` at the earliest."""
+        threshold = self.caller.wait(self.caller.silence_seconds)
+        while True:
+            if self.player.speaking():
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            remaining = max(since, self.player.voice_until) + threshold - time.monotonic()
             if remaining <= 0:
                 return
-            await asyncio.sleep(remaining)
+            await asyncio.sleep(min(POLL_SECONDS, remaining))
 
     def _bot_closed(self) -> None:
         protocol = self.socket.protocol
@@ -545,20 +693,19 @@ class _Stream:
             # We closed first: a frame broke the WebSocket protocol or was too big.
             self.ended_by = "error"
             self.error = f"the stream failed: {_described(protocol.close_sent)}"
-            return
-        if protocol.close_rcvd is None:
+        elif protocol.close_rcvd is None:
             self.ended_by = "bot"
             self.error = "the connection dropped without a closing handshake"
-            return
-        described = _described(protocol.close_rcvd)
-        if protocol.close_rcvd.code in NORMAL_CLOSE_CODES:
+        elif protocol.close_rcvd.code in NORMAL_CLOSE_CODES:
             self.ended_by = "bot"
+            self.end_reason = f"the bot hung up ({_described(protocol.close_rcvd)})"
         elif self.frames_received == 0:
             self.ended_by, self.refused = "error", True
-            self.error = f"the bot refused the stream: {described}"
+            self.error = f"the bot refused the stream: {_described(protocol.close_rcvd)}"
         else:
             self.ended_by = "bot"
-            self.error = f"the bot closed the stream with {described}"
+            self.error = f"the bot closed the stream with {_described(protocol.close_rcvd)}"
+        self.end_reason = self.end_reason or self.error or ""
 
     async def shutdown(self) -> None:
         """Cancel the tasks, close the socket within a bound, collect the receiver."""
@@ -620,19 +767,16 @@ class _Stream:
 
     def _on_media(self, number: int, pcm: bytes) -> None:
         size = len(pcm)
-        problems = []
         if size % CHUNK_ALIGNMENT:
-            problems.append(f"not a multiple of {CHUNK_ALIGNMENT} bytes")
+            self._chunk_warning("not_aligned", number, size)
         if size < MIN_CHUNK_BYTES:
-            problems.append(f"under the {MIN_CHUNK_BYTES}-byte minimum")
+            self._chunk_warning("under_minimum", number, size)
         if size > MAX_CHUNK_BYTES:
-            problems.append(f"over the {MAX_CHUNK_BYTES}-byte maximum")
-        if problems:
-            self._violation(number, f"media chunk of {size} bytes is " + " and ".join(problems))
+            self._chunk_warning("over_maximum", number, size)
+        self._check_rate(number, size)
         # Exotel plays such chunks, badly; so does the sandbox.
         self.media_messages_received += 1
         self.received += pcm
-        self.last_audio_at = time.monotonic()
         self.timeline.media("in", size)
         self.player.add_audio(pcm)
 
@@ -655,6 +799,49 @@ class _Stream:
                 self.marks_echoed.append(name)
             self.timeline.add("out", "mark", name=name)
 
+    def _check_rate(self, number: int, size: int) -> None:
+        """Flag a bot whose steadily paced chunks carry audio of another sample rate."""
+        self._arrivals.append((time.monotonic(), size))
+        if len(self._arrivals) < RATE_WINDOW or "implied_rate" in self.chunk_warnings:
+            return
+        times = [at for at, _ in self._arrivals]
+        intervals = sorted(later - earlier for earlier, later in itertools.pairwise(times))
+        median = intervals[len(intervals) // 2]
+        if median < RATE_MIN_INTERVAL or any(
+            abs(interval - median) > RATE_JITTER * median for interval in intervals
+        ):
+            return
+        sizes = sorted(size for _, size in self._arrivals)
+        implied = sizes[len(sizes) // 2] / 2 / median
+        rate = next(
+            (rate for rate in SAMPLE_RATES if abs(implied - rate) <= RATE_TOLERANCE * rate), None
+        )
+        if rate is None or rate == self.rate:
+            return
+        self._chunk_warning("implied_rate", number, size)
+        self.chunk_warnings["implied_rate"].update(
+            what=f"chunks paced as {rate} Hz audio on a {self.rate} Hz stream",
+            implied_rate=rate,
+        )
+
+    def _chunk_warning(self, kind: str, number: int, size: int) -> None:
+        warning = self.chunk_warnings.get(kind)
+        if warning is None:
+            what, fix = CHUNK_WARNINGS[kind]
+            warning = {
+                "kind": kind,
+                "what": what,
+                "count": 0,
+                "first_message": number,
+                "smallest_bytes": size,
+                "largest_bytes": size,
+                "fix": fix,
+            }
+            self.chunk_warnings[kind] = warning
+        warning["count"] += 1
+        warning["smallest_bytes"] = min(warning["smallest_bytes"], size)
+        warning["largest_bytes"] = max(warning["largest_bytes"], size)
+
     def _violation(self, number: int, reason: str) -> None:
         self.violation_count += 1
         if len(self.violations) < MAX_VIOLATIONS:
@@ -672,6 +859,7 @@ class _Stream:
             connected=not self.refused,
             error=self.error,
             ended_by=self.ended_by,
+            end_reason=self.end_reason,
             stop_reason=self.stop_reason,
             close_code=self.socket.close_code,
             duration_ms=round((ended - self.opened_at) * 1000),
@@ -688,6 +876,10 @@ class _Stream:
             clears=self.clears,
             violations=self.violations,
             violation_count=self.violation_count,
+            chunk_warnings=[
+                self.chunk_warnings[kind] for kind in CHUNK_WARNINGS if kind in self.chunk_warnings
+            ],
+            turns=self.turns,
             events=self.timeline.finished(),
         )
 
@@ -700,19 +892,16 @@ async def run_stream(
     call: StreamCall,
     *,
     http: aiohttp.ClientSession,
-    clip: bytes | None = None,
+    caller: Caller | None = None,
     hangup: asyncio.Event | None = None,
-    quiet_seconds: float = 0.8,
-    max_seconds: float = 60.0,
+    max_seconds: float = 3600.0,
     connect_timeout: float = 10.0,
 ) -> tuple[StreamReport, bytes]:
     """Stream one call to the bot at ``url``; the report and all the PCM the bot sent.
 
-    ``clip`` is the caller's audio (PCM16 mono at the URL's sample rate; the built-in clip by
-    default). Cancelling this coroutine closes the socket and re-raises.
+    ``caller`` is the caller's script (``Caller()`` by default). Cancelling this coroutine
+    closes the socket and re-raises.
     """
-    if clip is not None and len(clip) % 2:
-        raise ValueError(f"the clip must be whole PCM16 samples; got {len(clip)} bytes")
     timeline = _Timeline(time.monotonic())
     shown = redact(url)
     stream_sid = uuid.uuid4().hex
@@ -738,29 +927,34 @@ async def run_stream(
     if hangup is not None and hangup.is_set():
         return failed(None, "hangup")
     headers = {"Authorization": target.authorization} if target.authorization else {}
-    timeline.add("out", "connect", url=redact(socket_url))
-    try:
-        socket = await connect(
-            target.url,
-            additional_headers=headers,
-            compression=None,
-            open_timeout=connect_timeout,
-            close_timeout=CLOSE_TIMEOUT_SECONDS,
-            max_size=MAX_FRAME_BYTES,
-            logger=_WEBSOCKETS_LOG,
-        )
-    except (OSError, TimeoutError, WebSocketException) as exc:
-        message = _handshake_error(exc, connect_timeout)
-        timeline.add("in", "error", error=message)
-        return failed(message)
+    # Exotel retries a failed handshake once (exotel-facts §4.1).
+    for attempt in range(1, HANDSHAKE_ATTEMPTS + 1):
+        timeline.add("out", "connect", url=redact(socket_url), attempt=attempt)
+        try:
+            socket = await connect(
+                target.url,
+                additional_headers=headers,
+                compression=None,
+                open_timeout=connect_timeout,
+                close_timeout=CLOSE_TIMEOUT_SECONDS,
+                max_size=MAX_FRAME_BYTES,
+                logger=_WEBSOCKETS_LOG,
+            )
+            break
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            message = _handshake_error(exc, connect_timeout)
+            timeline.add("in", "error", error=message)
+            if attempt == HANDSHAKE_ATTEMPTS:
+                return failed(f"{message} (tried {HANDSHAKE_ATTEMPTS} times)")
+            if hangup is not None and hangup.is_set():
+                return failed(None, "hangup")
     timeline.add("in", "handshake")
     stream = _Stream(
         socket,
         call,
         stream_sid,
         target,
-        builtin_clip(rate) if clip is None else clip,
-        quiet_seconds,
+        caller or Caller(),
         timeline,
     )
     try:
@@ -773,10 +967,12 @@ async def run_stream(
         call_sid=call.call_sid,
         url=shown,
         ended_by=report.ended_by,
+        end_reason=report.end_reason,
         stop_reason=report.stop_reason,
         close_code=report.close_code,
         error=report.error,
         violations=report.violation_count,
+        chunk_warnings=sum(warning["count"] for warning in report.chunk_warnings),
     )
     return report, bytes(stream.received)
 
@@ -813,6 +1009,7 @@ def _unconnected_report(
         connected=False,
         error=error,
         ended_by=ended_by,
+        end_reason=error or "the call was hung up before the stream began",
         stop_reason=None,
         close_code=None,
         duration_ms=0,
@@ -829,5 +1026,7 @@ def _unconnected_report(
         clears=0,
         violations=[],
         violation_count=0,
+        chunk_warnings=[],
+        turns=[],
         events=timeline.finished(),
     )

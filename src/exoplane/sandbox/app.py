@@ -20,6 +20,9 @@ from starlette.responses import Response
 
 from exoplane.logs import get_logger
 from exoplane.responses import JSONBytesResponse
+from exoplane.sandbox.connect import Refused
+from exoplane.sandbox.connect import check as check_connect
+from exoplane.sandbox.connect import read as read_connect
 from exoplane.sandbox.control import control_router
 from exoplane.sandbox.simulation import Simulator, redact_url
 from exoplane.sandbox.state import (
@@ -36,10 +39,8 @@ from exoplane.sandbox.store import SqliteStore
 
 log = get_logger("exoplane.sandbox")
 
-MAX_TIME_LIMIT_SECONDS = 14_400
-MAX_CUSTOM_FIELD_CHARS = 128
 # Fields holding URLs whose capability values the request log must not show.
-URL_FIELDS = frozenset({"StatusCallback", "Url", "StreamUrl", "WaitUrl"})
+URL_FIELDS = frozenset({"statuscallback", "url", "streamurl", "waiturl"})
 
 
 class SandboxSettings(BaseSettings):
@@ -54,6 +55,11 @@ class SandboxSettings(BaseSettings):
     calls_per_minute: int = Field(default=200, ge=1)
     # Exotel ends a stream after 60 minutes.
     voicebot_max_seconds: float = Field(default=3600.0, gt=0)
+    # The simulated caller on a stream: its turns, how long it waits for the bot's reply,
+    # and how long the bot must be silent before the caller speaks again.
+    caller_turns: int = Field(default=3, ge=1, le=100)
+    caller_reply_timeout_seconds: float = Field(default=10.0, gt=0)
+    caller_silence_seconds: float = Field(default=1.5, gt=0)
     http_timeout_seconds: float = Field(default=10.0, gt=0)
     # A SQLite file that keeps accounts, ExoPhones, flows, calls and requests across restarts.
     database: Path | None = None
@@ -124,7 +130,7 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
 
     def log_request(request: Request, fields: dict[str, Any], status: int) -> None:
         shown = {
-            name: redact_url(value) if name in URL_FIELDS else value
+            name: redact_url(value) if name.lower() in URL_FIELDS else value
             for name, value in fields.items()
         }
         state.log(
@@ -181,91 +187,83 @@ def create_sandbox_app(settings: SandboxSettings | None = None) -> FastAPI:
             )
         return None
 
-    def invalid(fields: dict[str, str], account_sid: str) -> str | None:
-        """Why a Calls/connect request is invalid, or ``None``."""
-        missing = [name for name in ("From", "CallerId") if not fields.get(name)]
-        if not fields.get("To") and not fields.get("Url"):
-            missing.append("To or Url")
-        if missing:
-            return f"Missing parameter(s): {', '.join(missing)}"
-        if fields.get("To") and fields.get("Url"):
-            return "Send To (connect two numbers) or Url (connect to a flow), not both"
-        custom = fields.get("CustomField")
-        if custom is not None and len(custom) > MAX_CUSTOM_FIELD_CHARS:
-            return f"CustomField is longer than {MAX_CUSTOM_FIELD_CHARS} characters"
-        time_limit = fields.get("TimeLimit")
-        if time_limit is not None and not (
-            time_limit.isdigit() and 0 < int(time_limit) <= MAX_TIME_LIMIT_SECONDS
-        ):
-            return f"TimeLimit must be a whole number of seconds, 1 to {MAX_TIME_LIMIT_SECONDS}"
-        content_type = fields.get("StatusCallbackContentType")
-        if content_type not in (None, "", "multipart/form-data", "application/json"):
-            return "StatusCallbackContentType must be multipart/form-data or application/json"
-        url = fields.get("Url")
-        if url:
-            match = FLOW_URL.match(url)
-            if match is None:
-                return (
-                    "Url must be a flow URL: "
-                    f"http://my.exotel.com/{account_sid}/exoml/start_voice/<flow_id>"
-                )
-            if match["sid"] != account_sid:
-                return f"Url names account {match['sid']}, not {account_sid}"
-            if state.flow(account_sid, match["flow"]) is None:
-                return (
-                    f"No flow {match['flow']} in account {account_sid}: create it with "
-                    "POST /_sandbox/flows"
-                )
-        return None
+    def check_flow(url: str, account_sid: str) -> None:
+        """``Refused`` unless ``url`` names a flow of this account."""
+        match = FLOW_URL.match(url)
+        if match is None:
+            raise Refused(
+                400,
+                "Url must be an Exotel flow URL: "
+                f"http://my.exotel.com/{account_sid}/exoml/start_voice/<flow_id>",
+            )
+        if match["sid"] != account_sid:
+            raise Refused(400, f"Url names account {match['sid']}, not {account_sid}")
+        if state.flow(account_sid, match["flow"]) is None:
+            raise Refused(
+                400,
+                f"No flow {match['flow']} in account {account_sid}: create it with "
+                "POST /_sandbox/flows",
+            )
 
     @app.post("/v1/Accounts/{account_sid}/Calls/{action}", tags=["exotel"])
+    @app.post("/v1/accounts/{account_sid}/calls/{action}", include_in_schema=False)
     async def calls_connect(request: Request, account_sid: str, action: str) -> Response:
-        """Exotel's Calls/connect: connect two numbers, or a number to a flow."""
+        """Exotel's Calls/connect: two numbers, a number to a flow, or to a bot (StreamUrl)."""
         as_json = action.endswith(".json")
         if action.removesuffix(".json") != "connect":
             return rest_exception(404, f"No resource Calls/{action}", as_json=as_json)
         form = await request.form()
-        fields: dict[str, Any] = {}
-        events: list[str] = []
-        for name, value in form.multi_items():
-            if not isinstance(value, str):
-                continue
-            if name.startswith("StatusCallbackEvents"):
-                events.append(value)
-            fields[name] = value
+        pairs = [(name, value) for name, value in form.multi_items() if isinstance(value, str)]
+        logged = dict(pairs)
         denied = check_access(request, account_sid, as_json)
         if denied is not None:
-            log_request(request, fields, denied.status_code)
+            log_request(request, logged, denied.status_code)
             return denied
         fault = await fired_fault("calls_connect")
         if fault is not None and fault.status is not None:
-            log_request(request, fields, fault.status)
+            log_request(request, logged, fault.status)
             return rest_exception(fault.status, "Injected fault", as_json=as_json)
-        problem = invalid(fields, account_sid)
-        if problem is None and not set(events) <= {"terminal", "answered", "ringing"}:
-            problem = "StatusCallbackEvents may hold terminal, answered and ringing only"
-        if problem is not None:
-            log_request(request, fields, 400)
-            return rest_exception(400, problem, as_json=as_json)
+        try:
+            connect = read_connect(pairs)
+            check_connect(connect)
+            if connect.kind == "flow":
+                check_flow(connect.fields["Url"], account_sid)
+            if connect.kind == "stream" and not state.accounts[account_sid].connect_voice_ai:
+                raise Refused(
+                    403,
+                    "Connect Voice AI (StreamUrl) is not enabled for this account: "
+                    "ask Exotel to enable it",
+                )
+        except Refused as refused:
+            log_request(request, logged, refused.status)
+            return rest_exception(refused.status, refused.message, as_json=as_json)
+        fields = connect.fields
         flow = FLOW_URL.match(fields.get("Url") or "")
+        time_limit = connect.time_limit
         call = SandboxCall(
             sid=new_call_sid(),
             account_sid=account_sid,
             from_number=fields["From"],
-            # For a flow call, Exotel reports the ExoPhone as To.
+            # For a flow or a bot, Exotel reports the ExoPhone as To.
             to_number=fields.get("To") or fields["CallerId"],
             caller_id=fields["CallerId"],
             direction="outbound-api",
             flow_id=flow["flow"] if flow else None,
+            stream_url=fields.get("StreamUrl"),
+            stream_name=fields.get("StreamName"),
+            time_limit=time_limit,
+            ring_timeout=int(fields["TimeOut"]) if fields.get("TimeOut") else None,
             custom_field=fields.get("CustomField"),
             status_callback=fields.get("StatusCallback"),
-            callback_events=events,
-            callback_json=fields.get("StatusCallbackContentType") == "application/json",
-            record=fields.get("Record", "").lower() == "true",
-            talk_seconds=settings.talk_seconds,
+            callback_events=connect.events,
+            callback_json=(fields.get("StatusCallbackContentType") or "").lower()
+            == "application/json",
+            record=(fields.get("Record") or "").lower() == "true",
+            recording_channels=(fields.get("RecordingChannels") or "single").lower(),
+            talk_seconds=min(settings.talk_seconds, time_limit or settings.talk_seconds),
         )
         state.save_call(call)
-        log_request(request, fields, 200)
+        log_request(request, logged, 200)
         simulator.start(call)
         if fault is not None and fault.reply_latency_seconds:
             await asyncio.sleep(fault.reply_latency_seconds)

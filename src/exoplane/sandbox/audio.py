@@ -44,3 +44,11 @@ def frames(audio: bytes, sample_rate: int, frame_ms: int = FRAME_MS) -> list[byt
     if size <= 0 or size % 2:
         raise ValueError(f"{frame_ms} ms at {sample_rate} Hz is not a whole number of samples")
     return [audio[offset : offset + size] for offset in range(0, len(audio), size)]
+
+
+def echoed(spoken: bytes, heard: bytes) -> int:
+    """How many times ``heard`` holds ``spoken`` byte for byte, when everything else in it is
+    silence; 0 otherwise. An echo bot returns the whole line: each utterance, and the
+    silence around it."""
+    count = heard.count(spoken) if spoken else 0
+    return count if count and not any(heard.replace(spoken, b"")) else 0

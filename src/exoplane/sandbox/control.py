@@ -19,6 +19,7 @@ from exoplane.sandbox.state import (
     TERMINAL,
     Account,
     Applet,
+    CallerScript,
     ExoPhone,
     Fault,
     Flow,
@@ -52,6 +53,8 @@ class AccountIn(Body):
     sid: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     api_key: str = Field(min_length=1, max_length=200)
     api_token: str = Field(min_length=1, max_length=200)
+    # Calls/connect with StreamUrl answers 403 when false, as for an account without it.
+    connect_voice_ai: bool = True
 
 
 class ExoPhoneIn(Body):
@@ -80,6 +83,8 @@ class FlowIn(Body):
                 raise ValueError(f"applets[{n}] ({applet.type}) needs a url")
             if applet.type == "connect" and not applet.url and not applet.numbers:
                 raise ValueError(f"applets[{n}] (connect) needs a dynamic url or numbers")
+            if applet.caller is not None and applet.type != "voicebot":
+                raise ValueError(f"applets[{n}].caller applies to voicebot applets only")
             if applet.url and not re.match(r"^(https?|wss?)://", applet.url):
                 raise ValueError(f"applets[{n}].url must be an http(s) or ws(s) URL")
         return self
@@ -111,6 +116,8 @@ class InboundIn(Body):
     answer: str = "auto"
     talk_seconds: float | None = Field(default=None, ge=0, le=14_400)
     custom_field: str | None = Field(default=None, max_length=128)
+    # How the caller talks to a voice bot in the flow (over the applet's script).
+    caller: CallerScript | None = None
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -169,7 +176,12 @@ def control_router(
     @router.get("/accounts")
     async def list_accounts() -> Response:
         """The accounts, without their API keys and tokens."""
-        return JSONBytesResponse([{"sid": sid} for sid in state.accounts])
+        return JSONBytesResponse(
+            [
+                {"sid": sid, "connect_voice_ai": account.connect_voice_ai}
+                for sid, account in state.accounts.items()
+            ]
+        )
 
     @router.post("/exophones", status_code=201)
     async def add_exophone(body: ExoPhoneIn) -> Response:
@@ -242,6 +254,7 @@ def control_router(
             flow_id=phone.flow_id,
             custom_field=body.custom_field,
             answer=body.answer,
+            caller=body.caller,
             talk_seconds=(
                 body.talk_seconds
                 if body.talk_seconds is not None
@@ -301,6 +314,18 @@ def control_router(
             simulator.hang_up(call)
         state.save_call(call)
         return JSONBytesResponse({"Sid": call.sid, "outcome": call.outcome})
+
+    @router.put("/calls/{call_sid}/caller")
+    async def set_caller(call_sid: str, body: CallerScript) -> Response:
+        """Script how the caller talks to a voice bot on this call, before its stream starts."""
+        call = state.calls.get(call_sid)
+        if call is None:
+            return problem(404, "unknown_call", f"No call {call_sid}", "call_sid")
+        if call.status in TERMINAL:
+            return problem(409, "call_over", f"Call already {call.status}")
+        call.caller = body
+        state.save_call(call)
+        return JSONBytesResponse({"Sid": call.sid, "caller": body.model_dump(exclude_none=True)})
 
     @router.post("/calls/{call_sid}/hangup")
     async def hang_up(call_sid: str) -> Response:

@@ -18,6 +18,7 @@ Every wait is multiplied by the sandbox's ``time_scale`` except audio, which pla
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,11 +30,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 
 from exoplane.logs import get_logger
-from exoplane.sandbox.agentstream import StreamCall, run_stream
+from exoplane.sandbox.agentstream import Caller, StreamCall, StreamReport, run_stream
 from exoplane.sandbox.state import (
     CAUSE_CODES,
     TERMINAL,
     Applet,
+    CallerScript,
     Flow,
     Leg,
     SandboxCall,
@@ -59,6 +61,9 @@ class Timing(Protocol):
     talk_seconds: float
     voicebot_max_seconds: float
     http_timeout_seconds: float
+    caller_turns: int
+    caller_reply_timeout_seconds: float
+    caller_silence_seconds: float
 
 
 def redact_url(url: str) -> str:
@@ -115,6 +120,10 @@ class Simulator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._hangups: dict[str, asyncio.Event] = {}
         self._started: dict[str, float] = {}
+        # Streams run in real time, whatever the time scale: per call, the real seconds spent
+        # in finished streams, and when the current stream began.
+        self._real_seconds: dict[str, float] = {}
+        self._streaming_since: dict[str, float] = {}
         # The audio each call's bot sent, per stream: memory only, served as WAV.
         self.bot_audio: dict[str, list[tuple[int, bytes]]] = {}
 
@@ -156,13 +165,22 @@ class Simulator:
         finally:
             self._hangups.pop(call.sid, None)
             self._started.pop(call.sid, None)
+            self._real_seconds.pop(call.sid, None)
+            self._streaming_since.pop(call.sid, None)
 
     def now(self, call: SandboxCall) -> datetime:
-        """The call's own clock: simulated seconds since it was placed (see ``time_scale``)."""
+        """The call's own clock: simulated seconds since it was placed (see ``time_scale``).
+
+        A stream's audio plays in real time, so the clock runs at real time during a stream."""
         started = self._started.get(call.sid)
         if started is None:
             return now_ist()
-        elapsed = (time.monotonic() - started) / self.timing.time_scale
+        now = time.monotonic()
+        real = self._real_seconds.get(call.sid, 0.0)
+        streaming_since = self._streaming_since.get(call.sid)
+        if streaming_since is not None:
+            real += now - streaming_since
+        elapsed = (now - started - real) / self.timing.time_scale + real
         return call.created_at + timedelta(seconds=elapsed)
 
     async def _wait(self, call: SandboxCall, seconds: float) -> bool:
@@ -193,6 +211,8 @@ class Simulator:
     async def _outbound(self, call: SandboxCall) -> None:
         await self._wait(call, 0.2)
         self._touch(call, "ringing")
+        if "ringing" in call.callback_events:
+            await self.send_callback(call, "ringing")
         first = await self._ring(call, call.from_number, first_leg=True)
         call.legs.append(first)
         if first.status != "completed":
@@ -211,7 +231,9 @@ class Simulator:
         if "answered" in call.callback_events:
             await self.send_callback(call, "answered")
         flow = self.state.flow(call.account_sid, call.flow_id) if call.flow_id else None
-        if flow is not None:
+        if call.stream_url:
+            await self._connect_voice_ai(call, call.stream_url)
+        elif flow is not None:
             await self.run_flow(call, flow)
         else:
             await self._wait(call, call.talk_seconds)
@@ -264,8 +286,14 @@ class Simulator:
     async def _ring(self, call: SandboxCall, number: str, *, first_leg: bool = False) -> Leg:
         """Ring one leg. The first leg of a placed call answers as the control API decided,
         when it did (even while ringing); every other leg as ``_answer_of`` says."""
-        if await self._wait(call, self.timing.ring_seconds):
+        ringing = self.timing.ring_seconds
+        timed_out = first_leg and call.ring_timeout is not None and call.ring_timeout < ringing
+        if timed_out and call.ring_timeout is not None:
+            ringing = call.ring_timeout  # TimeOut: nobody picked up in time
+        if await self._wait(call, ringing):
             return Leg(number=number, status="canceled", cause=CAUSE_CODES["canceled"])
+        if timed_out:
+            return Leg(number=number, status="no-answer", cause=CAUSE_CODES["no-answer"])
         forced = call.outcome if first_leg else None
         if forced is not None:
             return Leg(number=number, status=forced, cause=CAUSE_CODES.get(forced))
@@ -501,31 +529,77 @@ class Simulator:
         return legs
 
     async def _voicebot(self, call: SandboxCall, applet: Applet, index: int) -> None:
-        url = applet.url or ""
-        self.state.log(outbound_entry("stream", "WEBSOCKET", url, call_sid=call.sid))
-        report, audio = await run_stream(
-            url,
-            StreamCall(
-                call_sid=call.sid,
-                account_sid=call.account_sid,
-                from_number=call.from_number,
-                to_number=call.caller_id if call.direction != "inbound" else call.to_number,
-            ),
-            http=self._http(),
-            hangup=self._hangups.get(call.sid),
-            max_seconds=self.timing.voicebot_max_seconds,
-        )
-        document = {**report.model_dump(mode="json"), "url": redact_url(report.url)}
-        call.streams.append(document)
-        self.bot_audio.setdefault(call.sid, []).append((report.sample_rate, audio))
+        report = await self._stream(call, applet.url or "", applet)
         self._step(
             call,
             applet,
             index,
-            request=document["url"],
-            outcome=f"stream ended by {report.ended_by}"
-            + (f" ({report.error})" if report.error else ""),
+            request=redact_url(report.url),
+            outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
             detail={"stream_sid": report.stream_sid},
+        )
+
+    async def _connect_voice_ai(self, call: SandboxCall, url: str) -> None:
+        """Connect Voice AI: the answered call streams straight to the bot; the stream's end
+        is the call's."""
+        report = await self._stream(call, url, None)
+        call.steps.append(
+            Step(
+                at=exotel_time(self.now(call)),
+                applet="StreamUrl",
+                type="stream",
+                request=redact_url(report.url),
+                outcome=f"stream ended by {report.ended_by}: {report.end_reason}",
+                detail={"stream_sid": report.stream_sid, "stream_name": call.stream_name},
+            )
+        )
+        self.state.save_call(call)
+
+    async def _stream(self, call: SandboxCall, url: str, applet: Applet | None) -> StreamReport:
+        self.state.log(outbound_entry("stream", "WEBSOCKET", url, call_sid=call.sid))
+        limit = self.timing.voicebot_max_seconds
+        if call.time_limit is not None:
+            limit = min(limit, call.time_limit)
+        self._streaming_since[call.sid] = began = time.monotonic()
+        try:
+            report, audio = await run_stream(
+                url,
+                StreamCall(
+                    call_sid=call.sid,
+                    account_sid=call.account_sid,
+                    from_number=call.from_number,
+                    to_number=call.caller_id if call.direction != "inbound" else call.to_number,
+                ),
+                http=self._http(),
+                caller=self.caller_of(call, applet),
+                hangup=self._hangups.get(call.sid),
+                max_seconds=limit,
+            )
+        finally:
+            self._streaming_since.pop(call.sid, None)
+            self._real_seconds[call.sid] = (
+                self._real_seconds.get(call.sid, 0.0) + time.monotonic() - began
+            )
+        document = {**report.model_dump(mode="json"), "url": redact_url(report.url)}
+        if call.stream_name and applet is None:
+            document["name"] = call.stream_name
+        call.streams.append(document)
+        self.bot_audio.setdefault(call.sid, []).append((report.sample_rate, audio))
+        return report
+
+    def caller_of(self, call: SandboxCall, applet: Applet | None) -> Caller:
+        """The caller's script on a stream: the call's, over the applet's, over the settings."""
+        script = (call.caller or CallerScript()).over(applet.caller if applet else None)
+        timing = self.timing
+        return Caller(
+            turns=timing.caller_turns if script.turns is None else script.turns,
+            utterances=tuple(base64.b64decode(clip) for clip in script.utterances or ()),
+            reply_timeout_seconds=script.reply_timeout_seconds
+            or timing.caller_reply_timeout_seconds,
+            silence_seconds=script.silence_seconds or timing.caller_silence_seconds,
+            talk_seconds=script.talk_seconds,
+            open_line=bool(script.open_line),
+            time_scale=timing.time_scale,
         )
 
     # --- StatusCallbacks ------------------------------------------------------------------

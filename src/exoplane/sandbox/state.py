@@ -5,6 +5,8 @@ Everything is a pydantic model so that the optional SQLite store can keep it as 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import re
@@ -12,7 +14,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 IST = timezone(timedelta(hours=5, minutes=30))
 
@@ -67,12 +69,58 @@ class Account(Record):
     sid: str
     api_key: str
     api_token: str
+    # Whether Calls/connect takes StreamUrl (Exotel enables it per account; 403 otherwise).
+    connect_voice_ai: bool = True
 
 
 class ExoPhone(Record):
     number: str
     account_sid: str
     flow_id: str | None = None
+
+
+# 30 s of PCM16 at 24 kHz, in base64.
+MAX_UTTERANCE_CHARS = 1_920_000
+
+
+class CallerScript(Record):
+    """How the simulated caller talks to a voice bot; what is unset comes from the applet's
+    script, then from the sandbox's settings (``EXOPLANE_SANDBOX_CALLER_*``)."""
+
+    turns: int | None = Field(default=None, ge=0, le=100)
+    # Base64 PCM16 mono at the stream's sample rate; turn n speaks utterances[n % len].
+    utterances: list[str] | None = Field(default=None, min_length=1, max_length=20)
+    reply_timeout_seconds: float | None = Field(default=None, gt=0, le=600)
+    silence_seconds: float | None = Field(default=None, gt=0, le=60)
+    talk_seconds: float | None = Field(default=None, gt=0, le=14_400)
+    open_line: bool | None = None
+
+    @field_validator("utterances")
+    @classmethod
+    def _pcm16_in_base64(cls, value: list[str] | None) -> list[str] | None:
+        for n, text in enumerate(value or []):
+            if len(text) > MAX_UTTERANCE_CHARS:
+                raise ValueError(f"utterances[{n}] is over 30 s of 24 kHz audio")
+            try:
+                pcm = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"utterances[{n}] is not valid base64") from None
+            if not pcm or len(pcm) % 2:
+                raise ValueError(f"utterances[{n}] is not whole PCM16 samples")
+        return value
+
+    @model_validator(mode="after")
+    def _silent_only_on_an_open_line(self) -> CallerScript:
+        if self.turns == 0 and self.open_line is not True:
+            raise ValueError("turns may be 0 only with open_line: true (the caller just listens)")
+        return self
+
+    def over(self, base: CallerScript | None) -> CallerScript:
+        """This script, with what it leaves unset taken from ``base``."""
+        if base is None:
+            return self
+        mine = self.model_dump(exclude_none=True)
+        return CallerScript(**{**base.model_dump(exclude_none=True), **mine})
 
 
 class Applet(Record):
@@ -90,6 +138,8 @@ class Applet(Record):
     on_302: str | None = None
     # Connect: where the flow goes when nobody answered (answered leads to ``next``).
     on_no_answer: str | None = None
+    # Voicebot: how the simulated caller talks to the bot.
+    caller: CallerScript | None = None
 
 
 class Flow(Record):
@@ -134,16 +184,24 @@ class SandboxCall(Record):
     caller_id: str
     direction: str
     flow_id: str | None = None
+    # Connect Voice AI: the bot's socket, straight after the answer, instead of a flow.
+    stream_url: str | None = None
+    stream_name: str | None = None
+    time_limit: int | None = None  # TimeLimit: the longest the call may last, in seconds
+    ring_timeout: int | None = None  # TimeOut: how long the first leg may ring
     custom_field: str | None = None
     status_callback: str | None = None
     callback_events: list[str] = Field(default_factory=list)
     callback_json: bool = False
     record: bool = False
+    recording_channels: str = "single"
     status: str = "queued"
     talk_seconds: float = 5
     # Decided through the control API before the call ends: overrides the magic numbers.
     outcome: str | None = None
     answer: str | None = None
+    # How the caller talks to a voice bot on this call (over the flow's script).
+    caller: CallerScript | None = None
     created_at: datetime = Field(default_factory=now_ist)
     updated_at: datetime = Field(default_factory=now_ist)
     start_time: datetime | None = None

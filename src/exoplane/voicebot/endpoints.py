@@ -84,7 +84,7 @@ async def delete_did(session: Session, operator: SuperAdminAuth, did_id: PathId)
 
 @router.get(EXOTEL + "/test-call-options", response_model=list[CallOption])
 async def list_test_call_options(session: Session, _operator: AdminAuth) -> Response:
-    """The DIDs a test call can use (those with a flow), without anything sensitive."""
+    """The DIDs a test call can use, with their modes (flow, stream), nothing sensitive."""
     dids = await service.call_options(session)
     return JSONBytesResponse([call_option(did) for did in dids])
 
@@ -97,11 +97,19 @@ async def place_test_call(
     body: PlaceTestCall,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> Response:
-    """Ring ``to_number`` from the DID and bridge them into the DID's flow via Exotel."""
+    """Ring ``to_number`` and bridge them into the DID's flow, or (``mode: stream``) straight
+    to its bot with Exotel's Connect Voice AI."""
 
     async def place() -> tuple[int, Any]:
         answer = await service.place_test_call(
-            state.reader, state.vault, state.settings, state.exotel, did_id, body.to_number
+            state.reader,
+            state.vault,
+            state.settings,
+            state.capabilities,
+            state.exotel,
+            did_id,
+            body.to_number,
+            body.mode,
         )
         return 200, answer
 

@@ -16,7 +16,10 @@ SINGLETON = 1
 _OPERATOR_BY_KEY = select(Operator.id, Operator.email, Operator.role).where(
     Operator.api_key_hash == bindparam("key_hash")
 )
-_DID_FOR_CALL = select(Did.id, Did.number, Did.flow_url).where(Did.id == bindparam("did_id"))
+_DID_FOR_CALL = select(Did.id, Did.number, Did.flow_url, Did.bot_id).where(
+    Did.id == bindparam("did_id")
+)
+_FLEET = select(PlatformSettings.core_fleet_json).where(PlatformSettings.id == SINGLETON)
 _CREDENTIALS = select(
     ExotelIntegration.account_sid,
     ExotelIntegration.api_key_enc,
@@ -31,10 +34,18 @@ async def operator_by_key_hash(reader: Reader, key_hash: str) -> tuple[str, str,
     return (row[0], row[1], row[2]) if row else None
 
 
-async def did_for_call(reader: Reader, did_id: str) -> tuple[str, str, str | None] | None:
-    """(id, number, flow_url): read without a transaction, as a call is placed next."""
+async def did_for_call(
+    reader: Reader, did_id: str
+) -> tuple[str, str, str | None, str | None] | None:
+    """(id, number, flow_url, bot_id): read without a transaction, as a call is placed next."""
     row = await reader.first(_DID_FOR_CALL, {"did_id": did_id})
-    return (row[0], row[1], row[2]) if row else None
+    return (row[0], row[1], row[2], row[3]) if row else None
+
+
+async def core_fleet_json(reader: Reader) -> str | None:
+    """The stored ``core_fleet`` (JSON), read without a transaction."""
+    row = await reader.first(_FLEET, {})
+    return row[0] if row else None
 
 
 async def stored_credentials(

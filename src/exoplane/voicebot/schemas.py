@@ -61,8 +61,14 @@ class DidUpdate(Body):
     flow_url: Url | None = None
 
 
+TestCallMode = Literal["flow", "stream"]
+
+
 class PlaceTestCall(Body):
     to_number: PhoneNumber
+    # flow: ring and run the DID's flow_url; stream: ring and connect straight to the DID's
+    # websocket_url with Exotel's Connect Voice AI (no flow needed).
+    mode: TestCallMode = "flow"
 
 
 class FleetSettings(Body):
@@ -80,8 +86,19 @@ def did_view(did: Did, websocket_url: str) -> dict[str, Any]:
     }
 
 
+def test_call_modes(did: Did) -> list[str]:
+    """The test-call modes a DID can use: ``flow`` with a flow_url, ``stream`` with a bot."""
+    return [mode for mode, usable in (("flow", did.flow_url), ("stream", did.bot_id)) if usable]
+
+
 def call_option(did: Did) -> dict[str, Any]:
-    return {"id": did.id, "number": did.number, "label": did.label, "bot_id": did.bot_id}
+    return {
+        "id": did.id,
+        "number": did.number,
+        "label": did.label,
+        "bot_id": did.bot_id,
+        "modes": test_call_modes(did),
+    }
 
 
 def audit_view(entry: AuditEntry) -> dict[str, Any]:
@@ -125,6 +142,7 @@ class CallOption(BaseModel):
     number: str
     label: str | None
     bot_id: str | None
+    modes: list[TestCallMode] = Field(description="The test-call modes the DID can use")
 
 
 class TestCallPlaced(BaseModel):

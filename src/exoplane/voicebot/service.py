@@ -284,7 +284,8 @@ async def _did(session: AsyncSession, did_id: str) -> Did:
 
 
 async def call_options(session: AsyncSession) -> list[Did]:
-    return [did for did in await repository.list_dids(session) if did.flow_url]
+    """DIDs usable for a test call in some mode: with a flow_url, or with a bot."""
+    return [did for did in await repository.list_dids(session) if did.flow_url or did.bot_id]
 
 
 # --- test calls ---------------------------------------------------------------------------
@@ -294,33 +295,58 @@ async def place_test_call(
     reader: Reader,
     vault: Vault,
     settings: Settings,
+    capabilities: Capabilities,
     exotel: ExotelClient,
     did_id: str,
     to_number: str,
+    mode: str = "flow",
 ) -> dict[str, str]:
-    """Ring ``to_number`` from the DID and bridge them into its flow (seed 04).
+    """Ring ``to_number`` from the DID and bridge them into its flow (seed 04), or, in
+    ``stream`` mode, straight to its bot with Connect Voice AI.
 
     Reads happen outside any transaction, so no database lock is held while Exotel answers.
     """
     did = await repository.did_for_call(reader, did_id)
     if did is None:
         raise NotFound(f"No DID with id {did_id!r}", code="did_not_found")
-    _, number, flow_url = did
-    if not flow_url:
+    _, number, flow_url, bot_id = did
+    stream_url = ""
+    if mode == "stream":
+        if not bot_id:
+            raise BadRequest(
+                f"The DID {number} has no bot_id: attach a bot before placing stream-mode "
+                "test calls",
+                code="missing_bot_id",
+                field="bot_id",
+            )
+        stored = await repository.core_fleet_json(reader)
+        fleet = json.loads(stored) if stored is not None else list(settings.core_fleet)
+        stream_url = _stream_url(fleet, bot_id, settings, capabilities)
+    elif not flow_url:
         raise BadRequest(
             f"The DID {number} has no flow_url: set one before placing test calls",
             code="missing_flow_url",
             field="flow_url",
         )
     credentials = await _credentials(reader, vault, settings)
+    custom_field = f"{TEST_CALL_TAG}{did_id}"
     try:
-        placed = await exotel.connect_to_flow(
-            credentials,
-            customer_number=to_number,
-            caller_id=number,
-            flow_url=flow_url,
-            custom_field=f"{TEST_CALL_TAG}{did_id}",
-        )
+        if stream_url:
+            placed = await exotel.connect_to_stream(
+                credentials,
+                customer_number=to_number,
+                caller_id=number,
+                stream_url=stream_url,
+                custom_field=custom_field,
+            )
+        else:
+            placed = await exotel.connect_to_flow(
+                credentials,
+                customer_number=to_number,
+                caller_id=number,
+                flow_url=flow_url or "",
+                custom_field=custom_field,
+            )
     except ExotelError as exc:
         raise UpstreamError(exc.message) from exc
     return {"call_sid": placed.call_sid, "provider_status": placed.provider_status}

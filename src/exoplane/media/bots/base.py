@@ -33,7 +33,8 @@ class CallControl(Protocol):
         """Drop queued audio that has not been played (barge-in)."""
 
     async def hang_up(self) -> None:
-        """End the call (closes the stream)."""
+        """End the call once the audio queued so far has played: the stream closes (1000)
+        at once, and Exotel ends the call."""
 
 
 class Bot:
