@@ -325,7 +325,7 @@ def test_an_unreachable_database_is_one_line_without_its_password(
     # Nothing listens on port 1 of the loopback interface.
     url = "postgresql+asyncpg://user:hunter2@127.0.0.1:1/none"
 
-    result = exoplane(tmp_path, *args, database_url=url)
+    result = exoplane(tmp_path, *args, database_url=url, EXOPLANE_SECRET_KEY="k" * 40)
 
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr

@@ -8,9 +8,8 @@ import asyncio
 import itertools
 import os
 import signal
-import subprocess
-import sys
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -38,6 +37,7 @@ from tests.processes import (
     succeeded_deliveries,
     tracking_receiver,
 )
+from tests.test_cli import exoplane
 from tests.waiting import WAIT_SECONDS, polled, until
 
 KEY_A = "a" * 24 + "-first-key-of-the-cluster"
@@ -55,21 +55,6 @@ async def check(database_url: str, key: str) -> None:
 async def stored_fingerprints(settings: Settings) -> list[str]:
     async with database_session(settings) as session:
         return list(await session.scalars(select(ClusterKey.fingerprint)))
-
-
-def run_exoplane(
-    home: Path, env: dict[str, str], *args: str, without: tuple[str, ...] = ()
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "EXOPLANE_HOME": str(home), **env}
-    for name in without:
-        environment.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "exoplane", *args],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 # --- one key per cluster ------------------------------------------------------------------
@@ -134,7 +119,7 @@ async def test_a_command_started_with_another_key_refuses_with_one_line(
     env = {**server_env, "EXOPLANE_SECRET_KEY": KEY_B}
 
     port = ["--port", str(free_port())] if command == "serve" else []
-    result = await asyncio.to_thread(run_exoplane, tmp_path / "home", env, command, *port)
+    result = await asyncio.to_thread(partial(exoplane, tmp_path / "home", command, *port, **env))
 
     assert result.returncode == 1
     assert result.stdout == ""
@@ -143,12 +128,13 @@ async def test_a_command_started_with_another_key_refuses_with_one_line(
 
 @pytest.mark.parametrize("command", ["serve", "worker"])
 def test_on_postgresql_a_command_without_a_key_refuses_before_it_reaches_the_database(
-    tmp_path: Path, command: str
+    tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("EXOPLANE_SECRET_KEY", raising=False)
     # Nothing listens on port 1: a command that tried the database would say so instead.
     env = {"EXOPLANE_DATABASE_URL": "postgresql+asyncpg://exoplane@127.0.0.1:1/exoplane"}
 
-    result = run_exoplane(tmp_path / "home", env, command, without=("EXOPLANE_SECRET_KEY",))
+    result = exoplane(tmp_path / "home", command, **env)
 
     assert result.returncode == 1
     assert result.stdout == ""
@@ -224,7 +210,7 @@ async def test_serve_with_workers_runs_that_many_api_processes_and_replaces_one_
 
 
 def test_serve_refuses_zero_workers(tmp_path: Path, server_env: dict[str, str]) -> None:
-    result = run_exoplane(tmp_path / "home", server_env, "serve", "--workers", "0")
+    result = exoplane(tmp_path / "home", "serve", "--workers", "0", **server_env)
 
     assert result.returncode == 2
     assert "--workers" in result.stderr

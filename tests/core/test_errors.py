@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.exc import DBAPIError
 
 from exoplane.app import create_app
 from exoplane.config import Settings
@@ -138,15 +139,15 @@ async def test_readiness_reports_the_database(client: httpx.AsyncClient) -> None
     assert response.json()["checks"]["database"] == "ok"
 
 
-async def test_readiness_fails_when_the_database_is_unreachable(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, "postgresql+asyncpg://nobody@127.0.0.1:1/none")
-    async with LifespanManager(create_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-            response = await http.get("/readyz")
+async def test_the_app_does_not_start_while_its_database_is_unreachable(tmp_path: Path) -> None:
+    """It checks its key against the database's before it serves (tests/test_cluster.py);
+    readiness during an outage that begins later is in test_outages.py."""
+    url = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+    settings = make_settings(tmp_path, url, secret_key="k" * 40)
 
-    assert response.status_code == 503
-    assert response.json()["checks"]["database"].startswith("unavailable")
+    with pytest.raises((OSError, DBAPIError)):
+        async with LifespanManager(create_app(settings)):
+            pass
 
 
 async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from tests.conftest import (
     BACKEND,
     POSTGRES_URL,
@@ -50,3 +55,21 @@ def media_core(
 
 def core_url(core: ServerProcess, path: str) -> str:
     return "ws://" + core.base_url.removeprefix("http://") + path
+
+
+@asynccontextmanager
+async def signed_in(
+    settings: SandboxSettings, sid: str, key: str, token: str, *flows: dict[str, Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The sandbox, running over ASGI, with the account ``sid`` and ``flows`` in it; a client
+    that authenticates as that account."""
+    async with LifespanManager(create_sandbox_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://sandbox", auth=(key, token)
+        ) as http:
+            account = {"sid": sid, "api_key": key, "api_token": token}
+            assert (await http.post("/_sandbox/accounts", json=account)).status_code == 201
+            for flow in flows:
+                assert (await http.post("/_sandbox/flows", json=flow)).status_code == 201
+            yield http

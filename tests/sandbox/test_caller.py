@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from exoplane.sandbox.agentstream import voiced
-from exoplane.sandbox.app import create_sandbox_app
 from exoplane.sandbox.audio import builtin_clip
 from tests.sandbox.bot_peer import BotPeer, PeerCall, late_bot, seconds_of
+from tests.sandbox.conftest import signed_in
 from tests.sandbox.test_flows import (
     CALLER,
     EXOPHONE,
@@ -35,16 +34,8 @@ SCALE = 0.1  # the caller's waits and the bots' lateness alike: 3 s late is 0.3 
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
-    app = create_sandbox_app(sandbox_settings(time_scale=SCALE))
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sandbox", auth=(KEY, TOKEN)
-        ) as http:
-            await http.post(
-                "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
-            )
-            yield http
+    async with signed_in(sandbox_settings(time_scale=SCALE), SID, KEY, TOKEN) as http:
+        yield http
 
 
 SHORT = base64.b64encode(builtin_clip(8000)[:3200]).decode()

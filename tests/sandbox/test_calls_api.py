@@ -13,6 +13,7 @@ from asgi_lifespan import LifespanManager
 from defusedxml import ElementTree
 
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from tests.sandbox.conftest import signed_in
 from tests.waiting import polled
 from tests.webhooks.receiver import Receiver, running_receiver
 
@@ -23,17 +24,9 @@ CONNECT = f"/v1/Accounts/{SID}/Calls/connect"
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
     settings = SandboxSettings(_env_file=None, time_scale=0.01, calls_per_minute=200)
-    async with LifespanManager(create_sandbox_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sandbox", auth=(KEY, TOKEN)
-        ) as http:
-            await http.post(
-                "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
-            )
-            flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
-            assert (await http.post("/_sandbox/flows", json=flow)).status_code == 201
-            yield http
+    flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
+    async with signed_in(settings, SID, KEY, TOKEN, flow) as http:
+        yield http
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
-from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
+from exoplane.sandbox.app import SandboxSettings
 from exoplane.sandbox.audio import builtin_clip, echoed
 from tests.conftest import ServerProcess
 from tests.sandbox.bot_peer import BotPeer, PeerCall
-from tests.sandbox.conftest import core_url
+from tests.sandbox.conftest import core_url, signed_in
 from tests.waiting import polled
 from tests.webhooks.receiver import Receiver, running_receiver
 
@@ -28,16 +27,9 @@ CALLER, EXOPHONE = "+919876543210", "08047491899"
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
     settings = SandboxSettings(_env_file=None, time_scale=0.1, caller_turns=1)
-    async with LifespanManager(create_sandbox_app(settings)) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sandbox", auth=(KEY, TOKEN)
-        ) as http:
-            account = {"sid": SID, "api_key": KEY, "api_token": TOKEN}
-            assert (await http.post("/_sandbox/accounts", json=account)).status_code == 201
-            flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
-            assert (await http.post("/_sandbox/flows", json=flow)).status_code == 201
-            yield http
+    flow = {"account_sid": SID, "id": "1234", "applets": [{"type": "hangup"}]}
+    async with signed_in(settings, SID, KEY, TOKEN, flow) as http:
+        yield http
 
 
 @pytest.fixture

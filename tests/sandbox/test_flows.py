@@ -18,6 +18,7 @@ from exoplane.sandbox import state as state_module
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.state import TERMINAL
 from exoplane.sandbox.store import SqliteStore
+from tests.sandbox.conftest import signed_in
 from tests.waiting import polled
 from tests.webhooks.receiver import Receiver, running_receiver
 
@@ -78,15 +79,8 @@ def sandbox_settings(**overrides: Any) -> SandboxSettings:
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
-    async with LifespanManager(create_sandbox_app(sandbox_settings())) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://sandbox", auth=(KEY, TOKEN)
-        ) as http:
-            await http.post(
-                "/_sandbox/accounts", json={"sid": SID, "api_key": KEY, "api_token": TOKEN}
-            )
-            yield http
+    async with signed_in(sandbox_settings(), SID, KEY, TOKEN) as http:
+        yield http
 
 
 async def add_flow(http: httpx.AsyncClient, applets: list[dict[str, Any]]) -> str:
