@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,8 @@ from exoplane.webhooks.signing import new_signing_secret, signature_headers
 DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 POLL_SECONDS = "0.05"
 WEBHOOK_TIMEOUT_S = "5"
+# Generated once per run: the bench's server and CLI calls share it, as a cluster does.
+BENCH_SECRET_KEY = secrets.token_urlsafe(48)
 DRAIN_POLL_S = 0.02
 
 BASELINE = "direct"
@@ -345,6 +348,8 @@ def exoplane_env(
     )
     if database_url is not None:
         env["EXOPLANE_DATABASE_URL"] = database_url
+        # PostgreSQL needs the key set; the server and the CLI calls share it.
+        env["EXOPLANE_SECRET_KEY"] = BENCH_SECRET_KEY
     return env
 
 

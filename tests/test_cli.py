@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import SECRET_KEY
+
 
 def exoplane(
     home: Path, *args: str, database_url: str | None = None, **settings: str
@@ -18,6 +20,7 @@ def exoplane(
     env = {**os.environ, "EXOPLANE_HOME": str(home), **settings}
     if database_url:
         env["EXOPLANE_DATABASE_URL"] = database_url
+        env.setdefault("EXOPLANE_SECRET_KEY", SECRET_KEY)
     return subprocess.run(
         [sys.executable, "-m", "exoplane", *args],
         env=env,

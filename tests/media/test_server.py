@@ -31,6 +31,7 @@ from tests.conftest import (
     BACKEND,
     POSTGRES_URL,
     REDIS_URL,
+    SECRET_KEY,
     ServerProcess,
     _admin,
     _with_database,
@@ -76,6 +77,8 @@ def start_server(
         if key not in running:
             env = {
                 "EXOPLANE_DATABASE_URL": module_database,
+                # The processes share one database, so they share its key.
+                "EXOPLANE_SECRET_KEY": SECRET_KEY,
                 "EXOPLANE_LOG_LEVEL": "info",
                 "EXOPLANE_REDIS_KEY_PREFIX": f"exoplane-test-{uuid.uuid4().hex[:12]}",
                 **extra,

@@ -19,6 +19,7 @@ from tests.conftest import (
     BACKEND,
     POSTGRES_URL,
     REDIS_URL,
+    SECRET_KEY,
     ServerProcess,
     _admin,
     _with_database,
@@ -31,6 +32,7 @@ def media_core(
 ) -> Iterator[ServerProcess]:
     """``exoplane serve`` with default settings, shared by this module's tests."""
     env = {
+        "EXOPLANE_SECRET_KEY": SECRET_KEY,
         "EXOPLANE_LOG_LEVEL": "info",
         "EXOPLANE_REDIS_KEY_PREFIX": f"exoplane-test-{uuid.uuid4().hex[:12]}",
     }
