@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.capabilities import PARAMETER, Capabilities
@@ -27,7 +28,7 @@ from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AgentPrincipal, AppPrincipal, Principal
 from exoplane.integrations.calls import repository
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
-from exoplane.models import Call, User
+from exoplane.models import Call, User, WebhookAttempt, WebhookDelivery
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
@@ -143,6 +144,12 @@ async def route(
         )
     app_settings = await integrations.app_settings(session, vault, app_id)
     hangup_url = flow_urls(settings, capabilities, app_id)["passthru_urls"]["incomingcallhungup"]
+    if params.call_sid:
+        entry = {"destinations": numbers}
+        await repository.add_call_events(
+            session,
+            [timeline_entry(app_id, params.call_sid, "routing_answered", entry, utcnow())],
+        )
     return connect_response(
         numbers, params.call_to, record=app_settings.recording_enabled, passthru_url=hangup_url
     )
@@ -232,6 +239,19 @@ async def record_hooks(
     await emit_many(session, events, handoff)
     if changes:
         await repository.update_calls(session, changes)
+    await repository.add_call_events(
+        session,
+        [
+            timeline_entry(
+                context.app_id,
+                report.params.call_sid,
+                "hook_received",
+                {"type": report.hook_type},
+                report.received_at,
+            )
+            for report, context in zip(reports, contexts, strict=True)
+        ],
+    )
 
 
 def _call_row(report: HookReport, context: repository.HookContext) -> dict[str, Any]:
@@ -386,6 +406,15 @@ async def status_callback(
             call.recording_url = params.recording_url
             await _recording_ready(session, app_settings, call_sid, params)
     call.updated_at = utcnow()
+    reported = "answered" if params.event_type == "answered" else call.status
+    await repository.add_call_events(
+        session,
+        [
+            timeline_entry(
+                call.app_id, call_sid, "status_callback", {"status": reported}, call.updated_at
+            )
+        ],
+    )
 
 
 # --- click-to-call ------------------------------------------------------------------------
@@ -482,17 +511,21 @@ async def dial(
         raise UpstreamError(exc.message) from exc
 
 
-async def record_placed(session: AsyncSession, call_id: str, placed: PlacedCall) -> None:
+async def record_placed(session: AsyncSession, call: Call, placed: PlacedCall) -> None:
     """Exotel accepted the call: its CallSid, and its status unless a StatusCallback has
     already reported a newer one."""
+    now = utcnow()
     await repository.settle_placed_call(
         session,
-        call_id,
+        call.id,
         call_sid=placed.call_sid,
         status=placed.provider_status,
         while_status=QUEUED,
-        at=utcnow(),
+        at=now,
     )
+    detail = {"from": call.from_number, "to": call.to_number, "status": placed.provider_status}
+    entry = timeline_entry(call.app_id, placed.call_sid, "call_placed", detail, now)
+    await repository.add_call_events(session, [entry])
 
 
 async def record_not_placed(session: AsyncSession, call_id: str) -> None:
@@ -520,3 +553,150 @@ def _base_url(settings: Settings, domain: str) -> str:
     if settings.exotel_api_base_url.rstrip("/") != DEFAULT_BASE_URL:
         return settings.exotel_api_base_url
     return REGION_BASE_URLS.get(domain, DEFAULT_BASE_URL)
+
+
+# --- the call log and each call's timeline --------------------------------------------------
+
+
+def timeline_entry(
+    app_id: str, call_sid: str, kind: str, detail: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """A row of ``call_events``: one step of a call, with a small detail object."""
+    return {
+        "app_id": app_id,
+        "call_sid": call_sid,
+        "kind": kind,
+        "detail": orjson.dumps(detail).decode(),
+        "at": at,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimeline:
+    call: Call
+    timeline: list[TimelineEntry]
+
+
+# The one word a call's status comes to.
+OUTCOMES = {
+    "completed": "answered",
+    "missed": "missed",
+    "no-answer": "missed",
+    "busy": "busy",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+CALL_STATUSES = (QUEUED, "ringing", "in-progress", *OUTCOMES)
+
+
+def outcome(call: Call) -> str:
+    return OUTCOMES.get(call.status, "ongoing")
+
+
+async def call_timeline(session: AsyncSession, app_id: str, call_sid: str) -> CallTimeline:
+    """The call with every step recorded of it, oldest first; the webhook steps are read
+    from the delivery log."""
+    call = await repository.find_call(session, app_id, call_sid)
+    if call is None:
+        raise NotFound(f"No call with CallSid {call_sid!r} in app {app_id}", code="call_not_found")
+    events = await repository.call_events(session, app_id, call_sid)
+    deliveries, attempts = await repository.call_webhooks(session, app_id, call_sid)
+    timeline = [TimelineEntry(e.at, e.kind, orjson.loads(e.detail)) for e in events]
+    timeline.extend(_webhook_steps(deliveries, attempts))
+    # Stable: entries at the same instant keep the order they were recorded in.
+    timeline.sort(key=lambda entry: entry.at)
+    return CallTimeline(call, timeline)
+
+
+def _webhook_steps(
+    deliveries: Sequence[WebhookDelivery], attempts: Sequence[WebhookAttempt]
+) -> list[TimelineEntry]:
+    steps = []
+    by_delivery: dict[int, list[WebhookAttempt]] = {}
+    for attempt in attempts:
+        by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
+    for delivery in deliveries:
+        about = {"event": delivery.event_type, "delivery_id": str(delivery.id)}
+        steps.append(TimelineEntry(delivery.created_at, "webhook_queued", about))
+        tried = by_delivery.get(delivery.id, [])
+        for attempt in tried:
+            detail = {
+                **about,
+                "attempt": attempt.number,
+                "status_code": attempt.status_code,
+                "latency_ms": attempt.latency_ms,
+                "error": attempt.error,
+            }
+            steps.append(TimelineEntry(attempt.created_at, "webhook_attempt", detail))
+        if delivery.status != "pending":
+            final = {**about, "status": delivery.status, "attempts": delivery.attempts}
+            at = tried[-1].created_at if tried else delivery.updated_at
+            steps.append(TimelineEntry(at, "webhook_outcome", final))
+    return steps
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor(call: Call) -> str:
+    """Where the next page starts: after this call's start time and id (exactly, in
+    microseconds, so no call is skipped or repeated)."""
+    return f"{(call.created_at - _EPOCH) // _MICROSECOND}.{call.id}"
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    micros, _, call_id = cursor.partition(".")
+    try:
+        if not micros.isascii() or not micros.isdigit() or len(micros) > 18 or not call_id:
+            raise ValueError(cursor)
+        started = _EPOCH + int(micros) * _MICROSECOND
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(
+            "Query parameter 'cursor' must be a next_cursor this endpoint gave", field="cursor"
+        ) from exc
+    return started, call_id
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time filter in UTC; one given without an offset is taken to be UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def list_calls(
+    session: AsyncSession,
+    app_id: str,
+    *,
+    status: str | None,
+    direction: str | None,
+    number: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Call], str | None]:
+    """Newest first; the cursor of the next (older) page, or None at the end."""
+    calls = await repository.list_calls(
+        session,
+        app_id,
+        statuses=[status] if status is not None else None,
+        direction=direction,
+        number=_number(number) if number else None,
+        since=_utc(since),
+        until=_utc(until),
+        after=_position(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    if len(calls) <= limit:
+        return calls, None
+    page = calls[:limit]
+    return page, _cursor(page[-1])
