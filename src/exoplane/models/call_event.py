@@ -19,7 +19,8 @@ class CallEvent(Base):
     __table_args__ = (Index("ix_call_events_call", "app_id", "call_sid", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    # None for a voice-bot stream: those belong to the platform's operators, not to an app.
+    app_id: Mapped[str | None] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
     call_sid: Mapped[str] = mapped_column(String(100))
     kind: Mapped[str] = mapped_column(String(40))
     # A small JSON object; what it holds depends on the kind (docs/call-timeline.md).

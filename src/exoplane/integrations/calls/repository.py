@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, exists, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from exoplane.db import Reader, insert_missing
 from exoplane.models import (
@@ -321,4 +322,67 @@ async def list_calls(
             or_(Call.created_at < started, and_(Call.created_at == started, Call.id < call_id))
         )
     query = query.order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+# --- the voice-bot platform's calls (test calls and bot streams), which belong to no app ---
+
+# The first step of each such call.
+PLATFORM_OPENINGS = ("test_call_placed", "stream_start")
+
+
+async def platform_call_events(session: AsyncSession, call_sid: str) -> Sequence[CallEvent]:
+    query = (
+        select(CallEvent)
+        .where(CallEvent.app_id.is_(None), CallEvent.call_sid == call_sid)
+        .order_by(CallEvent.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def list_platform_openings(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> Sequence[CallEvent]:
+    """The first step of each platform call, newest first (a test call in stream mode
+    has a ``stream_start`` after its ``test_call_placed``: it is listed once)."""
+    earlier = aliased(CallEvent)
+    opened_before = exists().where(
+        earlier.app_id.is_(None),
+        earlier.call_sid == CallEvent.call_sid,
+        earlier.kind.in_(PLATFORM_OPENINGS),
+        earlier.id < CallEvent.id,
+    )
+    query = select(CallEvent).where(
+        CallEvent.app_id.is_(None), CallEvent.kind.in_(PLATFORM_OPENINGS), ~opened_before
+    )
+    if since is not None:
+        query = query.where(CallEvent.at >= since)
+    if until is not None:
+        query = query.where(CallEvent.at < until)
+    if before_id is not None:
+        query = query.where(CallEvent.id < before_id)
+    query = query.order_by(CallEvent.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def platform_steps_of(
+    session: AsyncSession, call_sids: Sequence[str], kinds: Sequence[str]
+) -> Sequence[CallEvent]:
+    """The ``kinds`` steps of these platform calls, oldest first."""
+    if not call_sids:
+        return []
+    query = (
+        select(CallEvent)
+        .where(
+            CallEvent.app_id.is_(None),
+            CallEvent.call_sid.in_(call_sids),
+            CallEvent.kind.in_(kinds),
+        )
+        .order_by(CallEvent.id)
+    )
     return (await session.scalars(query)).all()

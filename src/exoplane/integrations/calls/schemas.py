@@ -12,7 +12,7 @@ from exoplane.exotel.numbers import normalise_phone_number
 from exoplane.responses import resource_time
 
 if TYPE_CHECKING:
-    from exoplane.integrations.calls.service import CallTimeline
+    from exoplane.integrations.calls.service import CallTimeline, PlatformCall, TimelineEntry
     from exoplane.models import Call
 
 
@@ -146,14 +146,32 @@ def call_view(call: Call, outcome: str) -> dict[str, Any]:
     }
 
 
+def timeline_view(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
+    return [
+        {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
+        for entry in entries
+    ]
+
+
 def call_timeline_view(found: CallTimeline, outcome: str) -> dict[str, Any]:
     return {
         **call_view(found.call, outcome),
         "recording_url": found.call.recording_url,
-        "timeline": [
-            {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
-            for entry in found.timeline
-        ],
+        "timeline": timeline_view(found.timeline),
+    }
+
+
+def platform_call_view(call: PlatformCall) -> dict[str, Any]:
+    return {
+        "call_sid": call.call_sid,
+        "from": call.from_number,
+        "to": call.to_number,
+        "direction": call.direction,
+        "status": call.status,
+        "started_at": resource_time(call.started_at),
+        "duration": call.duration,
+        "agent": call.agent,
+        "outcome": call.outcome,
     }
 
 
@@ -181,6 +199,16 @@ class CallDetail(CallView):
 
 
 class CallPage(BaseModel):
+    calls: list[CallView]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PlatformCallDetail(CallView):
+    timeline: list[TimelineEntryView]
+
+
+class PlatformCallPage(BaseModel):
     calls: list[CallView]
     has_more: bool
     next_cursor: str | None

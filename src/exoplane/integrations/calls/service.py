@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
-from exoplane.db import Reader
+from exoplane.db import Reader, unit_of_work
 from exoplane.errors import BadRequest, NotFound, Unauthorized, UpstreamError
 from exoplane.exotel.client import (
     DEFAULT_BASE_URL,
@@ -28,7 +28,7 @@ from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AgentPrincipal, AppPrincipal, Principal
 from exoplane.integrations.calls import repository
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
-from exoplane.models import Call, User, WebhookAttempt, WebhookDelivery
+from exoplane.models import Call, CallEvent, User, WebhookAttempt, WebhookDelivery
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
@@ -559,7 +559,7 @@ def _base_url(settings: Settings, domain: str) -> str:
 
 
 def timeline_entry(
-    app_id: str, call_sid: str, kind: str, detail: dict[str, Any], at: datetime
+    app_id: str | None, call_sid: str, kind: str, detail: dict[str, Any], at: datetime
 ) -> dict[str, Any]:
     """A row of ``call_events``: one step of a call, with a small detail object."""
     return {
@@ -576,6 +576,17 @@ class TimelineEntry:
     at: datetime
     kind: str
     detail: dict[str, Any]
+
+
+async def record_platform_steps(
+    sessions: async_sessionmaker[AsyncSession], call_sid: str, entries: Sequence[TimelineEntry]
+) -> None:
+    """Steps of a call of the voice-bot platform (a test call, a bot stream), which belongs
+    to no app, in one statement and a unit of work of their own: a stream writes what it
+    kept in memory once it has closed, with no request around it."""
+    rows = [timeline_entry(None, call_sid, e.kind, e.detail, e.at) for e in entries]
+    async with unit_of_work(sessions) as session:
+        await repository.add_call_events(session, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -608,7 +619,7 @@ async def call_timeline(session: AsyncSession, app_id: str, call_sid: str) -> Ca
         raise NotFound(f"No call with CallSid {call_sid!r} in app {app_id}", code="call_not_found")
     events = await repository.call_events(session, app_id, call_sid)
     deliveries, attempts = await repository.call_webhooks(session, app_id, call_sid)
-    timeline = [TimelineEntry(e.at, e.kind, orjson.loads(e.detail)) for e in events]
+    timeline = _entries(events)
     timeline.extend(_webhook_steps(deliveries, attempts))
     # Stable: entries at the same instant keep the order they were recorded in.
     timeline.sort(key=lambda entry: entry.at)
@@ -700,3 +711,90 @@ async def list_calls(
         return calls, None
     page = calls[:limit]
     return page, _cursor(page[-1])
+
+
+# --- the voice-bot platform's call log (operators) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformCall:
+    """A test call or a bot stream, as its steps describe it."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    direction: str
+    status: str
+    started_at: datetime
+    duration: int | None
+    agent: str | None
+
+    @property
+    def outcome(self) -> str:
+        return OUTCOMES.get(self.status, "ongoing")
+
+
+def _platform_call(call_sid: str, steps: Sequence[TimelineEntry]) -> PlatformCall:
+    """What the first step, the stream's start and its close say of the call."""
+    by_kind: dict[str, TimelineEntry] = {}
+    for step in steps:
+        by_kind.setdefault(step.kind, step)
+    placed, start = by_kind.get("test_call_placed"), by_kind.get("stream_start")
+    closed = by_kind.get("stream_closed")
+    opening = placed or start
+    assert opening is not None  # listed from its opening, or refused as not found
+    agent = (start or opening).detail.get("bot_id")
+    status = str(opening.detail.get("status") or "in-progress")
+    duration = None
+    if closed is not None:
+        status = "completed" if closed.detail.get("code") == 1000 else "failed"
+        if start is not None:
+            duration = round((closed.at - start.at).total_seconds())
+    return PlatformCall(
+        call_sid=call_sid,
+        from_number=str(opening.detail.get("from", "")),
+        to_number=str(opening.detail.get("to", "")),
+        direction="outbound" if placed is not None else "inbound",
+        status=status,
+        started_at=opening.at,
+        duration=duration,
+        agent=str(agent) if agent else None,
+    )
+
+
+def _entries(events: Sequence[CallEvent]) -> list[TimelineEntry]:
+    return [TimelineEntry(e.at, e.kind, orjson.loads(e.detail)) for e in events]
+
+
+async def platform_call_timeline(
+    session: AsyncSession, call_sid: str
+) -> tuple[PlatformCall, list[TimelineEntry]]:
+    """A test call or bot stream with every step recorded of it, oldest first."""
+    timeline = _entries(await repository.platform_call_events(session, call_sid))
+    if not any(entry.kind in repository.PLATFORM_OPENINGS for entry in timeline):
+        raise NotFound(
+            f"No test call or bot stream with CallSid {call_sid!r}", code="call_not_found"
+        )
+    return _platform_call(call_sid, timeline), timeline
+
+
+async def list_platform_calls(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[PlatformCall], int | None]:
+    """Newest first; the cursor of the next (older) page, or None at the end."""
+    openings = await repository.list_platform_openings(
+        session, since=_utc(since), until=_utc(until), before_id=cursor, limit=limit + 1
+    )
+    page = openings[:limit]
+    sids = [opening.call_sid for opening in page]
+    kinds = (*repository.PLATFORM_OPENINGS, "stream_closed")
+    steps: dict[str, list[TimelineEntry]] = {}
+    for event in await repository.platform_steps_of(session, sids, kinds):
+        steps.setdefault(event.call_sid, []).extend(_entries([event]))
+    calls = [_platform_call(sid, steps[sid]) for sid in sids]
+    return calls, (page[-1].id if len(openings) > limit else None)

@@ -25,7 +25,7 @@ def upgrade() -> None:
             autoincrement=True,
             nullable=False,
         ),
-        sa.Column("app_id", sa.String(length=36), nullable=False),
+        sa.Column("app_id", sa.String(length=36), nullable=True),
         sa.Column("call_sid", sa.String(length=100), nullable=False),
         sa.Column("kind", sa.String(length=40), nullable=False),
         sa.Column("detail", sa.Text(), nullable=False),
