@@ -89,7 +89,13 @@ async def test_the_list_pages_by_cursor_and_filters_by_time(
 
 @pytest.mark.parametrize(
     ("parameter", "value"),
-    [("since", "soon"), ("until", "2026-02-30"), ("limit", "0"), ("cursor", "-1")],
+    [
+        ("since", "soon"),
+        ("until", "2026-02-30"),
+        ("since", "0001-01-01T00:00:00+01:00"),
+        ("limit", "0"),
+        ("cursor", "-1"),
+    ],
 )
 async def test_a_bad_filter_value_is_400_naming_the_parameter(
     client: httpx.AsyncClient, admin: Operator, parameter: str, value: str

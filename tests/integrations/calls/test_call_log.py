@@ -172,6 +172,8 @@ async def test_the_list_pages_through_every_call_once_with_its_cursor(
         ("direction", "sideways"),
         ("since", "yesterday"),
         ("until", "2026-13-45"),
+        ("since", "0001-01-01T00:00:00+01:00"),
+        ("until", "9999-12-31T23:59:59-01:00"),
         ("limit", "0"),
         ("limit", "99999999999999999999999"),
         ("cursor", "not-a-cursor"),

@@ -676,11 +676,16 @@ def _position(cursor: str) -> tuple[datetime, str]:
     return started, call_id
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, name: str) -> datetime | None:
     """A time filter in UTC; one given without an offset is taken to be UTC."""
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise BadRequest(
+            f"Query parameter '{name}' is out of range once in UTC", field=name
+        ) from exc
 
 
 async def list_calls(
@@ -702,8 +707,8 @@ async def list_calls(
         statuses=[status] if status is not None else None,
         direction=direction,
         number=_number(number) if number else None,
-        since=_utc(since),
-        until=_utc(until),
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
         after=_position(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
@@ -788,7 +793,11 @@ async def list_platform_calls(
 ) -> tuple[list[PlatformCall], int | None]:
     """Newest first; the cursor of the next (older) page, or None at the end."""
     openings = await repository.list_platform_openings(
-        session, since=_utc(since), until=_utc(until), before_id=cursor, limit=limit + 1
+        session,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
+        before_id=cursor,
+        limit=limit + 1,
     )
     page = openings[:limit]
     sids = [opening.call_sid for opening in page]
