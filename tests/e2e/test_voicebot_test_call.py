@@ -14,6 +14,7 @@ import pytest
 from exoplane.sandbox.audio import builtin_clip, echoed
 from tests.e2e.conftest import ACCOUNT_SID, BUSY_SUFFIX, CALLER, Exoplane, Platform
 from tests.e2e.servers import Sandbox
+from tests.waiting import polled
 
 BOT_EXOPHONE = "+918047491803"
 BOT_FLOW = "2001"
@@ -147,3 +148,46 @@ async def test_a_busy_number_never_opens_a_stream_and_the_call_ends_busy(
     assert not [entry for entry in await sandbox.requests() if entry.get("kind") == "stream"]
     audio = await sandbox.http.get(f"/_sandbox/calls/{call['Sid']}/audio")
     assert audio.status_code == 404
+
+
+async def test_a_test_calls_timeline_shows_the_stream_and_the_time_to_first_bot_audio(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform, echo_did: dict[str, Any]
+) -> None:
+    answer = await place_test_call(exoplane, platform, echo_did, CALLER)
+    call_sid = answer.json()["call_sid"]
+    await sandbox.finished_call(call_sid)
+
+    async def fetch() -> dict[str, Any]:
+        response = await exoplane.http.get(f"/api/v1/calls/{call_sid}", headers=platform.auth)
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    call = await polled(
+        fetch,
+        lambda call: call["timeline"][-1]["kind"] == "stream_closed",
+        what="the stream's steps, written once it has closed",
+    )
+    kinds = [entry["kind"] for entry in call["timeline"]]
+    assert kinds[:5] == [
+        "test_call_placed",
+        "stream_handshake",
+        "stream_connected",
+        "stream_start",
+        "first_inbound_media",
+    ]
+    assert kinds[-2:] == ["stream_stop", "stream_closed"]
+    assert kinds.count("first_outbound_media") == 1
+    details = {entry["kind"]: entry["detail"] for entry in call["timeline"]}
+    assert details["test_call_placed"]["to"] == CALLER
+    assert details["stream_start"]["bot_id"] == "echo"
+    assert details["stream_start"]["sample_rate"] == 8000
+    assert details["first_outbound_media"]["after_start_ms"] > 0
+    assert details["stream_stop"] == {"reason": "callended"}
+    assert details["stream_closed"]["code"] == 1000
+    assert details["stream_closed"]["malformed_frames"] == 0
+    assert (call["direction"], call["agent"], call["outcome"]) == ("outbound", "echo", "answered")
+    assert call["duration"] >= 0
+    listed = await exoplane.http.get("/api/v1/calls", headers=platform.auth)
+    assert [c["call_sid"] for c in listed.json()["calls"]] == [call_sid]
+    assert listed.json()["calls"][0]["outcome"] == "answered"

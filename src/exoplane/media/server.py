@@ -22,10 +22,13 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from exoplane.capabilities import PARAMETER
+from exoplane.integrations.calls.service import TimelineEntry, record_platform_steps
 from exoplane.logs import get_logger
 from exoplane.media.bots import Bot, CallInfo
 from exoplane.media.metrics import STATS
@@ -48,6 +51,7 @@ from exoplane.media.protocol import (
     parse_message,
     sample_rate_from_query,
 )
+from exoplane.models.base import utcnow
 from exoplane.state import AppState
 
 log = get_logger("exoplane.media")
@@ -71,6 +75,32 @@ TRANSPORT_FAULTS = {
     CLOSE_INVALID_DATA: "a text frame that is not valid UTF-8",
     CLOSE_TOO_BIG: "a message over the size limit",
 }
+
+
+# Steps a stream keeps beyond the ones every stream has (marks and DTMF may be many).
+TIMELINE_STEPS = 200
+
+
+class StreamTimeline:
+    """A stream's steps, kept in memory while it runs and written in one statement once it
+    has closed: no database work on the frame path."""
+
+    def __init__(self) -> None:
+        self.entries: list[TimelineEntry] = []
+        self.dropped = 0
+
+    def note(
+        self,
+        kind: str,
+        detail: dict[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+        always: bool = False,
+    ) -> None:
+        if not always and len(self.entries) >= TIMELINE_STEPS:
+            self.dropped += 1
+            return
+        self.entries.append(TimelineEntry(at or utcnow(), kind, detail or {}))
 
 
 class Phase(enum.Enum):
@@ -110,6 +140,7 @@ class Player:
         self._parked = False  # the task waits for audio; callers may send
         self._sending = False
         self._sent_chunks = 0
+        self.first_audio_at: datetime | None = None
         self._played_ms = 0
         self._next_at = time.monotonic()  # when the next chunk is due to start playing
         self._task: asyncio.Task[None] | None = None
@@ -214,6 +245,8 @@ class Player:
                 )
                 queue.popleft()
                 self._sent_chunks += 1
+                if self._sent_chunks == 1:
+                    self.first_audio_at = utcnow()
                 await self._send(
                     media_text(
                         self._media_prefix,
@@ -310,9 +343,11 @@ class Control:
         await self._player.add_audio(pcm)
 
     async def mark(self, name: str) -> None:
+        self._stream.timeline.note("stream_mark", {"name": name, "from": "bot"})
         await self._player.add_mark(name)
 
     async def clear(self) -> None:
+        self._stream.timeline.note("stream_clear")
         await self._player.clear()
 
     async def hang_up(self) -> None:
@@ -335,6 +370,10 @@ class Stream:
         self.phase = Phase.AWAITING_CONNECTED
         self.sample_rate = sample_rate_from_query(socket.query_params)
         self.call_sid: str | None = None
+        self.started_at: datetime | None = None
+        self.timeline = StreamTimeline()
+        self.timeline.note("stream_handshake", {"bot_id": bot_id, "sample_rate": self.sample_rate})
+        self._heard = False  # an inbound media frame has come
         self.bad_frames = 0
         self.hang_up_requested = False
         self._stop_reason = "stopped"
@@ -416,16 +455,21 @@ class Stream:
             self._bad_frame(str(exc))
             return
         if type(message) is Media and self.bot is not None and self.phase is Phase.STREAMING:
+            if not self._heard:
+                self._heard = True
+                self.timeline.note("first_inbound_media")
             await self.bot.on_audio(message.payload)  # nearly every frame: the rest can wait
             return
         if isinstance(message, Connected):
             if self.phase is Phase.AWAITING_CONNECTED:
                 self.phase = Phase.AWAITING_START
+                self.timeline.note("stream_connected")
             return
         if isinstance(message, Start):
             await self._on_start(message)
             return
         if isinstance(message, Stop):
+            self.timeline.note("stream_stop", {"reason": message.reason}, always=True)
             self._stop_reason = message.reason
             self.phase = Phase.STOPPED
             return
@@ -433,8 +477,10 @@ class Stream:
             self._bad_frame(f"{type(message).__name__.lower()} before start")
             return
         if isinstance(message, Dtmf):  # media, when streaming, was handled first
+            self.timeline.note("stream_dtmf", {"digit": message.digit})
             await self.bot.on_dtmf(message.digit)
         elif isinstance(message, Mark):
+            self.timeline.note("stream_mark", {"name": message.name, "from": "exotel"})
             await self.bot.on_mark(message.name)
         elif isinstance(message, Clear):
             self._bad_frame("clear is sent by bots, not to them")
@@ -457,6 +503,16 @@ class Stream:
             custom_parameters=start.custom_parameters,
         )
         self.call_sid = start.call_sid
+        self.started_at = utcnow()
+        started = {
+            "bot_id": self.bot_id,
+            "stream_sid": start.stream_sid,
+            "from": start.from_number,
+            "to": start.to_number,
+            "sample_rate": rate,
+            "custom_parameters": start.custom_parameters,
+        }
+        self.timeline.note("stream_start", started, at=self.started_at, always=True)
         self.player = Player(self.socket, start.stream_sid, rate)
         self.player.start()
         self.bot = self.bot_class(call, Control(self, self.player))
@@ -504,6 +560,33 @@ class Stream:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                     await self.socket.close(code, reason)
+        await self._record_timeline(code, reason, stop_reason)
+
+    async def _record_timeline(self, code: int, reason: str, stop_reason: str) -> None:
+        """Once the socket has closed: a stream that never said which call it was (no
+        ``start``) has no timeline to keep."""
+        timeline = self.timeline
+        first_audio = self.player.first_audio_at if self.player is not None else None
+        if first_audio is not None and self.started_at is not None:
+            after = round((first_audio - self.started_at).total_seconds() * 1000)
+            timeline.note(
+                "first_outbound_media", {"after_start_ms": after}, at=first_audio, always=True
+            )
+        closed = {
+            "code": code,
+            "reason": reason,
+            "stop_reason": stop_reason,
+            "malformed_frames": self.bad_frames,
+            "steps_not_kept": timeline.dropped,
+        }
+        timeline.note("stream_closed", closed, always=True)
+        if self.call_sid is None:
+            return
+        timeline.entries.sort(key=lambda entry: entry.at)
+        try:
+            await record_platform_steps(self.state.sessions, self.call_sid, timeline.entries)
+        except Exception:
+            log.exception("could not record the stream's timeline", call_sid=self.call_sid)
 
 
 class TransportTracebackFilter(logging.Filter):

@@ -5,6 +5,7 @@ from exoplane.models.app_settings import AppSettings
 from exoplane.models.audit import AuditEntry
 from exoplane.models.base import Base
 from exoplane.models.call import Call
+from exoplane.models.call_event import CallEvent
 from exoplane.models.cluster_key import ClusterKey
 from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
@@ -20,6 +21,7 @@ __all__ = [
     "AuditEntry",
     "Base",
     "Call",
+    "CallEvent",
     "ClusterKey",
     "Customer",
     "Did",

@@ -12,9 +12,12 @@ class WebhookEvent(Base):
     """The outbox: written in the same transaction as the change that caused it."""
 
     __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_call", "app_id", "call_sid"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    # The call the event is about, so a call's timeline finds its webhooks.
+    call_sid: Mapped[str | None] = mapped_column(String(100))
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

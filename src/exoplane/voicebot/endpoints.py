@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from exoplane.db import Session
 from exoplane.idempotency import fingerprint, run_once_detached
 from exoplane.inputs import Int64, PathId
+from exoplane.integrations.calls import service as calls
+from exoplane.integrations.calls.schemas import (
+    PlatformCallDetail,
+    PlatformCallPage,
+    platform_call_view,
+    timeline_view,
+)
 from exoplane.responses import JSONBytesResponse
 from exoplane.state import State
 from exoplane.voicebot import service
@@ -103,6 +111,7 @@ async def place_test_call(
     async def place() -> tuple[int, Any]:
         answer = await service.place_test_call(
             state.reader,
+            state.sessions,
             state.vault,
             state.settings,
             state.capabilities,
@@ -158,3 +167,36 @@ async def audit_log(
             "next_cursor": str(next_cursor) if next_cursor is not None else None,
         }
     )
+
+
+@router.get("/calls", response_model=PlatformCallPage)
+async def list_calls(
+    session: Session,
+    _operator: AdminAuth,
+    since: Annotated[
+        datetime | None, Query(description="Calls started at or after (ISO 8601; UTC if no offset)")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Calls started before")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[Int64 | None, Query(ge=1)] = None,
+) -> Response:
+    """Test calls and bot streams, newest first, with their outcome."""
+    page, next_cursor = await calls.list_platform_calls(
+        session, since=since, until=until, cursor=cursor, limit=limit
+    )
+    return JSONBytesResponse(
+        {
+            "calls": [platform_call_view(call) for call in page],
+            "has_more": next_cursor is not None,
+            "next_cursor": str(next_cursor) if next_cursor is not None else None,
+        }
+    )
+
+
+@router.get("/calls/{call_sid}", response_model=PlatformCallDetail)
+async def get_call(
+    session: Session, _operator: AdminAuth, call_sid: Annotated[str, Path(max_length=100)]
+) -> Response:
+    """A test call or bot stream with its timeline: every step recorded of it, oldest first."""
+    call, timeline = await calls.platform_call_timeline(session, call_sid)
+    return JSONBytesResponse({**platform_call_view(call), "timeline": timeline_view(timeline)})

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
@@ -20,6 +20,7 @@ from exoplane.exotel.client import (
     ExotelError,
     normalise_base_url,
 )
+from exoplane.integrations.calls.service import TimelineEntry, record_platform_steps
 from exoplane.models import AuditEntry, Did, ExotelIntegration, Operator, PlatformSettings
 from exoplane.models.base import utcnow
 from exoplane.security import (
@@ -293,6 +294,7 @@ async def call_options(session: AsyncSession) -> list[Did]:
 
 async def place_test_call(
     reader: Reader,
+    sessions: async_sessionmaker[AsyncSession],
     vault: Vault,
     settings: Settings,
     capabilities: Capabilities,
@@ -349,6 +351,16 @@ async def place_test_call(
             )
     except ExotelError as exc:
         raise UpstreamError(exc.message) from exc
+    detail = {
+        "did_id": did_id,
+        "from": number,
+        "to": to_number,
+        "mode": mode,
+        "bot_id": bot_id if mode == "stream" else None,
+        "status": placed.provider_status,
+    }
+    step = TimelineEntry(utcnow(), "test_call_placed", detail)
+    await record_platform_steps(sessions, placed.call_sid, [step])
     return {"call_sid": placed.call_sid, "provider_status": placed.provider_status}
 
 

@@ -140,6 +140,7 @@ async def emit_many(
             "id": event.event_id,
             "app_id": event.targets.app_id,
             "type": event.event_type,
+            "call_sid": event.payload.get("call_sid"),
             "payload": orjson.dumps(
                 {"event": event.event_type, **event.payload, "event_id": event.event_id}
             ).decode(),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from exoplane.capabilities import PARAMETER
@@ -16,11 +17,15 @@ from exoplane.integrations.auth import AppAuth, TokenAuth
 from exoplane.integrations.calls import placing, service
 from exoplane.integrations.calls.errors import NestedErrorRoute
 from exoplane.integrations.calls.schemas import (
+    CallDetail,
+    CallPage,
     CallParameters,
     ConnectAnswer,
     FlowUrls,
     OutboundCall,
     PlacedCall,
+    call_timeline_view,
+    call_view,
 )
 from exoplane.openapi import Legacy, Resource
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
@@ -147,3 +152,70 @@ async def flow_urls(
     """The URLs to paste into this app's Exotel flow: Connect applet and Passthru hooks."""
     integrations.check_app_path(principal, customer_id, app_id)
     return resource_ok(service.flow_urls(state.settings, state.capabilities, app_id))
+
+
+CallStatus = Literal[
+    "queued",
+    "ringing",
+    "in-progress",
+    "completed",
+    "missed",
+    "no-answer",
+    "busy",
+    "failed",
+    "canceled",
+]
+
+
+@router.get("/{customer_id}/apps/{app_id}/calls", response_model=Resource[CallPage])
+async def list_calls(
+    session: Session,
+    principal: AppAuth,
+    customer_id: PathId,
+    app_id: PathId,
+    status: CallStatus | None = None,
+    direction: Literal["inbound", "outbound"] | None = None,
+    number: Annotated[
+        str | None, Query(max_length=100, description="Calls from or to this number")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="Calls started at or after (ISO 8601; UTC if no offset)")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Calls started before")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    """The app's calls, newest first, filtered by status, direction, number and start time."""
+    integrations.check_app_path(principal, customer_id, app_id)
+    page, next_cursor = await service.list_calls(
+        session,
+        app_id,
+        status=status,
+        direction=direction,
+        number=number,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
+    return resource_ok(
+        {
+            "calls": [call_view(call, service.outcome(call)) for call in page],
+            "has_more": next_cursor is not None,
+            "next_cursor": next_cursor,
+        }
+    )
+
+
+@router.get("/{customer_id}/apps/{app_id}/calls/{call_sid}", response_model=Resource[CallDetail])
+async def get_call(
+    session: Session,
+    principal: AppAuth,
+    customer_id: PathId,
+    app_id: PathId,
+    call_sid: Annotated[str, Path(max_length=100)],
+) -> Response:
+    """One call with its timeline: every step recorded of it, oldest first."""
+    integrations.check_app_path(principal, customer_id, app_id)
+    found = await service.call_timeline(session, app_id, call_sid)
+    return resource_ok(call_timeline_view(found, service.outcome(found.call)))

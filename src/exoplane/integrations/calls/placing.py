@@ -45,7 +45,7 @@ async def place_outbound_call(
             await service.record_not_placed(session, plan.call.id)
         raise
     async with unit_of_work(sessions) as session:
-        await service.record_placed(session, plan.call.id, placed)
+        await service.record_placed(session, plan.call, placed)
     return {
         "CallSid": placed.call_sid,
         "AppUserID": request.user_id,

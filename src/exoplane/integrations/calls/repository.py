@@ -7,11 +7,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, exists, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from exoplane.db import Reader, insert_missing
-from exoplane.models import App, AppSettings, Call, User
+from exoplane.models import (
+    App,
+    AppSettings,
+    Call,
+    CallEvent,
+    User,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from exoplane.models.base import Base
 
 
@@ -229,3 +239,150 @@ async def caller(reader: Reader, app_id: str, user_id: str) -> Caller | None:
     """Read outside any transaction: Exotel is called next, and no lock may wait on it."""
     row = await reader.first(_CALLER, {"app_id": app_id, "user_id": user_id})
     return Caller(*row) if row else None
+
+
+# --- the call log and each call's timeline --------------------------------------------------
+
+_ADD_CALL_EVENTS = insert(Base.metadata.tables[CallEvent.__tablename__])
+
+
+async def add_call_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Append timeline entries, all in one executemany (on the table: it is the hook path)."""
+    if rows:
+        connection = await session.connection()
+        await connection.execute(_ADD_CALL_EVENTS, list(rows))
+
+
+async def find_call(session: AsyncSession, app_id: str, call_sid: str) -> Call | None:
+    query = select(Call).where(Call.app_id == app_id, Call.call_sid == call_sid)
+    return await session.scalar(query)
+
+
+async def call_events(session: AsyncSession, app_id: str, call_sid: str) -> Sequence[CallEvent]:
+    query = (
+        select(CallEvent)
+        .where(CallEvent.app_id == app_id, CallEvent.call_sid == call_sid)
+        .order_by(CallEvent.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def call_webhooks(
+    session: AsyncSession, app_id: str, call_sid: str
+) -> tuple[Sequence[WebhookDelivery], Sequence[WebhookAttempt]]:
+    """The deliveries of the call's webhook events, and every attempt of them."""
+    deliveries = (
+        await session.scalars(
+            select(WebhookDelivery)
+            .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+            .where(WebhookEvent.app_id == app_id, WebhookEvent.call_sid == call_sid)
+            .order_by(WebhookDelivery.id)
+        )
+    ).all()
+    if not deliveries:
+        return deliveries, []
+    attempts = (
+        await session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_([delivery.id for delivery in deliveries]))
+            .order_by(WebhookAttempt.id)
+        )
+    ).all()
+    return deliveries, attempts
+
+
+async def list_calls(
+    session: AsyncSession,
+    app_id: str,
+    *,
+    statuses: Sequence[str] | None,
+    direction: str | None,
+    number: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> Sequence[Call]:
+    """The app's calls known by their CallSid, newest first, from after the ``after``
+    position (start time, id) on."""
+    query = select(Call).where(Call.app_id == app_id, Call.call_sid.is_not(None))
+    if statuses is not None:
+        query = query.where(Call.status.in_(statuses))
+    if direction is not None:
+        query = query.where(Call.direction == direction)
+    if number is not None:
+        query = query.where(or_(Call.from_number == number, Call.to_number == number))
+    if since is not None:
+        query = query.where(Call.created_at >= since)
+    if until is not None:
+        query = query.where(Call.created_at < until)
+    if after is not None:
+        started, call_id = after
+        query = query.where(
+            or_(Call.created_at < started, and_(Call.created_at == started, Call.id < call_id))
+        )
+    query = query.order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+# --- the voice-bot platform's calls (test calls and bot streams), which belong to no app ---
+
+# The first step of each such call.
+PLATFORM_OPENINGS = ("test_call_placed", "stream_start")
+
+
+async def platform_call_events(session: AsyncSession, call_sid: str) -> Sequence[CallEvent]:
+    query = (
+        select(CallEvent)
+        .where(CallEvent.app_id.is_(None), CallEvent.call_sid == call_sid)
+        .order_by(CallEvent.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def list_platform_openings(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    before_id: int | None,
+    limit: int,
+) -> Sequence[CallEvent]:
+    """The first step of each platform call, newest first (a test call in stream mode
+    has a ``stream_start`` after its ``test_call_placed``: it is listed once)."""
+    earlier = aliased(CallEvent)
+    opened_before = exists().where(
+        earlier.app_id.is_(None),
+        earlier.call_sid == CallEvent.call_sid,
+        earlier.kind.in_(PLATFORM_OPENINGS),
+        earlier.id < CallEvent.id,
+    )
+    query = select(CallEvent).where(
+        CallEvent.app_id.is_(None), CallEvent.kind.in_(PLATFORM_OPENINGS), ~opened_before
+    )
+    if since is not None:
+        query = query.where(CallEvent.at >= since)
+    if until is not None:
+        query = query.where(CallEvent.at < until)
+    if before_id is not None:
+        query = query.where(CallEvent.id < before_id)
+    query = query.order_by(CallEvent.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def platform_steps_of(
+    session: AsyncSession, call_sids: Sequence[str], kinds: Sequence[str]
+) -> Sequence[CallEvent]:
+    """The ``kinds`` steps of these platform calls, oldest first."""
+    if not call_sids:
+        return []
+    query = (
+        select(CallEvent)
+        .where(
+            CallEvent.app_id.is_(None),
+            CallEvent.call_sid.in_(call_sids),
+            CallEvent.kind.in_(kinds),
+        )
+        .order_by(CallEvent.id)
+    )
+    return (await session.scalars(query)).all()

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from exoplane.exotel.numbers import normalise_phone_number
+from exoplane.responses import resource_time
+
+if TYPE_CHECKING:
+    from exoplane.integrations.calls.service import CallTimeline, PlatformCall, TimelineEntry
+    from exoplane.models import Call
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +127,88 @@ class PlacedCall(BaseModel):
 class FlowUrls(BaseModel):
     connect_applet_url: str
     passthru_urls: dict[str, str] = Field(description="By hook type")
+
+
+# --- the call log ---------------------------------------------------------------------------
+
+
+def call_view(call: Call, outcome: str) -> dict[str, Any]:
+    return {
+        "call_sid": call.call_sid,
+        "from": call.from_number,
+        "to": call.to_number,
+        "direction": call.direction,
+        "status": call.status,
+        "started_at": resource_time(call.created_at),
+        "duration": call.duration,
+        "agent": call.user_id,
+        "outcome": outcome,
+    }
+
+
+def timeline_view(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
+    return [
+        {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
+        for entry in entries
+    ]
+
+
+def call_timeline_view(found: CallTimeline, outcome: str) -> dict[str, Any]:
+    return {
+        **call_view(found.call, outcome),
+        "recording_url": found.call.recording_url,
+        "timeline": timeline_view(found.timeline),
+    }
+
+
+def platform_call_view(call: PlatformCall) -> dict[str, Any]:
+    return {
+        "call_sid": call.call_sid,
+        "from": call.from_number,
+        "to": call.to_number,
+        "direction": call.direction,
+        "status": call.status,
+        "started_at": resource_time(call.started_at),
+        "duration": call.duration,
+        "agent": call.agent,
+        "outcome": call.outcome,
+    }
+
+
+class CallView(BaseModel):
+    call_sid: str
+    from_: str = Field(alias="from")
+    to: str
+    direction: str = Field(description="inbound or outbound")
+    status: str
+    started_at: str
+    duration: int | None = Field(description="Seconds, once the call has ended")
+    agent: str | None = Field(description="The user_id of the agent (or the bot) on the call")
+    outcome: str = Field(description="answered, missed, busy, failed, canceled or ongoing")
+
+
+class TimelineEntryView(BaseModel):
+    at: str
+    kind: str
+    detail: dict[str, Any]
+
+
+class CallDetail(CallView):
+    recording_url: str | None
+    timeline: list[TimelineEntryView]
+
+
+class CallPage(BaseModel):
+    calls: list[CallView]
+    has_more: bool
+    next_cursor: str | None
+
+
+class PlatformCallDetail(CallView):
+    timeline: list[TimelineEntryView]
+
+
+class PlatformCallPage(BaseModel):
+    calls: list[CallView]
+    has_more: bool
+    next_cursor: str | None

@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.capabilities import PARAMETER, Capabilities
 from exoplane.config import Settings
-from exoplane.db import Reader
+from exoplane.db import Reader, unit_of_work
 from exoplane.errors import BadRequest, NotFound, Unauthorized, UpstreamError
 from exoplane.exotel.client import (
     DEFAULT_BASE_URL,
@@ -27,7 +28,7 @@ from exoplane.integrations import service as integrations
 from exoplane.integrations.auth import AgentPrincipal, AppPrincipal, Principal
 from exoplane.integrations.calls import repository
 from exoplane.integrations.calls.schemas import CallParameters, OutboundCall, connect_response
-from exoplane.models import Call, User
+from exoplane.models import Call, CallEvent, User, WebhookAttempt, WebhookDelivery
 from exoplane.models.base import utcnow
 from exoplane.responses import resource_time
 from exoplane.security import Vault, new_id
@@ -143,6 +144,12 @@ async def route(
         )
     app_settings = await integrations.app_settings(session, vault, app_id)
     hangup_url = flow_urls(settings, capabilities, app_id)["passthru_urls"]["incomingcallhungup"]
+    if params.call_sid:
+        entry = {"destinations": numbers}
+        await repository.add_call_events(
+            session,
+            [timeline_entry(app_id, params.call_sid, "routing_answered", entry, utcnow())],
+        )
     return connect_response(
         numbers, params.call_to, record=app_settings.recording_enabled, passthru_url=hangup_url
     )
@@ -232,6 +239,19 @@ async def record_hooks(
     await emit_many(session, events, handoff)
     if changes:
         await repository.update_calls(session, changes)
+    await repository.add_call_events(
+        session,
+        [
+            timeline_entry(
+                context.app_id,
+                report.params.call_sid,
+                "hook_received",
+                {"type": report.hook_type},
+                report.received_at,
+            )
+            for report, context in zip(reports, contexts, strict=True)
+        ],
+    )
 
 
 def _call_row(report: HookReport, context: repository.HookContext) -> dict[str, Any]:
@@ -386,6 +406,15 @@ async def status_callback(
             call.recording_url = params.recording_url
             await _recording_ready(session, app_settings, call_sid, params)
     call.updated_at = utcnow()
+    reported = "answered" if params.event_type == "answered" else call.status
+    await repository.add_call_events(
+        session,
+        [
+            timeline_entry(
+                call.app_id, call_sid, "status_callback", {"status": reported}, call.updated_at
+            )
+        ],
+    )
 
 
 # --- click-to-call ------------------------------------------------------------------------
@@ -482,17 +511,21 @@ async def dial(
         raise UpstreamError(exc.message) from exc
 
 
-async def record_placed(session: AsyncSession, call_id: str, placed: PlacedCall) -> None:
+async def record_placed(session: AsyncSession, call: Call, placed: PlacedCall) -> None:
     """Exotel accepted the call: its CallSid, and its status unless a StatusCallback has
     already reported a newer one."""
+    now = utcnow()
     await repository.settle_placed_call(
         session,
-        call_id,
+        call.id,
         call_sid=placed.call_sid,
         status=placed.provider_status,
         while_status=QUEUED,
-        at=utcnow(),
+        at=now,
     )
+    detail = {"from": call.from_number, "to": call.to_number, "status": placed.provider_status}
+    entry = timeline_entry(call.app_id, placed.call_sid, "call_placed", detail, now)
+    await repository.add_call_events(session, [entry])
 
 
 async def record_not_placed(session: AsyncSession, call_id: str) -> None:
@@ -520,3 +553,257 @@ def _base_url(settings: Settings, domain: str) -> str:
     if settings.exotel_api_base_url.rstrip("/") != DEFAULT_BASE_URL:
         return settings.exotel_api_base_url
     return REGION_BASE_URLS.get(domain, DEFAULT_BASE_URL)
+
+
+# --- the call log and each call's timeline --------------------------------------------------
+
+
+def timeline_entry(
+    app_id: str | None, call_sid: str, kind: str, detail: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """A row of ``call_events``: one step of a call, with a small detail object."""
+    return {
+        "app_id": app_id,
+        "call_sid": call_sid,
+        "kind": kind,
+        "detail": orjson.dumps(detail).decode(),
+        "at": at,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    detail: dict[str, Any]
+
+
+async def record_platform_steps(
+    sessions: async_sessionmaker[AsyncSession], call_sid: str, entries: Sequence[TimelineEntry]
+) -> None:
+    """Steps of a call of the voice-bot platform (a test call, a bot stream), which belongs
+    to no app, in one statement and a unit of work of their own: a stream writes what it
+    kept in memory once it has closed, with no request around it."""
+    rows = [timeline_entry(None, call_sid, e.kind, e.detail, e.at) for e in entries]
+    async with unit_of_work(sessions) as session:
+        await repository.add_call_events(session, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimeline:
+    call: Call
+    timeline: list[TimelineEntry]
+
+
+# The one word a call's status comes to.
+OUTCOMES = {
+    "completed": "answered",
+    "missed": "missed",
+    "no-answer": "missed",
+    "busy": "busy",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+CALL_STATUSES = (QUEUED, "ringing", "in-progress", *OUTCOMES)
+
+
+def outcome(call: Call) -> str:
+    return OUTCOMES.get(call.status, "ongoing")
+
+
+async def call_timeline(session: AsyncSession, app_id: str, call_sid: str) -> CallTimeline:
+    """The call with every step recorded of it, oldest first; the webhook steps are read
+    from the delivery log."""
+    call = await repository.find_call(session, app_id, call_sid)
+    if call is None:
+        raise NotFound(f"No call with CallSid {call_sid!r} in app {app_id}", code="call_not_found")
+    events = await repository.call_events(session, app_id, call_sid)
+    deliveries, attempts = await repository.call_webhooks(session, app_id, call_sid)
+    timeline = _entries(events)
+    timeline.extend(_webhook_steps(deliveries, attempts))
+    # Stable: entries at the same instant keep the order they were recorded in.
+    timeline.sort(key=lambda entry: entry.at)
+    return CallTimeline(call, timeline)
+
+
+def _webhook_steps(
+    deliveries: Sequence[WebhookDelivery], attempts: Sequence[WebhookAttempt]
+) -> list[TimelineEntry]:
+    steps = []
+    by_delivery: dict[int, list[WebhookAttempt]] = {}
+    for attempt in attempts:
+        by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
+    for delivery in deliveries:
+        about = {"event": delivery.event_type, "delivery_id": str(delivery.id)}
+        steps.append(TimelineEntry(delivery.created_at, "webhook_queued", about))
+        tried = by_delivery.get(delivery.id, [])
+        for attempt in tried:
+            detail = {
+                **about,
+                "attempt": attempt.number,
+                "status_code": attempt.status_code,
+                "latency_ms": attempt.latency_ms,
+                "error": attempt.error,
+            }
+            steps.append(TimelineEntry(attempt.created_at, "webhook_attempt", detail))
+        if delivery.status != "pending":
+            final = {**about, "status": delivery.status, "attempts": delivery.attempts}
+            at = tried[-1].created_at if tried else delivery.updated_at
+            steps.append(TimelineEntry(at, "webhook_outcome", final))
+    return steps
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor(call: Call) -> str:
+    """Where the next page starts: after this call's start time and id (exactly, in
+    microseconds, so no call is skipped or repeated)."""
+    return f"{(call.created_at - _EPOCH) // _MICROSECOND}.{call.id}"
+
+
+def _position(cursor: str) -> tuple[datetime, str]:
+    micros, _, call_id = cursor.partition(".")
+    try:
+        if not micros.isascii() or not micros.isdigit() or len(micros) > 18 or not call_id:
+            raise ValueError(cursor)
+        started = _EPOCH + int(micros) * _MICROSECOND
+    except (ValueError, OverflowError) as exc:
+        raise BadRequest(
+            "Query parameter 'cursor' must be a next_cursor this endpoint gave", field="cursor"
+        ) from exc
+    return started, call_id
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """A time filter in UTC; one given without an offset is taken to be UTC."""
+    if value is None:
+        return None
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise BadRequest(
+            f"Query parameter '{name}' is out of range once in UTC", field=name
+        ) from exc
+
+
+async def list_calls(
+    session: AsyncSession,
+    app_id: str,
+    *,
+    status: str | None,
+    direction: str | None,
+    number: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Sequence[Call], str | None]:
+    """Newest first; the cursor of the next (older) page, or None at the end."""
+    calls = await repository.list_calls(
+        session,
+        app_id,
+        statuses=[status] if status is not None else None,
+        direction=direction,
+        number=_number(number) if number else None,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
+        after=_position(cursor) if cursor is not None else None,
+        limit=limit + 1,
+    )
+    if len(calls) <= limit:
+        return calls, None
+    page = calls[:limit]
+    return page, _cursor(page[-1])
+
+
+# --- the voice-bot platform's call log (operators) -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformCall:
+    """A test call or a bot stream, as its steps describe it."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    direction: str
+    status: str
+    started_at: datetime
+    duration: int | None
+    agent: str | None
+
+    @property
+    def outcome(self) -> str:
+        return OUTCOMES.get(self.status, "ongoing")
+
+
+def _platform_call(call_sid: str, steps: Sequence[TimelineEntry]) -> PlatformCall:
+    """What the first step, the stream's start and its close say of the call."""
+    by_kind: dict[str, TimelineEntry] = {}
+    for step in steps:
+        by_kind.setdefault(step.kind, step)
+    placed, start = by_kind.get("test_call_placed"), by_kind.get("stream_start")
+    closed = by_kind.get("stream_closed")
+    opening = placed or start
+    assert opening is not None  # listed from its opening, or refused as not found
+    agent = (start or opening).detail.get("bot_id")
+    status = str(opening.detail.get("status") or "in-progress")
+    duration = None
+    if closed is not None:
+        status = "completed" if closed.detail.get("code") == 1000 else "failed"
+        if start is not None:
+            duration = round((closed.at - start.at).total_seconds())
+    return PlatformCall(
+        call_sid=call_sid,
+        from_number=str(opening.detail.get("from", "")),
+        to_number=str(opening.detail.get("to", "")),
+        direction="outbound" if placed is not None else "inbound",
+        status=status,
+        started_at=opening.at,
+        duration=duration,
+        agent=str(agent) if agent else None,
+    )
+
+
+def _entries(events: Sequence[CallEvent]) -> list[TimelineEntry]:
+    return [TimelineEntry(e.at, e.kind, orjson.loads(e.detail)) for e in events]
+
+
+async def platform_call_timeline(
+    session: AsyncSession, call_sid: str
+) -> tuple[PlatformCall, list[TimelineEntry]]:
+    """A test call or bot stream with every step recorded of it, oldest first."""
+    timeline = _entries(await repository.platform_call_events(session, call_sid))
+    if not any(entry.kind in repository.PLATFORM_OPENINGS for entry in timeline):
+        raise NotFound(
+            f"No test call or bot stream with CallSid {call_sid!r}", code="call_not_found"
+        )
+    return _platform_call(call_sid, timeline), timeline
+
+
+async def list_platform_calls(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[PlatformCall], int | None]:
+    """Newest first; the cursor of the next (older) page, or None at the end."""
+    openings = await repository.list_platform_openings(
+        session,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
+        before_id=cursor,
+        limit=limit + 1,
+    )
+    page = openings[:limit]
+    sids = [opening.call_sid for opening in page]
+    kinds = (*repository.PLATFORM_OPENINGS, "stream_closed")
+    steps: dict[str, list[TimelineEntry]] = {}
+    for event in await repository.platform_steps_of(session, sids, kinds):
+        steps.setdefault(event.call_sid, []).extend(_entries([event]))
+    calls = [_platform_call(sid, steps[sid]) for sid in sids]
+    return calls, (page[-1].id if len(openings) > limit else None)

@@ -1,0 +1,116 @@
+"""``/api/v1/calls``: the platform's test calls and bot streams, each with its timeline."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from exoplane.config import Settings
+from exoplane.integrations.calls import repository
+from exoplane.integrations.calls.service import TimelineEntry, timeline_entry
+from tests.factories import database_session
+from tests.voicebot.factories import Operator
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+async def a_bot_stream(settings: Settings, call_sid: str, at: datetime, *, code: int) -> None:
+    """A stream's steps as the media core writes them once the stream has closed."""
+    steps = [
+        TimelineEntry(at, "stream_handshake", {"bot_id": "echo", "sample_rate": 8000}),
+        TimelineEntry(
+            at,
+            "stream_start",
+            {"bot_id": "echo", "from": "+919876543210", "to": "+918047491899"},
+        ),
+        TimelineEntry(at + timedelta(seconds=1), "first_outbound_media", {"after_start_ms": 1000}),
+        TimelineEntry(at + timedelta(seconds=30), "stream_closed", {"code": code}),
+    ]
+    async with database_session(settings) as session:
+        rows = [timeline_entry(None, call_sid, s.kind, s.detail, s.at) for s in steps]
+        await repository.add_call_events(session, rows)
+
+
+async def test_a_bot_stream_is_listed_with_its_bot_outcome_and_duration(
+    client: httpx.AsyncClient, settings: Settings, admin: Operator
+) -> None:
+    await a_bot_stream(settings, "s-1", T0, code=1000)
+
+    response = await client.get("/api/v1/calls", headers=admin.headers)
+
+    assert response.status_code == 200, response.text
+    [call] = response.json()["calls"]
+    assert call["call_sid"] == "s-1"
+    assert (call["from"], call["to"], call["direction"]) == (
+        "+919876543210",
+        "+918047491899",
+        "inbound",
+    )
+    assert (call["agent"], call["status"], call["outcome"], call["duration"]) == (
+        "echo",
+        "completed",
+        "answered",
+        30,
+    )
+    detail = await client.get("/api/v1/calls/s-1", headers=admin.headers)
+    assert [entry["kind"] for entry in detail.json()["timeline"]] == [
+        "stream_handshake",
+        "stream_start",
+        "first_outbound_media",
+        "stream_closed",
+    ]
+
+
+async def test_the_list_pages_by_cursor_and_filters_by_time(
+    client: httpx.AsyncClient, settings: Settings, admin: Operator
+) -> None:
+    for n in range(3):
+        await a_bot_stream(settings, f"s-{n}", T0 + timedelta(hours=n), code=1011)
+
+    first = (await client.get("/api/v1/calls?limit=2", headers=admin.headers)).json()
+    rest = await client.get(
+        "/api/v1/calls", headers=admin.headers, params={"cursor": first["next_cursor"]}
+    )
+    late = await client.get(
+        "/api/v1/calls",
+        headers=admin.headers,
+        params={"since": (T0 + timedelta(hours=1)).isoformat()},
+    )
+
+    assert [c["call_sid"] for c in first["calls"]] == ["s-2", "s-1"]
+    assert first["has_more"] is True
+    assert [c["call_sid"] for c in rest.json()["calls"]] == ["s-0"]
+    assert rest.json()["next_cursor"] is None
+    assert [c["call_sid"] for c in late.json()["calls"]] == ["s-2", "s-1"]
+    assert {c["outcome"] for c in first["calls"]} == {"failed"}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [
+        ("since", "soon"),
+        ("until", "2026-02-30"),
+        ("since", "0001-01-01T00:00:00+01:00"),
+        ("limit", "0"),
+        ("cursor", "-1"),
+    ],
+)
+async def test_a_bad_filter_value_is_400_naming_the_parameter(
+    client: httpx.AsyncClient, admin: Operator, parameter: str, value: str
+) -> None:
+    response = await client.get("/api/v1/calls", headers=admin.headers, params={parameter: value})
+
+    assert response.status_code == 400, response.text
+    assert parameter in response.text
+
+
+async def test_an_unknown_call_is_404_and_the_log_needs_an_operator(
+    client: httpx.AsyncClient, admin: Operator
+) -> None:
+    unknown = await client.get("/api/v1/calls/nope", headers=admin.headers)
+    anonymous = await client.get("/api/v1/calls")
+
+    assert unknown.status_code == 404
+    assert anonymous.status_code == 401
