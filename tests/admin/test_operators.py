@@ -28,7 +28,7 @@ async def listed(client: httpx.AsyncClient, operator: Operator) -> list[dict[str
 
 
 async def id_of(client: httpx.AsyncClient, by: Operator, email: str) -> str:
-    return next(row["id"] for row in await listed(client, by) if row["email"] == email)
+    return next(str(row["id"]) for row in await listed(client, by) if row["email"] == email)
 
 
 async def create(client: httpx.AsyncClient, by: Operator, email: str, role: str) -> Operator:
