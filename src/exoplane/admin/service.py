@@ -102,9 +102,13 @@ class RotatedSecret:
 
 
 async def rotate_customer_secret(
-    session: AsyncSession, operator: OperatorPrincipal, customer_id: str, grace_seconds: int
+    session: AsyncSession,
+    operator: OperatorPrincipal | None,
+    customer_id: str,
+    grace_seconds: int,
 ) -> RotatedSecret:
-    """A new CustomerSecret; the current one keeps working for ``grace_seconds``."""
+    """A new CustomerSecret; the current one keeps working for ``grace_seconds``. ``operator``
+    is None from the command line."""
     customer = await get_customer(session, customer_id)
     secret = new_secret()
     now = utcnow()
