@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
 import pytest
 
 from exoplane.config import Settings
+from exoplane.logs import configure_logging
 from tests.voicebot.factories import AUDIT, Operator, create_operator, error_of
 
 OPERATORS = "/api/v1/operators"
@@ -240,3 +242,32 @@ async def test_every_operator_change_is_audited_without_passwords_or_keys(
     assert entries[-1]["details"] == {"email": "new@example.com", "role": "admin"}
     for secret in (created.api_key, created.password, rotated["api_key"], super_admin.api_key):
         assert secret not in response.text
+
+
+async def test_no_log_line_contains_a_secret_password_or_key_shown_by_administration(
+    client: httpx.AsyncClient, settings: Settings, super_admin: Operator
+) -> None:
+    captured = io.StringIO()
+    configure_logging(settings, stream=captured)
+
+    created = await create(client, super_admin, "new@example.com", "admin")
+    path = f"{OPERATORS}/{await id_of(client, super_admin, created.email)}"
+    rotated = (await client.post(path + "/api-key", headers=super_admin.headers)).json()
+    customer = (
+        await client.post("/api/v1/customers", headers=super_admin.headers, json={"name": "A"})
+    ).json()
+    secret = (
+        await client.post(f"/api/v1/customers/{customer['id']}/secret", headers=super_admin.headers)
+    ).json()
+
+    log = captured.getvalue()
+    assert log.count('"event": "request"') >= 4
+    for value in (
+        created.api_key,
+        created.password,
+        rotated["api_key"],
+        customer["secret"],
+        secret["secret"],
+        super_admin.api_key,
+    ):
+        assert value not in log
