@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from exoplane.config import Settings
 from tests.conftest import SECRET_KEY
+from tests.voicebot.factories import create_operator
 
 
 def exoplane(
@@ -40,8 +43,11 @@ def exoplane(
         ("db", "upgrade"),
         ("customers",),
         ("customers", "create"),
+        ("customers", "list"),
+        ("customers", "rotate-secret"),
         ("operators",),
         ("operators", "create"),
+        ("operators", "list"),
     ],
 )
 def test_every_command_has_help(tmp_path: Path, args: tuple[str, ...]) -> None:
@@ -287,6 +293,9 @@ def test_a_bad_setting_is_one_line_naming_its_variable(
         ("db", "upgrade"),
         ("customers", "create", "--name", "Acme"),
         ("operators", "create", "--email", "a@b.co", "--role", "admin"),
+        ("customers", "list"),
+        ("customers", "rotate-secret", "--id", "x"),
+        ("operators", "list"),
     ],
 )
 def test_every_command_refuses_a_bad_setting_the_same_way(
@@ -320,6 +329,9 @@ def test_a_fresh_home_and_its_database_are_private_to_their_owner(tmp_path: Path
         ("db", "upgrade"),
         ("customers", "create", "--name", "Acme"),
         ("operators", "create", "--email", "a@b.co", "--role", "admin"),
+        ("customers", "list"),
+        ("customers", "rotate-secret", "--id", "x"),
+        ("operators", "list"),
     ],
 )
 def test_an_unreachable_database_is_one_line_without_its_password(
@@ -335,3 +347,135 @@ def test_an_unreachable_database_is_one_line_without_its_password(
     assert result.stderr.startswith("exoplane: ")
     assert "postgresql+asyncpg://user:***@127.0.0.1:1/none: " in result.stderr
     assert "hunter2" not in result.stdout + result.stderr
+
+
+def created_customer(home: Path, database_url: str, name: str) -> dict[str, str]:
+    result = exoplane(
+        home, "customers", "create", "--name", name, "--json", database_url=database_url
+    )
+    assert result.returncode == 0, result.stderr
+    customer: dict[str, str] = json.loads(result.stdout)
+    return customer
+
+
+def test_customers_list_shows_names_and_state_and_never_a_secret(
+    tmp_path: Path, database_url: str
+) -> None:
+    acme = created_customer(tmp_path, database_url, "Acme")
+    globex = created_customer(tmp_path, database_url, "Globex")
+
+    as_json = exoplane(tmp_path, "customers", "list", "--json", database_url=database_url)
+    text = exoplane(tmp_path, "customers", "list", database_url=database_url)
+    found = exoplane(
+        tmp_path, "customers", "list", "--search", "GLO", "--json", database_url=database_url
+    )
+
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert [(row["id"], row["name"], row["disabled"]) for row in listed["customers"]] == [
+        (acme["CustomerID"], "Acme", False),
+        (globex["CustomerID"], "Globex", False),
+    ]
+    assert listed["database"] == safe_url(database_url)
+    assert [row["name"] for row in json.loads(found.stdout)["customers"]] == ["Globex"]
+    assert acme["CustomerID"] in text.stdout
+    assert "Globex" in text.stdout
+    for output in (as_json.stdout, text.stdout):
+        assert acme["CustomerSecret"] not in output
+        assert "hash" not in output
+
+
+def test_customers_rotate_secret_prints_the_new_secret_once_and_keeps_the_old_for_the_grace(
+    tmp_path: Path, database_url: str
+) -> None:
+    acme = created_customer(tmp_path, database_url, "Acme")
+    args = ("customers", "rotate-secret", "--id", acme["CustomerID"], "--grace-seconds", "3600")
+
+    rotated = exoplane(tmp_path, *args, "--json", database_url=database_url)
+    text = exoplane(tmp_path, *args, database_url=database_url)
+
+    assert rotated.returncode == 0, rotated.stderr
+    first = json.loads(rotated.stdout)
+    assert set(first) == {"CustomerID", "CustomerSecret", "PreviousSecretExpiresAt", "database"}
+    assert first["CustomerSecret"] != acme["CustomerSecret"]
+    assert text.returncode == 0, text.stderr
+    assert "shown only now" in text.stdout
+    assert first["CustomerSecret"] not in text.stdout
+
+
+async def test_a_secret_rotated_from_the_command_line_is_audited_and_the_old_one_still_works(
+    tmp_path: Path, database_url: str, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    acme = created_customer(tmp_path, database_url, "Acme")
+    args = ("customers", "rotate-secret", "--id", acme["CustomerID"], "--json")
+
+    rotated = json.loads(exoplane(tmp_path, *args, database_url=database_url).stdout)
+    root = await create_operator(settings, "root@example.com", "super_admin")
+    audit = await client.get("/api/v1/audit", headers=root.headers)
+
+    for secret in (acme["CustomerSecret"], rotated["CustomerSecret"]):
+        minted = await client.post(
+            "/v2/integrations/token",
+            json={"Id": acme["CustomerID"], "Secret": secret, "Entity": "customer"},
+        )
+        assert minted.status_code == 200, minted.text
+    entries = audit.json()["entries"]
+    assert [(entry["action"], entry["operator"]) for entry in entries] == [
+        ("customer.rotate_secret", "command line")
+    ]
+    assert rotated["CustomerSecret"] not in audit.text
+
+
+@pytest.mark.parametrize("grace", ["-1", "604801", "soon"])
+def test_customers_rotate_secret_refuses_a_grace_out_of_bounds(tmp_path: Path, grace: str) -> None:
+    result = exoplane(tmp_path, "customers", "rotate-secret", "--id", "x", "--grace-seconds", grace)
+
+    assert result.returncode == 2
+    assert "--grace-seconds" in result.stderr
+
+
+def test_customers_rotate_secret_of_an_unknown_customer_says_so(
+    tmp_path: Path, database_url: str
+) -> None:
+    result = exoplane(
+        tmp_path, "customers", "rotate-secret", "--id", "nobody", database_url=database_url
+    )
+
+    assert result.returncode == 1
+    assert "No customer 'nobody'" in result.stderr
+
+
+def test_operators_list_shows_roles_and_never_a_password_key_or_hash(
+    tmp_path: Path, database_url: str
+) -> None:
+    create = ("operators", "create", "--json", "--email")
+    root = json.loads(
+        exoplane(
+            tmp_path,
+            *create,
+            "root@example.com",
+            "--role",
+            "super_admin",
+            database_url=database_url,
+        ).stdout
+    )
+    ops = json.loads(
+        exoplane(
+            tmp_path, *create, "ops@example.com", "--role", "admin", database_url=database_url
+        ).stdout
+    )
+
+    as_json = exoplane(tmp_path, "operators", "list", "--json", database_url=database_url)
+    text = exoplane(tmp_path, "operators", "list", database_url=database_url)
+
+    assert as_json.returncode == 0, as_json.stderr
+    rows = json.loads(as_json.stdout)["operators"]
+    assert [(row["email"], row["role"], row["disabled"]) for row in rows] == [
+        ("root@example.com", "super_admin", False),
+        ("ops@example.com", "admin", False),
+    ]
+    assert "ops@example.com" in text.stdout
+    for output in (as_json.stdout, text.stdout):
+        for secret in (root["api_key"], root["password"], ops["api_key"], ops["password"]):
+            assert secret not in output
+        assert "hash" not in output

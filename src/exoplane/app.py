@@ -14,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool
 from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
+from exoplane.admin.endpoints import router as admin_router
 from exoplane.capabilities import Capabilities
 from exoplane.cluster.service import check_cluster_key
 from exoplane.config import Settings
@@ -149,6 +150,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         *integrations_routers,
         webhooks_router,
         voicebot_router,
+        admin_router,
         media_router,
         health_router,
     )

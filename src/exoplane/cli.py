@@ -485,6 +485,119 @@ async def _create_customer(settings: Settings, name: str) -> tuple[str, str]:
         await engine.dispose()
 
 
+# As the API's (``exoplane.admin.schemas``), without importing it before a command runs.
+DEFAULT_GRACE_SECONDS = 24 * 3600
+MAX_GRACE_SECONDS = 7 * 24 * 3600
+LIST_PAGE = 200
+
+
+@customers_app.command("list")
+def customers_list(
+    search: Annotated[
+        str | None, typer.Option("--search", help="Only names containing this, any case.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List customers, oldest first: id, name, whether disabled. Never a secret."""
+    settings = _settings()
+    customers = _on_database(settings, _list_customers(settings, search), "cannot read")
+    _emit(
+        {"customers": customers, "database": _safe_url(settings.database_url)},
+        as_json,
+        [
+            f"{row['id']}  {'disabled' if row['disabled'] else 'active  '}  {row['name']}"
+            for row in customers
+        ]
+        or ["No customers."],
+    )
+
+
+async def _list_customers(settings: Settings, search: str | None) -> list[dict[str, Any]]:
+    from exoplane.admin.schemas import customer_view
+    from exoplane.admin.service import list_customers
+    from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            rows: list[dict[str, Any]] = []
+            cursor: str | None = None
+            while True:
+                page, cursor = await list_customers(
+                    session, search=search, cursor=cursor, limit=LIST_PAGE
+                )
+                rows += [customer_view(customer) for customer in page]
+                if cursor is None:
+                    return rows
+    finally:
+        await engine.dispose()
+
+
+@customers_app.command("rotate-secret")
+def customers_rotate_secret(
+    customer_id: Annotated[str, typer.Option("--id", help="The CustomerID.")],
+    grace_seconds: Annotated[
+        int,
+        typer.Option(
+            "--grace-seconds",
+            min=0,
+            max=MAX_GRACE_SECONDS,
+            help="How long the old secret keeps working (0 to 604800).",
+        ),
+    ] = DEFAULT_GRACE_SECONDS,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a new CustomerSecret (shown only once); the old one works for the grace period."""
+    settings = _settings()
+    database = _safe_url(settings.database_url)
+    rotated = _on_database(
+        settings,
+        _rotate_customer_secret(settings, customer_id.strip(), grace_seconds),
+        "cannot write to",
+    )
+    if rotated is None:
+        _fail([f"No customer {customer_id.strip()!r} in {database}."], code=1)
+    secret, expires_at = rotated
+    _emit(
+        {
+            "CustomerID": customer_id.strip(),
+            "CustomerSecret": secret,
+            "PreviousSecretExpiresAt": expires_at,
+            "database": database,
+        },
+        as_json,
+        [
+            f"CustomerID:     {customer_id.strip()}",
+            f"CustomerSecret: {secret}",
+            f"The old secret works until {expires_at}.",
+            "The new secret is shown only now; store it safely.",
+        ],
+    )
+
+
+async def _rotate_customer_secret(
+    settings: Settings, customer_id: str, grace_seconds: int
+) -> tuple[str, str] | None:
+    from exoplane.admin.service import CustomerNotFound, rotate_customer_secret
+    from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+    from exoplane.responses import resource_time
+
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            try:
+                rotated = await rotate_customer_secret(session, None, customer_id, grace_seconds)
+            except CustomerNotFound:
+                return None
+            return rotated.secret, resource_time(rotated.previous_secret_expires_at)
+    finally:
+        await engine.dispose()
+
+
 class Role(StrEnum):
     super_admin = "super_admin"
     admin = "admin"
@@ -545,6 +658,44 @@ async def _create_operator(
             except Conflict:
                 return None
             return created.operator.id, created.password, created.api_key
+    finally:
+        await engine.dispose()
+
+
+@operators_app.command("list")
+def operators_list(as_json: JsonOption = False) -> None:
+    """List operators, oldest first: id, email, role, whether disabled. Never a hash or key."""
+    settings = _settings()
+    operators = _on_database(settings, _list_operators(settings), "cannot read")
+    _emit(
+        {"operators": operators, "database": _safe_url(settings.database_url)},
+        as_json,
+        [
+            f"{row['id']}  {row['role']:<11}  "
+            f"{'disabled' if row['disabled'] else 'active  '}  {row['email']}"
+            for row in operators
+        ]
+        or ["No operators."],
+    )
+
+
+async def _list_operators(settings: Settings) -> list[dict[str, Any]]:
+    from exoplane.admin.schemas import operator_view
+    from exoplane.admin.service import list_operators
+    from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+
+    engine = create_engine(settings.database_url)
+    try:
+        if settings.is_sqlite:
+            await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            rows: list[dict[str, Any]] = []
+            cursor: str | None = None
+            while True:
+                page, cursor = await list_operators(session, cursor=cursor, limit=LIST_PAGE)
+                rows += [operator_view(operator) for operator in page]
+                if cursor is None:
+                    return rows
     finally:
         await engine.dispose()
 

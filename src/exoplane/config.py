@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=64, ge=1, le=1024)
     webhook_poll_seconds: float = Field(default=0.25, gt=0, le=10)
     sip_registration_ttl_seconds: int = Field(default=300, ge=10, le=86_400)
+    # Timeline entries, webhook attempts and idempotency keys older than this are pruned by
+    # the webhook worker.
+    retention_days: int = Field(default=30, ge=1, le=36_500)
 
     media_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     media_session_limit_seconds: float = Field(default=3600.0, gt=0)

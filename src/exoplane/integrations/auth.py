@@ -130,6 +130,8 @@ async def authenticate(request: Request) -> Principal:
             )
         if row.revoked_at is not None:
             raise Unauthorized("Token has been revoked; request a new one", code="token_revoked")
+        if row.customer_disabled:
+            raise customer_disabled(row.customer_id)
         if row.expires_at <= utcnow():
             raise Unauthorized(
                 f"Token expired at {row.expires_at.isoformat()}; request a new one",
@@ -151,6 +153,13 @@ async def authenticate(request: Request) -> Principal:
         principal = CustomerPrincipal(row.customer_id, row.token_id, row.expires_at)
     await enforce_rate_limit(request, state, principal.key)
     return principal
+
+
+def customer_disabled(customer_id: str) -> Unauthorized:
+    return Unauthorized(
+        f"Customer {customer_id} is disabled; its tokens and its apps' tokens are refused",
+        code="customer_disabled",
+    )
 
 
 def agent_scope_error() -> Forbidden:

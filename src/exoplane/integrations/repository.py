@@ -60,6 +60,7 @@ class Credential:
     revoked_at: datetime | None
     user_id: str | None
     app: AppRecord | None
+    customer_disabled: bool
 
 
 _APP_RECORD = (
@@ -76,7 +77,8 @@ _CREDENTIAL = (
     select(
         Token.id, Token.entity, Token.customer_id, Token.expires_at, Token.revoked_at, User.user_id
     )
-    .add_columns(*_APP_RECORD)
+    .add_columns(Customer.disabled_at, *_APP_RECORD)
+    .join(Customer, Token.customer_id == Customer.id)
     .outerjoin(App, Token.app_id == App.id)
     .outerjoin(User, (Token.user_id == User.id) & (User.app_id == Token.app_id))
     .where(Token.token_hash == bindparam("token_hash"))
@@ -92,9 +94,11 @@ async def find_credential(reader: Reader, token_hash: str) -> Credential | None:
     row = await reader.first(_CREDENTIAL, {"token_hash": token_hash})
     if row is None:
         return None
-    token_id, entity, customer_id, expires_at, revoked_at, user_id, *app_columns = row
+    token_id, entity, customer_id, expires_at, revoked_at, user_id, disabled_at, *app_columns = row
     app = AppRecord(*app_columns) if app_columns[0] is not None else None
-    return Credential(token_id, entity, customer_id, expires_at, revoked_at, user_id, app)
+    return Credential(
+        token_id, entity, customer_id, expires_at, revoked_at, user_id, app, disabled_at is not None
+    )
 
 
 async def revoke_token(session: AsyncSession, token_id: str, when: datetime) -> None:

@@ -25,6 +25,7 @@ from exoplane.integrations.auth import (
     AppScoped,
     CustomerPrincipal,
     Principal,
+    customer_disabled,
 )
 from exoplane.integrations.errors import (
     AccountMismatch,
@@ -77,14 +78,19 @@ async def issue_token(session: AsyncSession, request: TokenRequest) -> IssuedTok
     app_id: str | None = None
     if request.Entity == "customer":
         customer = await repository.get_customer(session, request.Id)
-        if customer is None or not secret_matches(request.Secret, customer.secret_hash):
+        if customer is None or not _secret_matches(customer, request.Secret):
             raise _bad_credentials()
-        customer_id = customer.id
     else:
         app = await repository.get_app(session, request.Id)
-        if app is None or not _app_secret_matches(app, request.Secret):
+        if app is None or not _secret_matches(app, request.Secret):
             raise _bad_credentials()
-        customer_id, app_id = app.customer_id, app.id
+        app_id = app.id
+        customer = await repository.get_customer(session, app.customer_id)
+        if customer is None:
+            raise _bad_credentials()
+    if customer.disabled_at is not None:
+        raise customer_disabled(customer.id)
+    customer_id = customer.id
 
     now = utcnow()
     ttl = request.TTLSeconds or MAX_TOKEN_TTL_SECONDS
@@ -137,13 +143,14 @@ def _bad_credentials() -> InvalidCredentials:
     return InvalidCredentials("Invalid Id or Secret for this Entity")
 
 
-def _app_secret_matches(app: App, secret: str) -> bool:
-    current = secret_matches(secret, app.secret_hash)
+def _secret_matches(holder: App | Customer, secret: str) -> bool:
+    """The current secret, or the one it replaced while that one's grace period lasts."""
+    current = secret_matches(secret, holder.secret_hash)
     previous = (
-        app.previous_secret_hash is not None
-        and app.previous_secret_expires_at is not None
-        and app.previous_secret_expires_at > utcnow()
-        and secret_matches(secret, app.previous_secret_hash)
+        holder.previous_secret_hash is not None
+        and holder.previous_secret_expires_at is not None
+        and holder.previous_secret_expires_at > utcnow()
+        and secret_matches(secret, holder.previous_secret_hash)
     )
     return current or previous
 

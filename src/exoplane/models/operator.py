@@ -19,3 +19,5 @@ class Operator(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A disabled operator's API key and password are refused.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

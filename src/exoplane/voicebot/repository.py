@@ -14,7 +14,7 @@ SINGLETON = 1
 
 
 _OPERATOR_BY_KEY = select(Operator.id, Operator.email, Operator.role).where(
-    Operator.api_key_hash == bindparam("key_hash")
+    Operator.api_key_hash == bindparam("key_hash"), Operator.disabled_at.is_(None)
 )
 _DID_FOR_CALL = select(Did.id, Did.number, Did.flow_url, Did.bot_id).where(
     Did.id == bindparam("did_id")
@@ -29,7 +29,7 @@ _CREDENTIALS = select(
 
 
 async def operator_by_key_hash(reader: Reader, key_hash: str) -> tuple[str, str, str] | None:
-    """(id, email, role) of the key's operator, read outside any transaction."""
+    """(id, email, role) of the key's operator, unless disabled, read outside any transaction."""
     row = await reader.first(_OPERATOR_BY_KEY, {"key_hash": key_hash})
     return (row[0], row[1], row[2]) if row else None
 

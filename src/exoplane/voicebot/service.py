@@ -72,20 +72,24 @@ async def create_operator(session: AsyncSession, email: str, role: str) -> NewOp
 # --- audit --------------------------------------------------------------------------------
 
 
+COMMAND_LINE = "command line"
+
+
 def audit(
     session: AsyncSession,
-    operator: OperatorPrincipal,
+    operator: OperatorPrincipal | None,
     action: str,
     target: str,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """Record a change. ``details`` name what changed, never a secret value."""
+    """Record a change, by ``operator`` or (None) from the command line. ``details`` name
+    what changed, never a secret value."""
     repository.add(
         session,
         AuditEntry(
             at=utcnow(),
-            operator_id=operator.id,
-            operator_email=operator.email,
+            operator_id=operator.id if operator else None,
+            operator_email=operator.email if operator else COMMAND_LINE,
             action=action,
             target=target,
             details=json.dumps(details or {}, sort_keys=True),

@@ -28,6 +28,7 @@ from exoplane.config import Settings
 from exoplane.db import unit_of_work
 from exoplane.logs import enabled_for, get_logger
 from exoplane.models.base import utcnow
+from exoplane.retention.service import prune_until
 from exoplane.security import Vault
 from exoplane.webhooks import repository
 from exoplane.webhooks.repository import Claimed
@@ -142,6 +143,9 @@ class WebhookWorker:
         timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
         headers = {"User-Agent": f"exoplane-webhooks/{__version__}"}
         recorder = asyncio.create_task(self._record_results())
+        pruner = asyncio.create_task(
+            prune_until(self._stopping, self._sessions, settings.retention_days)
+        )
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
@@ -173,6 +177,7 @@ class WebhookWorker:
         self._drained = True
         self._results_ready.set()
         await recorder
+        await pruner
         await self._release_leases(set(cut_off.values()) | self._unrecorded)
 
     async def _pause(self) -> None:

@@ -1,0 +1,66 @@
+"""All SQL of the administration API: customers and operators, listed and changed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.models import Customer, Operator
+
+
+async def customer_page(
+    session: AsyncSession, *, search: str | None, after: Customer | None, limit: int
+) -> Sequence[Customer]:
+    """Oldest first; ``search`` matches anywhere in the name, ignoring case."""
+    query = select(Customer).order_by(Customer.created_at, Customer.id).limit(limit)
+    if search:
+        query = query.where(func.lower(Customer.name).contains(search.lower(), autoescape=True))
+    if after is not None:
+        query = query.where(
+            or_(
+                Customer.created_at > after.created_at,
+                and_(Customer.created_at == after.created_at, Customer.id > after.id),
+            )
+        )
+    return (await session.scalars(query)).all()
+
+
+async def get_customer(session: AsyncSession, customer_id: str) -> Customer | None:
+    return await session.get(Customer, customer_id)
+
+
+async def delete_customer(session: AsyncSession, customer_id: str) -> None:
+    # Its apps, their users, settings, calls and webhooks, and every token go with it
+    # (ON DELETE CASCADE, enforced on both backends).
+    await session.execute(delete(Customer).where(Customer.id == customer_id))
+
+
+async def operator_page(
+    session: AsyncSession, *, after: Operator | None, limit: int
+) -> Sequence[Operator]:
+    query = select(Operator).order_by(Operator.created_at, Operator.id).limit(limit)
+    if after is not None:
+        query = query.where(
+            or_(
+                Operator.created_at > after.created_at,
+                and_(Operator.created_at == after.created_at, Operator.id > after.id),
+            )
+        )
+    return (await session.scalars(query)).all()
+
+
+async def get_operator(session: AsyncSession, operator_id: str) -> Operator | None:
+    return await session.get(Operator, operator_id)
+
+
+async def lock_active_super_admins(session: AsyncSession) -> Sequence[str]:
+    """The ids of the active super_admins, locked (PostgreSQL) until the transaction ends,
+    so two concurrent demotions cannot both see the other as the one that remains."""
+    query = (
+        select(Operator.id)
+        .where(Operator.role == "super_admin", Operator.disabled_at.is_(None))
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()

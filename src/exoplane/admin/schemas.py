@@ -1,0 +1,151 @@
+"""Request bodies and response shapes of the administration API."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from exoplane.integrations.repository import AppRecord
+from exoplane.integrations.schemas import MAX_GRACE_SECONDS, EmailAddress, WholeNumber
+from exoplane.models import Customer, Operator
+from exoplane.responses import resource_time
+from exoplane.voicebot.schemas import Body, Text
+
+DEFAULT_GRACE_SECONDS = 24 * 3600
+
+Role = Literal["super_admin", "admin"]
+
+
+class CustomerCreate(Body):
+    name: Text
+
+
+class CustomerUpdate(Body):
+    """Rename, disable or enable; an omitted field keeps its value."""
+
+    name: Text | None = None
+    disabled: bool | None = None
+
+
+class SecretRotation(Body):
+    grace_seconds: WholeNumber = Field(
+        default=DEFAULT_GRACE_SECONDS,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="How long the replaced secret keeps working (default 24 h, at most 7 days)",
+    )
+
+
+class OperatorCreate(Body):
+    email: EmailAddress
+    role: Role
+
+
+class OperatorUpdate(Body):
+    """Change the role, disable or enable; an omitted field keeps its value."""
+
+    role: Role | None = None
+    disabled: bool | None = None
+
+
+def customer_view(customer: Customer) -> dict[str, Any]:
+    return {
+        "id": customer.id,
+        "name": customer.name,
+        "disabled": customer.disabled_at is not None,
+        "created_at": resource_time(customer.created_at),
+        "updated_at": resource_time(customer.updated_at),
+    }
+
+
+def app_view(app: AppRecord) -> dict[str, Any]:
+    return {
+        "id": app.id,
+        "name": app.name,
+        "exotel_account_sid": app.exotel_account_sid,
+        "exotel_domain": app.exotel_domain,
+        "is_active": app.is_active,
+        "created_at": resource_time(app.created_at),
+        "updated_at": resource_time(app.updated_at),
+    }
+
+
+def operator_view(operator: Operator) -> dict[str, Any]:
+    return {
+        "id": operator.id,
+        "email": operator.email,
+        "role": operator.role,
+        "disabled": operator.disabled_at is not None,
+        "created_at": resource_time(operator.created_at),
+    }
+
+
+# --- response shapes (for the OpenAPI document; the functions above build the bodies) ------
+
+
+class CustomerView(BaseModel):
+    id: str
+    name: str
+    disabled: bool
+    created_at: str
+    updated_at: str
+
+
+class CustomerPage(BaseModel):
+    customers: list[CustomerView]
+    next_cursor: str | None
+
+
+class CreatedCustomer(CustomerView):
+    secret: str = Field(description="The CustomerSecret, shown only in this response")
+
+
+class RotatedSecret(BaseModel):
+    id: str
+    secret: str = Field(description="The new CustomerSecret, shown only in this response")
+    previous_secret_expires_at: str = Field(
+        description="Until when the replaced secret keeps working"
+    )
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool
+
+
+class AppView(BaseModel):
+    id: str
+    name: str
+    exotel_account_sid: str
+    exotel_domain: str
+    is_active: bool
+    created_at: str
+    updated_at: str
+
+
+class AppList(BaseModel):
+    apps: list[AppView]
+
+
+class OperatorView(BaseModel):
+    id: str
+    email: str
+    role: Role
+    disabled: bool
+    created_at: str
+
+
+class OperatorPage(BaseModel):
+    operators: list[OperatorView]
+    next_cursor: str | None
+
+
+class CreatedOperator(OperatorView):
+    password: str = Field(description="Shown only in this response")
+    api_key: str = Field(description="Shown only in this response")
+
+
+class RotatedApiKey(BaseModel):
+    id: str
+    api_key: str = Field(description="The new API key, shown only in this response")
