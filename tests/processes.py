@@ -59,6 +59,7 @@ class TrackingReceiver:
         self.in_flight: Counter[str] = Counter()
         self.arrivals: Counter[str] = Counter()  # webhook-id -> requests received
         self.arrived: dict[str, str] = {}  # webhook-id -> CallSid, answered or not
+        self.first_from: dict[str, int] = {}  # webhook-id -> the sender's port, first arrival
         self.overlapping: list[str] = []
         self._generation = 0
 
@@ -67,6 +68,8 @@ class TrackingReceiver:
         payload: dict[str, Any] = json.loads(await request.read())
         self.arrivals[event_id] += 1
         self.arrived[event_id] = str(payload["call_sid"])
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.first_from.setdefault(event_id, peer[1] if peer else 0)
         if self.in_flight[event_id] > 0:
             self.overlapping.append(event_id)
         self.in_flight[event_id] += 1
