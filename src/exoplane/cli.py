@@ -580,7 +580,8 @@ def customers_rotate_secret(
 async def _rotate_customer_secret(
     settings: Settings, customer_id: str, grace_seconds: int
 ) -> tuple[str, str] | None:
-    from exoplane.admin.service import CustomerNotFound, rotate_customer_secret
+    from exoplane.admin.errors import CustomerNotFound
+    from exoplane.admin.service import rotate_customer_secret
     from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
     from exoplane.responses import resource_time
 

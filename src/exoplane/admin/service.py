@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.admin import repository
+from exoplane.admin.errors import CustomerNotFound, LastSuperAdmin, OperatorNotFound
 from exoplane.admin.schemas import CustomerUpdate, OperatorUpdate
 from exoplane.db import Reader
-from exoplane.errors import BadRequest, Conflict, NotFound
+from exoplane.errors import BadRequest
 from exoplane.integrations import repository as integrations
 from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.service import create_customer as new_customer
@@ -24,19 +25,6 @@ from exoplane.security import hash_secret, new_api_key, new_secret
 from exoplane.voicebot.auth import OperatorPrincipal
 from exoplane.voicebot.service import NewOperator, audit
 from exoplane.voicebot.service import create_operator as new_operator
-
-
-class CustomerNotFound(NotFound):
-    code = "customer_not_found"
-
-
-class OperatorNotFound(NotFound):
-    code = "operator_not_found"
-
-
-class LastSuperAdmin(Conflict):
-    code = "last_super_admin"
-
 
 # --- customers ----------------------------------------------------------------------------
 
