@@ -82,12 +82,15 @@ TIMELINE_STEPS = 200
 
 
 class StreamTimeline:
-    """A stream's steps, kept in memory while it runs and written in one statement once it
-    has closed: no database work on the frame path."""
+    """A stream's steps, kept in memory while it runs: no database work on the frame path.
+    They are written in two statements: the opening ones once ``start`` has said which call
+    it is (so the call log shows a stream that is running), the rest once it has closed."""
 
     def __init__(self) -> None:
         self.entries: list[TimelineEntry] = []
         self.dropped = 0
+        self.opening: asyncio.Task[bool] | None = None
+        self.opened = 0  # how many entries the opening write holds
 
     def note(
         self,
@@ -513,6 +516,7 @@ class Stream:
             "custom_parameters": start.custom_parameters,
         }
         self.timeline.note("stream_start", started, at=self.started_at, always=True)
+        self._record_opening(start.call_sid)
         self.player = Player(self.socket, start.stream_sid, rate)
         self.player.start()
         self.bot = self.bot_class(call, Control(self, self.player))
@@ -562,6 +566,22 @@ class Stream:
                     await self.socket.close(code, reason)
         await self._record_timeline(code, reason, stop_reason)
 
+    def _record_opening(self, call_sid: str) -> None:
+        """Write the steps so far beside the stream, which does not wait for it."""
+        timeline = self.timeline
+        opening = list(timeline.entries)
+        timeline.opened = len(opening)
+
+        async def record() -> bool:
+            try:
+                await record_platform_steps(self.state.sessions, call_sid, opening)
+            except Exception:
+                log.exception("could not record the stream's start", call_sid=call_sid)
+                return False
+            return True
+
+        timeline.opening = asyncio.create_task(record())
+
     async def _record_timeline(self, code: int, reason: str, stop_reason: str) -> None:
         """Once the socket has closed: a stream that never said which call it was (no
         ``start``) has no timeline to keep."""
@@ -582,9 +602,12 @@ class Stream:
         timeline.note("stream_closed", closed, always=True)
         if self.call_sid is None:
             return
-        timeline.entries.sort(key=lambda entry: entry.at)
+        rest = timeline.entries
+        if timeline.opening is not None and await timeline.opening:
+            rest = rest[timeline.opened :]
+        rest.sort(key=lambda entry: entry.at)
         try:
-            await record_platform_steps(self.state.sessions, self.call_sid, timeline.entries)
+            await record_platform_steps(self.state.sessions, self.call_sid, rest)
         except Exception:
             log.exception("could not record the stream's timeline", call_sid=self.call_sid)
 

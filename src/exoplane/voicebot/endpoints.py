@@ -15,6 +15,7 @@ from exoplane.integrations.calls import service as calls
 from exoplane.integrations.calls.schemas import (
     PlatformCallDetail,
     PlatformCallPage,
+    live_response,
     platform_call_view,
     timeline_view,
 )
@@ -200,3 +201,26 @@ async def get_call(
     """A test call or bot stream with its timeline: every step recorded of it, oldest first."""
     call, timeline = await calls.platform_call_timeline(session, call_sid)
     return JSONBytesResponse({**platform_call_view(call), "timeline": timeline_view(timeline)})
+
+
+@router.get(
+    "/calls/{call_sid}/events",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_call(
+    state: State,
+    _operator: AdminAuth,
+    call_sid: Annotated[str, Path(max_length=100)],
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=100,
+            description="The id of the last event received: the stream resumes just after it",
+        ),
+    ] = None,
+) -> Response:
+    """A test call's or bot stream's timeline entries as Server-Sent Events while it lasts."""
+    entries = await calls.follow_call(state.sessions, None, call_sid, last_event_id=last_event_id)
+    return live_response(entries)

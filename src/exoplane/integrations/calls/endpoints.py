@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from exoplane.capabilities import PARAMETER
@@ -26,6 +26,7 @@ from exoplane.integrations.calls.schemas import (
     PlacedCall,
     call_timeline_view,
     call_view,
+    live_response,
 )
 from exoplane.openapi import Legacy, Resource
 from exoplane.responses import JSONBytesResponse, legacy_ok, resource_ok
@@ -219,3 +220,34 @@ async def get_call(
     integrations.check_app_path(principal, customer_id, app_id)
     found = await service.call_timeline(session, app_id, call_sid)
     return resource_ok(call_timeline_view(found, service.outcome(found.call)))
+
+
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        max_length=100,
+        description="The id of the last event received: the stream resumes just after it",
+    ),
+]
+
+
+@router.get(
+    "/{customer_id}/apps/{app_id}/calls/{call_sid}/events",
+    response_class=Response,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def follow_call(
+    state: State,
+    principal: AppAuth,
+    customer_id: PathId,
+    app_id: PathId,
+    call_sid: Annotated[str, Path(max_length=100)],
+    last_event_id: LastEventId = None,
+) -> Response:
+    """The call's timeline entries as Server-Sent Events while the call lasts, then ``end``."""
+    integrations.check_app_path(principal, customer_id, app_id)
+    entries = await service.follow_call(
+        state.sessions, app_id, call_sid, last_event_id=last_event_id
+    )
+    return live_response(entries)

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -384,5 +395,106 @@ async def platform_steps_of(
             CallEvent.kind.in_(kinds),
         )
         .order_by(CallEvent.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+# --- following a call as it happens ----------------------------------------------------------
+
+
+def _of_call(app_id: str | None, call_sid: str) -> Any:
+    app = CallEvent.app_id.is_(None) if app_id is None else CallEvent.app_id == app_id
+    return and_(app, CallEvent.call_sid == call_sid)
+
+
+async def call_events_after(
+    session: AsyncSession, app_id: str | None, call_sid: str, after_id: int, limit: int
+) -> Sequence[CallEvent]:
+    """The call's steps recorded after ``after_id``, oldest first (``app_id`` None: a call of
+    the voice-bot platform)."""
+    query = (
+        select(CallEvent)
+        .where(_of_call(app_id, call_sid), CallEvent.id > after_id)
+        .order_by(CallEvent.id)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def call_status(session: AsyncSession, app_id: str, call_sid: str) -> str | None:
+    query = select(Call.status).where(Call.app_id == app_id, Call.call_sid == call_sid)
+    status: str | None = await session.scalar(query)
+    return status
+
+
+async def platform_call_exists(session: AsyncSession, call_sid: str) -> bool:
+    query = select(CallEvent.id).where(
+        _of_call(None, call_sid), CallEvent.kind.in_(PLATFORM_OPENINGS)
+    )
+    return await session.scalar(query.limit(1)) is not None
+
+
+async def platform_call_milestones(session: AsyncSession, call_sid: str) -> dict[str, datetime]:
+    """When the call's test call was placed, its stream started and closed, of those
+    recorded (by kind: ``test_call_placed``, ``stream_start``, ``stream_closed``)."""
+    query = (
+        select(CallEvent.kind, func.min(CallEvent.at))
+        .where(_of_call(None, call_sid), CallEvent.kind.in_([*PLATFORM_OPENINGS, "stream_closed"]))
+        .group_by(CallEvent.kind)
+    )
+    return {kind: at for kind, at in await session.execute(query)}
+
+
+async def call_attempts_after(
+    session: AsyncSession, app_id: str, call_sid: str, after_id: int, limit: int
+) -> Sequence[WebhookAttempt]:
+    """Attempts of the call's webhooks after ``after_id``, oldest first."""
+    query = (
+        select(WebhookAttempt)
+        .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(
+            WebhookEvent.app_id == app_id,
+            WebhookEvent.call_sid == call_sid,
+            WebhookAttempt.id > after_id,
+        )
+        .order_by(WebhookAttempt.id)
+        .limit(limit)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def call_final_attempts_after(
+    session: AsyncSession, app_id: str, call_sid: str, after_id: int, limit: int
+) -> Sequence[tuple[WebhookAttempt, WebhookDelivery]]:
+    """The attempts after ``after_id`` that settled a delivery of the call's webhooks (it
+    succeeded, or was given up), each with its delivery, oldest first. An attempt and the
+    delivery's new state are written together, so they are seen together."""
+    query = (
+        select(WebhookAttempt, WebhookDelivery)
+        .join(WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(
+            WebhookEvent.app_id == app_id,
+            WebhookEvent.call_sid == call_sid,
+            WebhookAttempt.id > after_id,
+            WebhookDelivery.status != "pending",
+            WebhookAttempt.number == WebhookDelivery.attempts,
+        )
+        .order_by(WebhookAttempt.id)
+        .limit(limit)
+    )
+    return [(attempt, delivery) for attempt, delivery in await session.execute(query)]
+
+
+async def call_deliveries(
+    session: AsyncSession, app_id: str, call_sid: str
+) -> Sequence[WebhookDelivery]:
+    """Every delivery of the call's webhooks, oldest first."""
+    query = (
+        select(WebhookDelivery)
+        .join(WebhookEvent, WebhookEvent.id == WebhookDelivery.event_id)
+        .where(WebhookEvent.app_id == app_id, WebhookEvent.call_sid == call_sid)
+        .order_by(WebhookDelivery.id)
     )
     return (await session.scalars(query)).all()

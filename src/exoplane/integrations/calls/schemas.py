@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from exoplane.exotel.numbers import normalise_phone_number
 from exoplane.responses import resource_time
 
 if TYPE_CHECKING:
-    from exoplane.integrations.calls.service import CallTimeline, PlatformCall, TimelineEntry
+    from exoplane.integrations.calls.service import (
+        CallTimeline,
+        LiveEntry,
+        PlatformCall,
+        TimelineEntry,
+    )
     from exoplane.models import Call
 
 
@@ -147,10 +154,29 @@ def call_view(call: Call, outcome: str) -> dict[str, Any]:
 
 
 def timeline_view(entries: list[TimelineEntry]) -> list[dict[str, Any]]:
-    return [
-        {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
-        for entry in entries
-    ]
+    return [entry_view(entry) for entry in entries]
+
+
+def entry_view(entry: TimelineEntry) -> dict[str, Any]:
+    return {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
+
+
+# A comment line this often keeps proxies from closing a quiet stream.
+LIVE_PING_SECONDS = 15.0
+
+
+def live_response(entries: AsyncIterator[LiveEntry]) -> EventSourceResponse:
+    """A followed call as Server-Sent Events: each entry a ``message`` whose ``id`` resumes
+    after it, then one ``end`` event once the call has ended (so a browser's EventSource,
+    which reconnects whenever a stream closes, knows to stop)."""
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        async for live in entries:
+            data = orjson.dumps(entry_view(live.entry)).decode()
+            yield ServerSentEvent(data=data, id=str(live.cursor))
+        yield ServerSentEvent(data="{}", event="end")
+
+    return EventSourceResponse(events(), ping=LIVE_PING_SECONDS)
 
 
 def call_timeline_view(found: CallTimeline, outcome: str) -> dict[str, Any]:

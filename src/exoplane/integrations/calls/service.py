@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Sequence
-from dataclasses import dataclass
+import heapq
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -634,23 +636,37 @@ def _webhook_steps(
     for attempt in attempts:
         by_delivery.setdefault(attempt.delivery_id, []).append(attempt)
     for delivery in deliveries:
-        about = {"event": delivery.event_type, "delivery_id": str(delivery.id)}
-        steps.append(TimelineEntry(delivery.created_at, "webhook_queued", about))
+        steps.append(_queued_step(delivery))
         tried = by_delivery.get(delivery.id, [])
-        for attempt in tried:
-            detail = {
-                **about,
-                "attempt": attempt.number,
-                "status_code": attempt.status_code,
-                "latency_ms": attempt.latency_ms,
-                "error": attempt.error,
-            }
-            steps.append(TimelineEntry(attempt.created_at, "webhook_attempt", detail))
+        steps.extend(_attempt_step(delivery, attempt) for attempt in tried)
         if delivery.status != "pending":
-            final = {**about, "status": delivery.status, "attempts": delivery.attempts}
             at = tried[-1].created_at if tried else delivery.updated_at
-            steps.append(TimelineEntry(at, "webhook_outcome", final))
+            steps.append(_outcome_step(delivery, at))
     return steps
+
+
+def _about(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {"event": delivery.event_type, "delivery_id": str(delivery.id)}
+
+
+def _queued_step(delivery: WebhookDelivery) -> TimelineEntry:
+    return TimelineEntry(delivery.created_at, "webhook_queued", _about(delivery))
+
+
+def _attempt_step(delivery: WebhookDelivery, attempt: WebhookAttempt) -> TimelineEntry:
+    detail = {
+        **_about(delivery),
+        "attempt": attempt.number,
+        "status_code": attempt.status_code,
+        "latency_ms": attempt.latency_ms,
+        "error": attempt.error,
+    }
+    return TimelineEntry(attempt.created_at, "webhook_attempt", detail)
+
+
+def _outcome_step(delivery: WebhookDelivery, at: datetime) -> TimelineEntry:
+    detail = {**_about(delivery), "status": delivery.status, "attempts": delivery.attempts}
+    return TimelineEntry(at, "webhook_outcome", detail)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -807,3 +823,219 @@ async def list_platform_calls(
         steps.setdefault(event.call_sid, []).extend(_entries([event]))
     calls = [_platform_call(sid, steps[sid]) for sid in sids]
     return calls, (page[-1].id if len(openings) > limit else None)
+
+
+# --- following a call as it happens ---------------------------------------------------------
+
+# How often a followed call is read again, and for how long one follower follows it at most
+# (a client that wants more reconnects, with Last-Event-ID).
+FOLLOW_POLL_SECONDS = 0.25
+FOLLOW_MAX_SECONDS = 3600.0
+# On PostgreSQL a row can become visible after one with a higher id (an id is taken at
+# insert, the row seen at commit). A step is sent once it has been visible this long, in id
+# order, so one committed late within this window is still sent, in its place, and the
+# cursor never passes it. SQLite has one writer at a time: its ids are seen in order.
+FOLLOW_SETTLE_SECONDS = 1.0
+# Reports can trail a call's end (Exotel sends the hung-up hook twice): an ended call is
+# followed this much longer before the stream ends.
+FOLLOW_LINGER_SECONDS = 1.0
+# Exoplane hears nothing of a test call until its stream starts: one whose stream has not
+# started this long after it was placed was not answered, or its flow never reached the bot.
+FOLLOW_UNANSWERED_SECONDS = 120.0
+# Rows read of each kind per poll; a full batch is followed by the next at once.
+FOLLOW_BATCH = 200
+
+_SOURCES = ("events", "queued", "attempts", "outcomes")
+
+
+@dataclass(frozen=True, slots=True)
+class FollowCursor:
+    """What a follower has been sent, in ids: the last call step, webhook delivery and
+    attempt, and the last attempt whose outcome. As text (``e.q.a.o``) it is the id of the
+    event that sent the entry, which a client gives back as ``Last-Event-ID``."""
+
+    events: int = 0
+    queued: int = 0
+    attempts: int = 0
+    outcomes: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.events}.{self.queued}.{self.attempts}.{self.outcomes}"
+
+    @classmethod
+    def parse(cls, text: str) -> FollowCursor:
+        parts = text.strip().split(".")
+        if len(parts) != len(_SOURCES) or not all(
+            part.isascii() and part.isdigit() and len(part) <= 18 for part in parts
+        ):
+            raise BadRequest(
+                "Header 'Last-Event-ID' must be the id of an event this stream sent",
+                field="Last-Event-ID",
+            )
+        events, queued, attempts, outcomes = (int(part) for part in parts)
+        return cls(events, queued, attempts, outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEntry:
+    """A timeline entry as it happens; ``cursor`` is where a follower resumes after it."""
+
+    cursor: FollowCursor
+    entry: TimelineEntry
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    source: str  # the FollowCursor field its row_id advances
+    row_id: int
+    entry: TimelineEntry
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    steps: dict[str, list[_Step]]  # by source, each in id order
+    over: bool  # the call had ended before these steps were read
+    full: bool  # a batch was full: there is more to read at once
+
+
+async def follow_call(
+    sessions: async_sessionmaker[AsyncSession],
+    app_id: str | None,
+    call_sid: str,
+    *,
+    last_event_id: str | None = None,
+    poll_seconds: float = FOLLOW_POLL_SECONDS,
+    max_seconds: float = FOLLOW_MAX_SECONDS,
+) -> AsyncIterator[LiveEntry]:
+    """Follow a call: its timeline entries as any process of the cluster records them, then
+    the end of the iteration once the call has ended and its last entries were given.
+
+    ``app_id`` is the app's, or None for a call of the voice-bot platform (a test call or a
+    bot stream). Without ``last_event_id`` the entries start from the call's first; with
+    one (the text of a ``LiveEntry.cursor``) from just after that entry, with none missed
+    and none repeated. The database is the truth: it is read every ``poll_seconds`` in a
+    session of its own, never held across a wait. Following stops after ``max_seconds``
+    whatever the call does.
+
+    Raises ``NotFound`` for an unknown call and ``BadRequest`` for a bad ``last_event_id``
+    here, before the first entry, so a caller can answer with an error instead.
+    """
+    cursor = FollowCursor.parse(last_event_id) if last_event_id is not None else FollowCursor()
+    async with sessions() as session:
+        if app_id is None:
+            known = await repository.platform_call_exists(session, call_sid)
+        else:
+            known = await repository.call_status(session, app_id, call_sid) is not None
+        dialect = session.get_bind().dialect.name
+    if not known:
+        where = "" if app_id is None else f" in app {app_id}"
+        raise NotFound(f"No call with CallSid {call_sid!r}{where}", code="call_not_found")
+    settle = 0.0 if dialect == "sqlite" else FOLLOW_SETTLE_SECONDS
+    return _follow(sessions, app_id, call_sid, cursor, settle, poll_seconds, max_seconds)
+
+
+async def _follow(
+    sessions: async_sessionmaker[AsyncSession],
+    app_id: str | None,
+    call_sid: str,
+    cursor: FollowCursor,
+    settle: float,
+    poll_seconds: float,
+    max_seconds: float,
+) -> AsyncIterator[LiveEntry]:
+    clock = asyncio.get_running_loop().time
+    deadline = clock() + max_seconds
+    first_seen: dict[tuple[str, int], float] = {}
+    ended_at: float | None = None
+    while True:
+        async with sessions() as session:
+            reading = await _read_after(session, app_id, call_sid, cursor)
+        now = clock()
+        ready = _settled(reading.steps, cursor, first_seen, now, settle)
+        for step in ready:
+            cursor = replace(cursor, **{step.source: step.row_id})
+            first_seen.pop((step.source, step.row_id), None)
+            yield LiveEntry(cursor, step.entry)
+        waiting = len(ready) < sum(len(steps) for steps in reading.steps.values())
+        if reading.over and not waiting and not reading.full:
+            ended_at = now if ended_at is None else ended_at
+            if now - ended_at >= FOLLOW_LINGER_SECONDS:
+                return
+        if now >= deadline:
+            return
+        if not reading.full:
+            await asyncio.sleep(min(poll_seconds, deadline - now))
+
+
+async def _read_after(
+    session: AsyncSession, app_id: str | None, call_sid: str, cursor: FollowCursor
+) -> _Reading:
+    """The call's steps after ``cursor``. Whether the call is over is read first, so every
+    step of an ended call is among those read after it."""
+    steps: dict[str, list[_Step]] = {source: [] for source in _SOURCES}
+    if app_id is None:
+        over = _platform_call_over(await repository.platform_call_milestones(session, call_sid))
+    else:
+        over = await repository.call_status(session, app_id, call_sid) in OUTCOMES
+    events = await repository.call_events_after(
+        session, app_id, call_sid, cursor.events, FOLLOW_BATCH
+    )
+    steps["events"] = [_Step("events", e.id, _entries([e])[0]) for e in events]
+    full = len(events) == FOLLOW_BATCH
+    if app_id is not None:
+        # Attempts before deliveries: every attempt read then has its delivery.
+        attempts = await repository.call_attempts_after(
+            session, app_id, call_sid, cursor.attempts, FOLLOW_BATCH
+        )
+        deliveries = await repository.call_deliveries(session, app_id, call_sid)
+        settling = await repository.call_final_attempts_after(
+            session, app_id, call_sid, cursor.outcomes, FOLLOW_BATCH
+        )
+        over = over and all(d.status != "pending" for d in deliveries)
+        full = full or FOLLOW_BATCH in (len(attempts), len(settling))
+        by_id = {d.id: d for d in deliveries}
+        steps["queued"] = [
+            _Step("queued", d.id, _queued_step(d)) for d in deliveries if d.id > cursor.queued
+        ]
+        steps["attempts"] = [
+            _Step("attempts", a.id, _attempt_step(by_id[a.delivery_id], a)) for a in attempts
+        ]
+        steps["outcomes"] = [
+            _Step("outcomes", a.id, _outcome_step(d, a.created_at)) for a, d in settling
+        ]
+    return _Reading(steps, over, full)
+
+
+def _platform_call_over(milestones: dict[str, datetime]) -> bool:
+    if "stream_closed" in milestones:
+        return True
+    placed = milestones.get("test_call_placed")
+    unanswered = timedelta(seconds=FOLLOW_UNANSWERED_SECONDS)
+    return (
+        "stream_start" not in milestones and placed is not None and utcnow() - placed > unanswered
+    )
+
+
+def _settled(
+    steps: dict[str, list[_Step]],
+    cursor: FollowCursor,
+    first_seen: dict[tuple[str, int], float],
+    now: float,
+    settle: float,
+) -> list[_Step]:
+    """The steps to send now: of each kind, in id order, those up to the first not yet
+    visible for ``settle`` seconds (an outcome only once its attempt is sent); the kinds
+    merged in time order."""
+    ready = []
+    attempts_sent = cursor.attempts
+    for source in _SOURCES:  # attempts before outcomes
+        prefix = []
+        for step in steps[source]:
+            seen = first_seen.setdefault((source, step.row_id), now)
+            if now - seen < settle or (source == "outcomes" and step.row_id > attempts_sent):
+                break
+            prefix.append(step)
+        if source == "attempts" and prefix:
+            attempts_sent = prefix[-1].row_id
+        ready.append(prefix)
+    return list(heapq.merge(*ready, key=lambda step: (step.entry.at, _SOURCES.index(step.source))))
