@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
 from tests.e2e.servers import Sandbox, running_sandbox
 from tests.e2e.test_call_timeline import AGENT_PHONE, EXOPHONE, settled_call
 from tests.e2e.test_voicebot_test_call import BOT_EXOPHONE, BOT_FLOW, BOT_FLOW_URL
+from tests.factories import customer_with_token, register_app
 from tests.waiting import WAIT_SECONDS
 
 
@@ -166,3 +167,77 @@ async def test_an_inbound_calls_stream_has_its_hooks_and_webhooks_then_ends(
 
 def as_text(entry: dict[str, Any]) -> bytes:
     return orjson.dumps(entry, option=orjson.OPT_SORT_KEYS)
+
+
+async def test_following_an_unknown_call_is_404_as_the_call_log_answers(
+    call_centre: CallCentre, exoplane: Exoplane, platform: Platform
+) -> None:
+    app_side = await exoplane.http.get(
+        f"{call_centre.base}/calls/no-such-call/events", headers=call_centre.auth
+    )
+    operator_side = await exoplane.http.get(
+        "/api/v1/calls/no-such-call/events", headers=platform.auth
+    )
+
+    assert app_side.status_code == 404, app_side.text
+    assert app_side.headers["content-type"] == "application/json"
+    assert app_side.json()["error"]["code"] == "call_not_found"
+    assert operator_side.status_code == 404, operator_side.text
+    assert operator_side.json()["error"]["code"] == "call_not_found"
+
+
+async def test_following_needs_the_apps_token_or_an_operators_key(
+    call_centre: CallCentre, exoplane: Exoplane, sandbox: Sandbox, platform: Platform
+) -> None:
+    call_sid = await echo_test_call(exoplane, sandbox, platform)
+    app_url = f"{call_centre.base}/calls/{call_sid}/events"
+    operator_url = f"/api/v1/calls/{call_sid}/events"
+    wrong = {"Authorization": "Bearer not-a-key"}
+
+    answers = [
+        await exoplane.http.get(app_url),
+        await exoplane.http.get(app_url, headers={"Authorization": "not-a-token"}),
+        await exoplane.http.get(operator_url),
+        await exoplane.http.get(operator_url, headers=wrong),
+    ]
+
+    assert [answer.status_code for answer in answers] == [401] * 4
+    await sandbox.http.post(f"/_sandbox/calls/{call_sid}/hangup")
+
+
+async def test_another_apps_call_is_not_found_for_this_app(
+    call_centre: CallCentre, sandbox: Sandbox
+) -> None:
+    await call_centre.add_agent(
+        "gita", phone=AGENT_PHONE, exophone=EXOPHONE, devices={"phone": True, "sip": False}
+    )
+    call_sid = await sandbox.dial_in(EXOPHONE, CALLER)
+    await sandbox.finished_call(call_sid)
+    http = call_centre.exoplane.http
+    customer = await customer_with_token(http, call_centre.exoplane.settings)
+    other = await register_app(http, customer)
+    other_base = f"/v2/integrations/{other.customer_id}/apps/{other.id}"
+
+    answer = await http.get(
+        f"{other_base}/calls/{call_sid}/events", headers={"Authorization": other.token}
+    )
+    crossed = await http.get(f"{other_base}/calls/{call_sid}/events", headers=call_centre.auth)
+
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["code"] == "call_not_found"
+    assert crossed.status_code == 404, crossed.text  # a token names its own app only
+
+
+async def test_a_last_event_id_this_stream_never_sent_is_400_naming_the_header(
+    exoplane: Exoplane, sandbox: Sandbox, platform: Platform
+) -> None:
+    call_sid = await echo_test_call(exoplane, sandbox, platform)
+
+    answer = await exoplane.http.get(
+        f"/api/v1/calls/{call_sid}/events",
+        headers={**platform.auth, "Last-Event-ID": "seven"},
+    )
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["field"] == "Last-Event-ID"
+    await sandbox.http.post(f"/_sandbox/calls/{call_sid}/hangup")
