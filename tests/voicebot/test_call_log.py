@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,57 @@ async def test_an_unknown_call_is_404_and_the_log_needs_an_operator(
 
     assert unknown.status_code == 404
     assert anonymous.status_code == 401
+
+
+async def a_test_call(settings: Settings, call_sid: str, at: datetime, to: str) -> None:
+    """A test call Exotel accepted, whose stream has not started."""
+    detail: dict[str, Any] = {"did_id": "d-1", "from": "+918047491899", "to": to}
+    detail |= {"mode": "flow", "bot_id": None, "status": "queued"}
+    async with database_session(settings) as session:
+        row = timeline_entry(None, call_sid, "test_call_placed", detail, at)
+        await repository.add_call_events(session, [row])
+
+
+async def listed(client: httpx.AsyncClient, admin: Operator, **params: str) -> list[str]:
+    response = await client.get("/api/v1/calls", headers=admin.headers, params=params)
+    assert response.status_code == 200, response.text
+    return [call["call_sid"] for call in response.json()["calls"]]
+
+
+async def test_the_list_filters_by_status_direction_and_number(
+    client: httpx.AsyncClient, settings: Settings, admin: Operator
+) -> None:
+    await a_bot_stream(settings, "s-ok", T0, code=1000)
+    await a_bot_stream(settings, "s-broken", T0 + timedelta(minutes=1), code=1011)
+    await a_test_call(settings, "t-ringing", T0 + timedelta(minutes=2), to="+919812345678")
+    await a_test_call(settings, "t-other", T0 + timedelta(minutes=3), to="+919800000001")
+
+    assert await listed(client, admin, status="completed") == ["s-ok"]
+    assert await listed(client, admin, status="failed") == ["s-broken"]
+    assert await listed(client, admin, status="queued") == ["t-other", "t-ringing"]
+    assert await listed(client, admin, status="in-progress") == []
+    assert await listed(client, admin, direction="outbound") == ["t-other", "t-ringing"]
+    assert await listed(client, admin, direction="inbound") == ["s-broken", "s-ok"]
+    # Numbers are normalised like everywhere: national or E.164 find the same calls.
+    assert await listed(client, admin, number="09812345678") == ["t-ringing"]
+    assert await listed(client, admin, number="+919876543210") == ["s-broken", "s-ok"]
+    assert await listed(client, admin, direction="inbound", status="completed") == ["s-ok"]
+    both = await listed(client, admin, number="+919876543210", limit="1")
+    assert both == ["s-broken"]
+    later = await listed(
+        client, admin, number="+919876543210", until=(T0 + timedelta(seconds=30)).isoformat()
+    )
+    assert later == ["s-ok"]
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value"),
+    [("status", "answered"), ("direction", "sideways"), ("number", "9" * 101)],
+)
+async def test_a_bad_filter_is_400_naming_it(
+    client: httpx.AsyncClient, admin: Operator, parameter: str, value: str
+) -> None:
+    response = await client.get("/api/v1/calls", headers=admin.headers, params={parameter: value})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == parameter

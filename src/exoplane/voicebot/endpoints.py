@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
@@ -174,6 +174,11 @@ async def audit_log(
 async def list_calls(
     session: Session,
     _operator: AdminAuth,
+    status: Literal["queued", "ringing", "in-progress", "completed", "failed"] | None = None,
+    direction: Literal["inbound", "outbound"] | None = None,
+    number: Annotated[
+        str | None, Query(max_length=100, description="Calls from or to this number")
+    ] = None,
     since: Annotated[
         datetime | None, Query(description="Calls started at or after (ISO 8601; UTC if no offset)")
     ] = None,
@@ -181,9 +186,17 @@ async def list_calls(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[Int64 | None, Query(ge=1)] = None,
 ) -> Response:
-    """Test calls and bot streams, newest first, with their outcome."""
+    """Test calls and bot streams, newest first, filtered by status, direction, number and
+    start time."""
     page, next_cursor = await calls.list_platform_calls(
-        session, since=since, until=until, cursor=cursor, limit=limit
+        session,
+        status=status,
+        direction=direction,
+        number=number,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
     )
     return JSONBytesResponse(
         {

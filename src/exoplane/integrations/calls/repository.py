@@ -8,15 +8,18 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     and_,
     bindparam,
     case,
+    cast,
     exists,
     func,
     insert,
     or_,
     select,
     tuple_,
+    type_coerce,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -351,16 +354,32 @@ async def platform_call_events(session: AsyncSession, call_sid: str) -> Sequence
     return (await session.scalars(query)).all()
 
 
+def _detail(session: AsyncSession, step: Any, key: str) -> Any:
+    """One field of a step's JSON ``detail`` (stored as text), in SQL."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    detail = cast(step.detail, JSON) if postgres else type_coerce(step.detail, JSON)
+    return detail[key]
+
+
 async def list_platform_openings(
     session: AsyncSession,
     *,
+    status: str | None = None,
+    direction: str | None = None,
+    number: str | None = None,
     since: datetime | None,
     until: datetime | None,
     before_id: int | None,
     limit: int,
 ) -> Sequence[CallEvent]:
     """The first step of each platform call, newest first (a test call in stream mode
-    has a ``stream_start`` after its ``test_call_placed``: it is listed once)."""
+    has a ``stream_start`` after its ``test_call_placed``: it is listed once).
+
+    ``status`` is the call's as ``_platform_call`` tells it: ``completed`` or ``failed``
+    once its stream has closed (normally or not), else what the first step says
+    (``in-progress`` when it says nothing). ``direction``: a test call is ``outbound``,
+    a stream without one ``inbound``.
+    """
     earlier = aliased(CallEvent)
     opened_before = exists().where(
         earlier.app_id.is_(None),
@@ -371,6 +390,31 @@ async def list_platform_openings(
     query = select(CallEvent).where(
         CallEvent.app_id.is_(None), CallEvent.kind.in_(PLATFORM_OPENINGS), ~opened_before
     )
+    if direction is not None:
+        opening = "test_call_placed" if direction == "outbound" else "stream_start"
+        query = query.where(CallEvent.kind == opening)
+    if number is not None:
+        query = query.where(
+            or_(
+                _detail(session, CallEvent, "from").as_string() == number,
+                _detail(session, CallEvent, "to").as_string() == number,
+            )
+        )
+    if status is not None:
+        closed = aliased(CallEvent)
+        closing = [
+            closed.app_id.is_(None),
+            closed.call_sid == CallEvent.call_sid,
+            closed.kind == "stream_closed",
+        ]
+        code = _detail(session, closed, "code").as_integer()
+        if status == "completed":
+            query = query.where(exists().where(*closing, code == 1000))
+        elif status == "failed":
+            query = query.where(exists().where(*closing, or_(code.is_(None), code != 1000)))
+        else:
+            said = func.coalesce(_detail(session, CallEvent, "status").as_string(), "in-progress")
+            query = query.where(~exists().where(*closing), said == status)
     if since is not None:
         query = query.where(CallEvent.at >= since)
     if until is not None:

@@ -802,6 +802,9 @@ async def platform_call_timeline(
 async def list_platform_calls(
     session: AsyncSession,
     *,
+    status: str | None = None,
+    direction: str | None = None,
+    number: str | None = None,
     since: datetime | None,
     until: datetime | None,
     cursor: int | None,
@@ -810,6 +813,9 @@ async def list_platform_calls(
     """Newest first; the cursor of the next (older) page, or None at the end."""
     openings = await repository.list_platform_openings(
         session,
+        status=status,
+        direction=direction,
+        number=_number(number) if number else None,
         since=_utc(since, "since"),
         until=_utc(until, "until"),
         before_id=cursor,
