@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import CALLER, CallCentre, webhooks_for
+from tests.e2e.conftest import CALLER, NO_ANSWER_SUFFIX, CallCentre, webhooks_for
 from tests.e2e.servers import Sandbox
 from tests.e2e.test_click_to_call import placed_call_sid, registered_agent
 from tests.waiting import polled
@@ -118,3 +118,92 @@ async def test_a_click_to_call_has_every_step_in_its_timeline_in_order(
             "webhook_attempt",
             "webhook_outcome",
         ]
+
+
+async def test_an_inbound_call_nobody_answers_has_every_step_in_its_timeline_in_order(
+    call_centre: CallCentre, sandbox: Sandbox, receiver: Receiver
+) -> None:
+    unanswered = "+91987650" + NO_ANSWER_SUFFIX
+    await call_centre.add_agent(
+        "bilal", phone=unanswered, exophone=EXOPHONE, devices={"phone": True, "sip": False}
+    )
+
+    call_sid = await sandbox.dial_in(EXOPHONE, CALLER)
+    await sandbox.finished_call(call_sid)
+    await webhooks_for(receiver, call_sid, ["incoming_call", "call_missed"])
+    call = await settled_call(call_centre, call_sid, webhooks=2)
+
+    assert (call["direction"], call["status"], call["outcome"]) == ("inbound", "missed", "missed")
+    assert call["duration"] is None
+    # The Connect applet reports the unanswered dial, then the flow's missed-call Passthru.
+    assert steps(call, webhooks=False) == [
+        ("hook_received", "popup"),
+        ("routing_answered", [unanswered]),
+        ("hook_received", "incomingcallhungup"),
+        ("hook_received", "missedcall"),
+    ]
+    assert_each_webhook_settled(call, ["incoming_call", "call_missed"])
+    times = [entry["at"] for entry in call["timeline"]]
+    assert times == sorted(times)
+
+
+def assert_each_webhook_settled(call: dict[str, Any], events: list[str]) -> None:
+    """Each event was queued once, tried, and succeeded, in that order, and no other was."""
+    assert {about for _, about in steps(call, webhooks=True)} == set(events)
+    assert_each_webhook_settled_once(call, events)
+
+
+def assert_each_webhook_settled_once(call: dict[str, Any], events: list[str]) -> None:
+    webhook_steps = steps(call, webhooks=True)
+    for event in events:
+        assert [kind for kind, about in webhook_steps if about == event] == [
+            "webhook_queued",
+            "webhook_attempt",
+            "webhook_outcome",
+        ]
+
+
+async def test_a_call_whose_webhook_fails_twice_shows_each_attempt_in_its_timeline(
+    call_centre: CallCentre, sandbox: Sandbox, receiver: Receiver
+) -> None:
+    await call_centre.add_agent(
+        "gita", phone=AGENT_PHONE, exophone=EXOPHONE, devices={"phone": True, "sip": False}
+    )
+    receiver.script = [500, 503]  # the first webhook, incoming_call, is refused twice
+
+    call_sid = await sandbox.dial_in(EXOPHONE, CALLER)
+    await sandbox.finished_call(call_sid)
+    call = await settled_call(call_centre, call_sid, webhooks=3)
+
+    assert call["outcome"] == "answered"
+    sent = [item.json["event"] for item in receiver.received if item.json["call_sid"] == call_sid]
+    assert sent.count("incoming_call") == 3
+    webhook_steps = steps(call, webhooks=True)
+    assert [kind for kind, about in webhook_steps if about == "incoming_call"] == [
+        "webhook_queued",
+        "webhook_attempt",
+        "webhook_attempt",
+        "webhook_attempt",
+        "webhook_outcome",
+    ]
+    tried = [
+        (entry["detail"]["attempt"], entry["detail"]["status_code"])
+        for entry in call["timeline"]
+        if entry["kind"] == "webhook_attempt" and entry["detail"]["event"] == "incoming_call"
+    ]
+    assert tried == [(1, 500), (2, 503), (3, 200)]
+    outcome = next(
+        entry["detail"]
+        for entry in call["timeline"]
+        if entry["kind"] == "webhook_outcome" and entry["detail"]["event"] == "incoming_call"
+    )
+    assert (outcome["status"], outcome["attempts"]) == ("succeeded", 3)
+    assert_each_webhook_settled_once(call, ["call_completed", "recording_ready"])
+    assert steps(call, webhooks=False) == [
+        ("hook_received", "popup"),
+        ("routing_answered", [AGENT_PHONE]),
+        ("hook_received", "incomingcallhungup"),
+        ("hook_received", "incomingcallhungup"),
+    ]
+    times = [entry["at"] for entry in call["timeline"]]
+    assert times == sorted(times)
