@@ -336,6 +336,13 @@ async def place_test_call(
         )
     credentials = await _credentials(reader, vault, settings)
     custom_field = f"{TEST_CALL_TAG}{did_id}"
+    about = {
+        "did_id": did_id,
+        "from": number,
+        "to": to_number,
+        "mode": mode,
+        "bot_id": bot_id if mode == "stream" else None,
+    }
     try:
         if stream_url:
             placed = await exotel.connect_to_stream(
@@ -354,16 +361,13 @@ async def place_test_call(
                 custom_field=custom_field,
             )
     except ExotelError as exc:
+        # No CallSid: the refusal is kept under an id of exoplane's own (a UUID, which no
+        # Exotel CallSid looks like), under which the call log lists it.
+        refused = {**about, "message": exc.message}
+        step = TimelineEntry(utcnow(), "test_call_refused", refused)
+        await record_platform_steps(sessions, new_id(), [step])
         raise UpstreamError(exc.message) from exc
-    detail = {
-        "did_id": did_id,
-        "from": number,
-        "to": to_number,
-        "mode": mode,
-        "bot_id": bot_id if mode == "stream" else None,
-        "status": placed.provider_status,
-    }
-    step = TimelineEntry(utcnow(), "test_call_placed", detail)
+    step = TimelineEntry(utcnow(), "test_call_placed", {**about, "status": placed.provider_status})
     await record_platform_steps(sessions, placed.call_sid, [step])
     return {"call_sid": placed.call_sid, "provider_status": placed.provider_status}
 

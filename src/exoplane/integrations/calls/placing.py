@@ -40,9 +40,9 @@ async def place_outbound_call(
         service.record_call_intent(session, plan)
     try:
         placed = await service.dial(exotel, settings, capabilities, plan)
-    except UpstreamError:
+    except UpstreamError as exc:
         async with unit_of_work(sessions) as session:
-            await service.record_not_placed(session, plan.call.id)
+            await service.record_not_placed(session, plan.call, exc.message)
         raise
     async with unit_of_work(sessions) as session:
         await service.record_placed(session, plan.call, placed)

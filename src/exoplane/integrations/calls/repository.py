@@ -267,15 +267,24 @@ async def add_call_events(session: AsyncSession, rows: Sequence[dict[str, Any]])
         await connection.execute(_ADD_CALL_EVENTS, list(rows))
 
 
+def _keyed(call_sid: str) -> Any:
+    """The call with this CallSid, or the one without a CallSid that has this id (Exotel
+    refused it: it is listed under exoplane's own id)."""
+    return or_(Call.call_sid == call_sid, and_(Call.call_sid.is_(None), Call.id == call_sid))
+
+
 async def find_call(session: AsyncSession, app_id: str, call_sid: str) -> Call | None:
-    query = select(Call).where(Call.app_id == app_id, Call.call_sid == call_sid)
+    query = select(Call).where(Call.app_id == app_id, _keyed(call_sid))
     return await session.scalar(query)
 
 
-async def call_events(session: AsyncSession, app_id: str, call_sid: str) -> Sequence[CallEvent]:
+async def call_events(
+    session: AsyncSession, app_id: str, keys: Sequence[str]
+) -> Sequence[CallEvent]:
+    """The steps recorded under any of ``keys`` (a CallSid, exoplane's id of the call)."""
     query = (
         select(CallEvent)
-        .where(CallEvent.app_id == app_id, CallEvent.call_sid == call_sid)
+        .where(CallEvent.app_id == app_id, CallEvent.call_sid.in_(keys))
         .order_by(CallEvent.id)
     )
     return (await session.scalars(query)).all()
@@ -317,9 +326,12 @@ async def list_calls(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> Sequence[Call]:
-    """The app's calls known by their CallSid, newest first, from after the ``after``
+    """The app's calls, newest first, from after the ``after``
     position (start time, id) on."""
-    query = select(Call).where(Call.app_id == app_id, Call.call_sid.is_not(None))
+    # A call without a CallSid is listed once it has failed (Exotel refused it); until then
+    # it is being placed, and is listed once Exotel has answered.
+    known = or_(Call.call_sid.is_not(None), Call.status == "failed")
+    query = select(Call).where(Call.app_id == app_id, known)
     if statuses is not None:
         query = query.where(Call.status.in_(statuses))
     if direction is not None:
@@ -342,7 +354,9 @@ async def list_calls(
 # --- the voice-bot platform's calls (test calls and bot streams), which belong to no app ---
 
 # The first step of each such call.
-PLATFORM_OPENINGS = ("test_call_placed", "stream_start")
+PLATFORM_OPENINGS = ("test_call_placed", "test_call_refused", "stream_start")
+# A test call's first step: placed, or refused by Exotel (then it is its only step).
+TEST_CALL_OPENINGS = ("test_call_placed", "test_call_refused")
 
 
 async def platform_call_events(session: AsyncSession, call_sid: str) -> Sequence[CallEvent]:
@@ -376,7 +390,8 @@ async def list_platform_openings(
     has a ``stream_start`` after its ``test_call_placed``: it is listed once).
 
     ``status`` is the call's as ``_platform_call`` tells it: ``completed`` or ``failed``
-    once its stream has closed (normally or not), else what the first step says
+    once its stream has closed (normally or not), ``failed`` when Exotel refused the test
+    call, else what the first step says
     (``in-progress`` when it says nothing). ``direction``: a test call is ``outbound``,
     a stream without one ``inbound``.
     """
@@ -390,9 +405,10 @@ async def list_platform_openings(
     query = select(CallEvent).where(
         CallEvent.app_id.is_(None), CallEvent.kind.in_(PLATFORM_OPENINGS), ~opened_before
     )
-    if direction is not None:
-        opening = "test_call_placed" if direction == "outbound" else "stream_start"
-        query = query.where(CallEvent.kind == opening)
+    if direction == "outbound":
+        query = query.where(CallEvent.kind.in_(TEST_CALL_OPENINGS))
+    elif direction == "inbound":
+        query = query.where(CallEvent.kind == "stream_start")
     if number is not None:
         query = query.where(
             or_(
@@ -408,13 +424,15 @@ async def list_platform_openings(
             closed.kind == "stream_closed",
         ]
         code = _detail(session, closed, "code").as_integer()
+        refused = CallEvent.kind == "test_call_refused"
         if status == "completed":
             query = query.where(exists().where(*closing, code == 1000))
         elif status == "failed":
-            query = query.where(exists().where(*closing, or_(code.is_(None), code != 1000)))
+            broken = exists().where(*closing, or_(code.is_(None), code != 1000))
+            query = query.where(or_(refused, broken))
         else:
             said = func.coalesce(_detail(session, CallEvent, "status").as_string(), "in-progress")
-            query = query.where(~exists().where(*closing), said == status)
+            query = query.where(~refused, ~exists().where(*closing), said == status)
     if since is not None:
         query = query.where(CallEvent.at >= since)
     if until is not None:
@@ -466,7 +484,7 @@ async def call_events_after(
 
 
 async def call_status(session: AsyncSession, app_id: str, call_sid: str) -> str | None:
-    query = select(Call.status).where(Call.app_id == app_id, Call.call_sid == call_sid)
+    query = select(Call.status).where(Call.app_id == app_id, _keyed(call_sid))
     status: str | None = await session.scalar(query)
     return status
 

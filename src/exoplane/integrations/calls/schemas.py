@@ -141,7 +141,8 @@ class FlowUrls(BaseModel):
 
 def call_view(call: Call, outcome: str) -> dict[str, Any]:
     return {
-        "call_sid": call.call_sid,
+        # A call Exotel refused has no CallSid: it goes by exoplane's own id for it.
+        "call_sid": call.call_sid or call.id,
         "from": call.from_number,
         "to": call.to_number,
         "direction": call.direction,

@@ -530,12 +530,17 @@ async def record_placed(session: AsyncSession, call: Call, placed: PlacedCall) -
     await repository.add_call_events(session, [entry])
 
 
-async def record_not_placed(session: AsyncSession, call_id: str) -> None:
+async def record_not_placed(session: AsyncSession, call: Call, message: str) -> None:
     """Exotel refused the call or did not answer: ``failed``, unless a StatusCallback says
-    it was placed after all."""
+    it was placed after all. Such a call has no CallSid: its timeline is kept under
+    exoplane's own id for it (a UUID, which no Exotel CallSid looks like), and the call log
+    lists it under that id."""
     await repository.settle_placed_call(
-        session, call_id, call_sid=None, status="failed", while_status=QUEUED, at=utcnow()
+        session, call.id, call_sid=None, status="failed", while_status=QUEUED, at=utcnow()
     )
+    detail = {"from": call.from_number, "to": call.to_number, "message": message}
+    entry = timeline_entry(call.app_id, call.id, "call_refused", detail, utcnow())
+    await repository.add_call_events(session, [entry])
 
 
 def _agent_leg(caller: repository.Caller) -> str:
@@ -619,7 +624,10 @@ async def call_timeline(session: AsyncSession, app_id: str, call_sid: str) -> Ca
     call = await repository.find_call(session, app_id, call_sid)
     if call is None:
         raise NotFound(f"No call with CallSid {call_sid!r} in app {app_id}", code="call_not_found")
-    events = await repository.call_events(session, app_id, call_sid)
+    # A call first refused (or unanswered) has steps under its own id, then under its
+    # CallSid if Exotel reports on it after all.
+    keys = [call.id] if call.call_sid is None else [call.id, call.call_sid]
+    events = await repository.call_events(session, app_id, keys)
     deliveries, attempts = await repository.call_webhooks(session, app_id, call_sid)
     timeline = _entries(events)
     timeline.extend(_webhook_steps(deliveries, attempts))
@@ -760,12 +768,14 @@ def _platform_call(call_sid: str, steps: Sequence[TimelineEntry]) -> PlatformCal
     by_kind: dict[str, TimelineEntry] = {}
     for step in steps:
         by_kind.setdefault(step.kind, step)
-    placed, start = by_kind.get("test_call_placed"), by_kind.get("stream_start")
-    closed = by_kind.get("stream_closed")
+    placed = by_kind.get("test_call_placed") or by_kind.get("test_call_refused")
+    start, closed = by_kind.get("stream_start"), by_kind.get("stream_closed")
     opening = placed or start
     assert opening is not None  # listed from its opening, or refused as not found
     agent = (start or opening).detail.get("bot_id")
     status = str(opening.detail.get("status") or "in-progress")
+    if opening.kind == "test_call_refused":
+        status = "failed"
     duration = None
     if closed is not None:
         status = "completed" if closed.detail.get("code") == 1000 else "failed"
@@ -1013,7 +1023,7 @@ async def _read_after(
 
 
 def _platform_call_over(milestones: dict[str, datetime]) -> bool:
-    if "stream_closed" in milestones:
+    if "stream_closed" in milestones or "test_call_refused" in milestones:
         return True
     placed = milestones.get("test_call_placed")
     unanswered = timedelta(seconds=FOLLOW_UNANSWERED_SECONDS)
