@@ -33,6 +33,7 @@ from exoplane.openapi import install_openapi
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
+from exoplane.stats.endpoints import router as stats_router
 from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
 from exoplane.webhooks.service import NoLocalDelivery
@@ -151,6 +152,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         webhooks_router,
         voicebot_router,
         admin_router,
+        stats_router,
         media_router,
         health_router,
     )

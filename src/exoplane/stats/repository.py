@@ -1,0 +1,112 @@
+"""All SQL of the statistics: one grouped, index-bounded query per series.
+
+Each query counts rows per (bucket, value) over a time range read through an index on
+(time, value), so it reads only the index. Percentiles come from those counts (how many
+attempts took each whole millisecond), which are exact and far fewer rows than the values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Integer, cast, extract, func, select, type_coerce
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from exoplane.models import Call, CallEvent, WebhookAttempt, WebhookDelivery
+
+# (bucket, value, count) rows.
+Counts = list[tuple[int, Any, int]]
+
+
+def _bucket(session: AsyncSession, column: Any, since: datetime, width: int) -> Any:
+    """Which bucket of ``width`` seconds from ``since`` (whole seconds) a time falls in."""
+    start = int(since.timestamp())
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor((extract("epoch", column) - start) / width), Integer)
+    # SQLite stores UTC text; strftime('%s') reads it as whole seconds since the epoch.
+    return (cast(func.strftime("%s", column), Integer) - start) // width
+
+
+async def _counts(
+    session: AsyncSession,
+    time: Any,
+    value: Any,
+    since: datetime,
+    until: datetime,
+    width: int,
+    *where: Any,
+) -> Counts:
+    bucket = _bucket(session, time, since, width)
+    query = (
+        select(bucket, value, func.count())
+        .where(time >= since, time < until, *where)
+        .group_by(bucket, value)
+    )
+    return [(int(b), v, int(n)) for b, v, n in await session.execute(query)]
+
+
+async def deliveries_by_status(
+    session: AsyncSession, since: datetime, until: datetime, width: int
+) -> Counts:
+    """Webhook deliveries queued in each bucket, by their status now."""
+    delivery = WebhookDelivery
+    return await _counts(session, delivery.created_at, delivery.status, since, until, width)
+
+
+async def attempt_latencies(
+    session: AsyncSession, since: datetime, until: datetime, width: int
+) -> Counts:
+    """Webhook attempts made in each bucket, by how many milliseconds each took."""
+    attempt = WebhookAttempt
+    return await _counts(
+        session,
+        attempt.created_at,
+        attempt.latency_ms,
+        since,
+        until,
+        width,
+        attempt.latency_ms.is_not(None),
+    )
+
+
+async def calls_by_status(
+    session: AsyncSession, since: datetime, until: datetime, width: int
+) -> Counts:
+    """The apps' calls started in each bucket, by their status now."""
+    return await _counts(session, Call.created_at, Call.status, since, until, width)
+
+
+async def platform_steps(
+    session: AsyncSession, kind: str, since: datetime, until: datetime, width: int
+) -> Counts:
+    """Steps of one kind of the voice-bot platform's calls in each bucket."""
+    return await _counts(
+        session,
+        CallEvent.at,
+        CallEvent.kind,
+        since,
+        until,
+        width,
+        CallEvent.kind == kind,
+        CallEvent.app_id.is_(None),
+    )
+
+
+async def first_bot_audio(
+    session: AsyncSession, since: datetime, until: datetime, width: int
+) -> Counts:
+    """Streams whose bot's first audio went out in each bucket, by the milliseconds it took
+    from the stream's start."""
+    postgres = session.get_bind().dialect.name == "postgresql"
+    detail = cast(CallEvent.detail, JSON) if postgres else type_coerce(CallEvent.detail, JSON)
+    return await _counts(
+        session,
+        CallEvent.at,
+        detail["after_start_ms"].as_integer(),
+        since,
+        until,
+        width,
+        CallEvent.kind == "first_outbound_media",
+        CallEvent.app_id.is_(None),
+    )
