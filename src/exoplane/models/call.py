@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from exoplane.models.base import Base, UTCDateTime, utcnow
@@ -12,7 +12,11 @@ class Call(Base):
     """A call this system heard of, from Exotel's hooks or placed through it."""
 
     __tablename__ = "calls"
-    __table_args__ = (UniqueConstraint("app_id", "call_sid"),)
+    __table_args__ = (
+        UniqueConstraint("app_id", "call_sid"),
+        # GET /api/v1/stats counts calls by start time and status from this index alone.
+        Index("ix_calls_started_status", "created_at", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     app_id: Mapped[str] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)

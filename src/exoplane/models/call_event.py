@@ -16,7 +16,11 @@ class CallEvent(Base):
     """
 
     __tablename__ = "call_events"
-    __table_args__ = (Index("ix_call_events_call", "app_id", "call_sid", "id"),)
+    __table_args__ = (
+        Index("ix_call_events_call", "app_id", "call_sid", "id"),
+        # GET /api/v1/stats: the streams started, and their first bot audio, over time.
+        Index("ix_call_events_kind_at", "kind", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     # None for a voice-bot stream: those belong to the platform's operators, not to an app.

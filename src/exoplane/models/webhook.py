@@ -27,7 +27,11 @@ class WebhookDelivery(Base):
     """One event on its way to one URL; retried until it succeeds or gives up."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # GET /api/v1/stats counts deliveries by time queued and status from this index.
+        Index("ix_webhook_deliveries_queued_status", "created_at", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(
@@ -55,6 +59,8 @@ class WebhookAttempt(Base):
     """One HTTP attempt of a delivery, kept for the delivery log."""
 
     __tablename__ = "webhook_attempts"
+    # GET /api/v1/stats reads the attempts' latencies over time from this index alone.
+    __table_args__ = (Index("ix_webhook_attempts_made_latency", "created_at", "latency_ms"),)
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     delivery_id: Mapped[int] = mapped_column(
