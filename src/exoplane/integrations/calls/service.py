@@ -979,7 +979,7 @@ async def _follow(
                 return
         if now >= deadline:
             return
-        if not reading.full:
+        if not (reading.full and ready):  # a full batch sent: read the next one at once
             await asyncio.sleep(min(poll_seconds, deadline - now))
 
 
