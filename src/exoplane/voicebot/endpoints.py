@@ -13,6 +13,7 @@ from exoplane.idempotency import fingerprint, run_once_detached
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations.calls import service as calls
 from exoplane.integrations.calls.schemas import (
+    LIVE_EVENTS,
     PlatformCallDetail,
     PlatformCallPage,
     live_response,
@@ -219,7 +220,7 @@ async def get_call(
 @router.get(
     "/calls/{call_sid}/events",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: LIVE_EVENTS},
 )
 async def follow_call(
     state: State,

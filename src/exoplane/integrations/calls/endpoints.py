@@ -17,6 +17,7 @@ from exoplane.integrations.auth import AppAuth, TokenAuth
 from exoplane.integrations.calls import placing, service
 from exoplane.integrations.calls.errors import NestedErrorRoute
 from exoplane.integrations.calls.schemas import (
+    LIVE_EVENTS,
     CallDetail,
     CallPage,
     CallParameters,
@@ -235,7 +236,7 @@ LastEventId = Annotated[
 @router.get(
     "/{customer_id}/apps/{app_id}/calls/{call_sid}/events",
     response_class=Response,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: LIVE_EVENTS},
 )
 async def follow_call(
     state: State,

@@ -162,6 +162,20 @@ def entry_view(entry: TimelineEntry) -> dict[str, Any]:
     return {"at": resource_time(entry.at), "kind": entry.kind, "detail": entry.detail}
 
 
+# How the live routes document their answer.
+LIVE_EVENTS: dict[str, Any] = {
+    "description": "Server-Sent Events: each timeline entry as it is recorded, then `end`",
+    "content": {
+        "text/event-stream": {
+            "schema": {
+                "type": "string",
+                "description": "Events whose data is a timeline entry ({at, kind, detail}) "
+                "and whose id resumes after it (Last-Event-ID); one `end` event last",
+            }
+        }
+    },
+}
+
 # A comment line this often keeps proxies from closing a quiet stream.
 LIVE_PING_SECONDS = 15.0
 
