@@ -169,3 +169,15 @@ async def test_a_bad_filter_is_400_naming_it(
 
     assert response.status_code == 400, response.text
     assert response.json()["error"]["field"] == parameter
+
+
+async def test_a_last_event_id_too_long_is_400_naming_the_header(
+    client: httpx.AsyncClient, settings: Settings, admin: Operator
+) -> None:
+    await a_bot_stream(settings, "s-1", T0, code=1000)
+    headers = {**admin.headers, "Last-Event-ID": "1" * 101}
+
+    response = await client.get("/api/v1/calls/s-1/events", headers=headers)
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "Last-Event-ID"
