@@ -7,15 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import signal
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from httpx_sse import aconnect_sse
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 
@@ -28,6 +31,7 @@ from exoplane.security import SecretKeyError, load_secret_key
 from tests.conftest import BACKEND, free_port
 from tests.factories import app_with_token, database_session
 from tests.processes import (
+    CALL_PARAMETERS,
     STOP_TIMEOUT_S,
     WEBHOOK_ENV,
     TrackingReceiver,
@@ -311,3 +315,46 @@ async def test_a_cluster_delivers_every_event_when_one_worker_is_killed_and_anot
     assert len(twice) <= concurrency
     assert max(receiver.arrivals.values()) <= 2
     assert receiver.overlapping == [], "an event was received by two requests at once"
+
+
+# --- following a call live across processes -----------------------------------------------
+
+
+async def test_a_call_followed_through_one_process_shows_what_another_recorded(
+    tmp_path: Path, database_url: str, server_env: dict[str, str]
+) -> None:
+    """Two processes on one database: Exotel's hooks for a call reach the first while an
+    integrator follows the call through the second, which sends every step as it is
+    recorded, then ends once the call has ended and its webhooks are settled."""
+    home = tmp_path / "home"
+    env = {**server_env, **WEBHOOK_ENV}
+    async with AsyncExitStack() as stack:
+        receiver = await stack.enter_async_context(tracking_receiver(delay=0.0))
+        (_, hooked), (_, followed) = [
+            await serve(stack, home, env, name=f"api-{n}") for n in (1, 2)
+        ]
+        app, popup_hook = await app_sending_popups_to(hooked, home, database_url, receiver)
+        await ring(hooked, popup_hook, ["c-live"])
+        url = f"{followed}/v2/integrations/{app.customer_id}/apps/{app.id}/calls/c-live/events"
+        kinds: list[str] = []
+        async with (
+            httpx.AsyncClient(timeout=WAIT_SECONDS) as http,
+            aconnect_sse(http, "GET", url, headers={"Authorization": app.token}) as source,
+        ):
+            assert source.response.status_code == 200
+            events = source.aiter_sse()
+            async with asyncio.timeout(WAIT_SECONDS):
+                while "webhook_outcome" not in kinds:
+                    kinds.append(json.loads((await anext(events)).data)["kind"])
+                # The call is still ringing; it ends now, through the other process.
+                hung_up = {"CallSid": "c-live", **CALL_PARAMETERS, "DialCallStatus": "completed"}
+                hangup = popup_hook.replace("type=popup", "type=incomingcallhungup")
+                answer = await http.get(f"{hooked}{hangup}&{urlencode(hung_up)}")
+                assert answer.status_code == 200, answer.text
+                rest = [event async for event in events]
+
+    assert kinds == ["hook_received", "webhook_queued", "webhook_attempt", "webhook_outcome"]
+    assert rest[-1].event == "end"
+    # The app sends only popups: the call's end raises no webhook of its own.
+    [ended] = [json.loads(event.data) for event in rest[:-1]]
+    assert (ended["kind"], ended["detail"]) == ("hook_received", {"type": "incomingcallhungup"})
