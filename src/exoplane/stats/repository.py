@@ -59,15 +59,7 @@ async def attempt_latencies(
 ) -> Counts:
     """Webhook attempts made in each bucket, by how many milliseconds each took."""
     attempt = WebhookAttempt
-    return await _counts(
-        session,
-        attempt.created_at,
-        attempt.latency_ms,
-        since,
-        until,
-        width,
-        attempt.latency_ms.is_not(None),
-    )
+    return await _counts(session, attempt.created_at, attempt.latency_ms, since, until, width)
 
 
 async def calls_by_status(
