@@ -158,9 +158,17 @@ async def audit_log(
     _operator: SuperAdminAuth,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[Int64 | None, Query(ge=1)] = None,
+    operator: Annotated[
+        str | None, Query(max_length=320, description="Only this operator's (email)")
+    ] = None,
+    action: Annotated[
+        str | None, Query(max_length=60, description="Only this action, or actions it starts")
+    ] = None,
 ) -> Response:
     """Who changed credentials, DIDs and settings, newest first; never secret values."""
-    page, next_cursor = await service.audit_log(session, cursor=cursor, limit=limit)
+    page, next_cursor = await service.audit_log(
+        session, cursor=cursor, limit=limit, operator=operator, action=action
+    )
     return JSONBytesResponse(
         {
             "entries": [audit_view(entry) for entry in page],

@@ -88,9 +88,20 @@ async def delete_did(session: AsyncSession, did_id: str) -> None:
 
 
 async def audit_page(
-    session: AsyncSession, *, before_id: int | None, limit: int
+    session: AsyncSession,
+    *,
+    before_id: int | None,
+    limit: int,
+    operator: str | None = None,
+    action: str | None = None,
 ) -> Sequence[AuditEntry]:
+    """Newest first; ``operator`` is an email, ``action`` an action or its start
+    (``did.`` for every DID change)."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if operator:
+        query = query.where(AuditEntry.operator_email == operator)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return (await session.scalars(query)).all()

@@ -224,7 +224,7 @@ async def add_did(
     body: DidCreate,
 ) -> dict[str, Any]:
     if await repository.did_with_number(session, body.number) is not None:
-        raise Conflict(f"The DID {body.number} exists already", code="did_exists")
+        raise Conflict(f"The DID {body.number} exists already", code="did_exists", field="number")
     if body.id is not None and await repository.get_did(session, body.id) is not None:
         raise Conflict(f"A DID with id {body.id!r} exists already", code="did_exists")
     now = utcnow()
@@ -386,8 +386,21 @@ async def _credentials(reader: Reader, vault: Vault, settings: Settings) -> Exot
 
 
 async def audit_log(
-    session: AsyncSession, *, cursor: int | None, limit: int
+    session: AsyncSession,
+    *,
+    cursor: int | None,
+    limit: int,
+    operator: str | None = None,
+    action: str | None = None,
 ) -> tuple[Sequence[AuditEntry], int | None]:
-    rows = await repository.audit_page(session, before_id=cursor, limit=limit + 1)
+    """A page of the audit log, newest first, optionally by one operator (email) or of one
+    kind of action (``did.`` matches every DID change); the next page's cursor."""
+    rows = await repository.audit_page(
+        session,
+        before_id=cursor,
+        limit=limit + 1,
+        operator=operator.strip().lower() if operator else None,
+        action=action.strip() if action else None,
+    )
     page = rows[:limit]
     return page, (page[-1].id if len(rows) > limit else None)
