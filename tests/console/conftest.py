@@ -3,12 +3,16 @@ and carries each page's CSRF token."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from exoplane.app import create_app
 from exoplane.config import Settings
 from tests.conftest import make_settings
 from tests.voicebot.factories import Operator, create_operator
@@ -61,3 +65,20 @@ async def signed_in(client: httpx.AsyncClient, super_admin: Operator) -> httpx.A
     response = await sign_in(client, super_admin.email, super_admin.password)
     assert response.status_code == 303, response.text
     return client
+
+
+@contextlib.asynccontextmanager
+async def console_client(
+    settings: Settings, base_url: str = "http://testserver"
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with ``settings`` over ASGI, as one browser (its own cookies)."""
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as http:
+            yield http
+
+
+async def another_browser(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """A second client on the same app, with none of the first one's cookies."""
+    transport = client._transport
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
