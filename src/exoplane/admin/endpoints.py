@@ -147,13 +147,15 @@ async def create_operator(
     )
 
 
-@router.post("/operators/me/password", status_code=204)
+@router.post("/operators/me/password", response_model=OperatorView)
 async def change_own_password(
     session: Session, operator: AdminAuth, body: PasswordChange
 ) -> Response:
     """Change your own password (the console's), giving the current one."""
-    await service.change_password(session, operator, body.current_password, body.new_password)
-    return Response(status_code=204)
+    changed = await service.change_password(
+        session, operator, body.current_password, body.new_password
+    )
+    return JSONBytesResponse(operator_view(changed))
 
 
 @router.patch("/operators/{operator_id}", response_model=OperatorView)

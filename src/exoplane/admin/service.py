@@ -204,7 +204,7 @@ MAX_PASSWORD_LENGTH = 200
 
 async def change_password(
     session: AsyncSession, by: OperatorPrincipal, current: str, new: str
-) -> None:
+) -> Operator:
     """Replace ``by``'s own password, given the current one."""
     operator = await get_operator(session, by.id)
     if not await asyncio.to_thread(password_matches, current, operator.password_hash):
@@ -220,3 +220,4 @@ async def change_password(
     operator.password_hash = await asyncio.to_thread(hash_password, new)
     audit(session, by, "operator.change_password", f"operators/{operator.id}")
     await session.flush()
+    return operator

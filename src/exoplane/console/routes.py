@@ -22,7 +22,7 @@ from exoplane.console.errors import SignInFailed, SignInLimited
 from exoplane.console.service import SESSION_COOKIE, SIGN_IN_COOKIE, SignedIn
 from exoplane.console.templates import CONSOLE, SECURITY_HEADERS, redirect, render
 from exoplane.db import Session
-from exoplane.errors import BadRequest, ExoplaneError, NotFound, describe_validation_errors
+from exoplane.errors import BadRequest, ExoplaneError, describe_validation_errors
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations.auth import client_key
 from exoplane.integrations.calls import service as calls
@@ -240,7 +240,7 @@ async def overview(
 ) -> Response:
     """The set-up checklist; twins: ``GET /api/v1/integrations/exotel``, ``/settings``,
     ``/calls``, ``/bots``."""
-    checklist = await service.overview(session, state.settings, state.capabilities, state.bots)
+    checklist = await service.overview(session, state.settings, state.bots)
     return page(request, signed, "overview.html", title="Overview", **checklist)
 
 
@@ -257,7 +257,7 @@ async def _exotel_page(
     form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    integration = await voicebot.integration_view(session, state.settings, state.capabilities)
+    integration = await voicebot.integration_status(session, state.settings)
     return page(
         request,
         signed,
@@ -308,6 +308,7 @@ async def save_exotel(
 # --- DIDs ---------------------------------------------------------------------------------
 
 DID_FIELDS = ("number", "label", "bot_id", "flow_url")
+DIDS_PER_PAGE = 100
 
 
 async def _dids_page(
@@ -320,13 +321,18 @@ async def _dids_page(
     form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    integration = await voicebot.integration_view(session, state.settings, state.capabilities)
+    after = request.query_params.get("after") or None
+    dids, next_after = await voicebot.did_page(
+        session, state.settings, state.capabilities, after=after, limit=DIDS_PER_PAGE
+    )
     return page(
         request,
         signed,
         "dids.html",
         title="DIDs",
-        dids=integration["dids"],
+        dids=dids,
+        next_after=next_after,
+        first_page=after is None,
         bots=sorted(state.bots),
         errors=errors or {},
         form=form or {},
@@ -367,17 +373,14 @@ async def edit_did_form(
     request: Request, state: State, session: Session, signed: SuperAdminConsole, did_id: PathId
 ) -> Response:
     """A DID's edit form."""
-    integration = await voicebot.integration_view(session, state.settings, state.capabilities)
-    found = [did for did in integration["dids"] if did["id"] == did_id]
-    if not found:
-        raise NotFound(f"No DID with id {did_id!r}", code="did_not_found")
-    form = {name: found[0][name] or "" for name in DID_FIELDS}
+    did = await voicebot.did_detail(session, state.settings, state.capabilities, did_id)
+    form = {name: did[name] or "" for name in DID_FIELDS}
     return page(
         request,
         signed,
         "did_edit.html",
-        title=f"DID {found[0]['number']}",
-        did=found[0],
+        title=f"DID {did['number']}",
+        did=did,
         bots=sorted(state.bots),
         form=form,
         errors={},
@@ -405,8 +408,7 @@ async def update_did(
         errors = error_fields(exc)
     else:
         return redirect(f"{CONSOLE}/dids?done=did_saved")
-    integration = await voicebot.integration_view(session, state.settings, state.capabilities)
-    [did] = [did for did in integration["dids"] if did["id"] == did_id]
+    did = await voicebot.did_detail(session, state.settings, state.capabilities, did_id)
     kept = {"number": did["number"], **{name: form.get(name, "") for name in values}}
     return page(
         request,
@@ -440,17 +442,31 @@ async def _call_form_page(
     form: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
-    options = [call_option(did) for did in await voicebot.call_options(session)]
+    options = [
+        {"id": option["id"], "text": _option_text(option)}
+        for option in map(call_option, await voicebot.call_options(session))
+    ]
     return page(
         request,
         signed,
         "test_call.html",
         title="Test call",
         options=options,
+        chosen=(form or {}).get("did_id"),
         errors=errors or {},
         form=form or {},
         status_code=status_code,
     )
+
+
+def _option_text(option: dict[str, Any]) -> str:
+    """``+918047491803 — Echo line (echo)``: the number, then its label and bot if any."""
+    text = option["number"]
+    if option["label"]:
+        text += f" — {option['label']}"
+    if option["bot_id"]:
+        text += f" ({option['bot_id']})"
+    return str(text)
 
 
 @router.get("/test-call")

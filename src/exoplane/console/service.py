@@ -163,13 +163,10 @@ async def end_other_sessions(session: AsyncSession, signed: SignedIn) -> None:
 
 
 async def overview(
-    session: AsyncSession,
-    settings: Settings,
-    capabilities: Capabilities,
-    bots: dict[str, Any],
+    session: AsyncSession, settings: Settings, bots: dict[str, Any]
 ) -> dict[str, Any]:
     """The set-up checklist, from the same services as the API."""
-    integration = await voicebot.integration_view(session, settings, capabilities)
+    integration = await voicebot.integration_status(session, settings)
     dids, with_bot = await repository.dids_with_a_bot(session)
     fleet = await voicebot.core_fleet(session, settings)
     last_calls, _ = await calls.list_platform_calls(

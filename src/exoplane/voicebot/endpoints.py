@@ -27,6 +27,7 @@ from exoplane.voicebot.schemas import (
     CallOption,
     DidCreate,
     DidDeleted,
+    DidPage,
     DidUpdate,
     DidView,
     Fleet,
@@ -60,6 +61,23 @@ async def put_integration(
     return JSONBytesResponse(
         await service.integration_view(session, state.settings, state.capabilities)
     )
+
+
+@router.get(EXOTEL + "/dids", response_model=DidPage)
+async def list_dids(
+    state: State,
+    session: Session,
+    _operator: SuperAdminAuth,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: Annotated[
+        str | None, Query(max_length=20, description="A next_after: the number to continue after")
+    ] = None,
+) -> Response:
+    """DIDs in order of number, a page at a time, with their derived websocket_url."""
+    page, next_after = await service.did_page(
+        session, state.settings, state.capabilities, after=after, limit=limit
+    )
+    return JSONBytesResponse({"dids": page, "next_after": next_after})
 
 
 @router.post(EXOTEL + "/dids", status_code=201, response_model=DidView)

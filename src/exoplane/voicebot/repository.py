@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader
@@ -73,6 +74,33 @@ async def platform_settings(session: AsyncSession) -> PlatformSettings | None:
 
 async def list_dids(session: AsyncSession) -> Sequence[Did]:
     return (await session.scalars(select(Did).order_by(Did.created_at, Did.id))).all()
+
+
+class DidOption(NamedTuple):
+    """What a test call's choice of DID shows: nothing sensitive."""
+
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+    flow_url: str | None
+
+
+async def call_options(session: AsyncSession) -> Sequence[DidOption]:
+    """DIDs with a flow_url or a bot, in the order they were added; columns, not objects."""
+    query = (
+        select(Did.id, Did.number, Did.label, Did.bot_id, Did.flow_url)
+        .where(or_(Did.flow_url.is_not(None), Did.bot_id.is_not(None)))
+        .order_by(Did.created_at, Did.id)
+    )
+    return [DidOption(*row) for row in await session.execute(query)]
+
+
+async def did_page(session: AsyncSession, *, after_number: str | None, limit: int) -> Sequence[Did]:
+    query = select(Did).order_by(Did.number).limit(limit)
+    if after_number is not None:
+        query = query.where(Did.number > after_number)
+    return (await session.scalars(query)).all()
 
 
 async def get_did(session: AsyncSession, did_id: str) -> Did | None:
