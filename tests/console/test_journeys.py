@@ -339,3 +339,49 @@ async def test_operators_are_created_with_credentials_shown_once_and_can_be_disa
     )
     assert refused.status_code == 401
     await browser.screenshot("operator-disabled")
+
+
+TOUR = (
+    ("overview", "/console"),
+    ("exotel", "/console/exotel"),
+    ("dids", "/console/dids"),
+    ("test-call", "/console/test-call"),
+    ("settings", "/console/settings"),
+    ("audit-log", "/console/audit"),
+    ("operators", "/console/operators"),
+)
+
+
+async def test_a_tour_of_every_page_after_a_test_call(
+    browser: Browser, super_admin: Operator, admin: Operator, exoplane: Exoplane, sandbox: Sandbox
+) -> None:
+    """Also what docs/console.md shows: run with EXOPLANE_TEST_ARTIFACTS=docs/console."""
+    did = await configure_for_sandbox(exoplane, sandbox, super_admin)
+    await api(
+        exoplane, super_admin, "POST", "/api/v1/integrations/exotel/dids", number="08047491804"
+    )
+    placed = await api(
+        exoplane,
+        super_admin,
+        "POST",
+        f"/api/v1/integrations/exotel/dids/{did['id']}/test-call",
+        to_number=CALLER,
+    )
+    await sandbox.finished_call(placed["call_sid"])
+    page = browser.page
+    await page.set_viewport_size({"width": 1100, "height": 720})
+    await browser.goto("/console/login")
+    await browser.screenshot("sign-in")
+    await browser.sign_in(super_admin.email, super_admin.password)
+
+    for name, path in TOUR:
+        await browser.goto(path)
+        await expect(page.get_by_role("heading", level=1)).to_be_visible()
+        await page.screenshot(path=str(browser.artifacts / f"{name}.png"))
+    await browser.goto(f"/console/test-call/{placed['call_sid']}")
+    await expect(page.get_by_test_id("call-state")).to_have_text("Call ended")
+    await page.screenshot(path=str(browser.artifacts / "test-call-timeline.png"))
+    await browser.goto("/console")
+    await expect(page.get_by_role("listitem").filter(has_text="Last test call")).to_contain_text(
+        "completed"
+    )
