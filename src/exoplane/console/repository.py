@@ -56,10 +56,6 @@ async def delete_other_sessions(session: AsyncSession, operator_id: str, keep: s
     )
 
 
-async def delete_sessions_before(session: AsyncSession, seen_before: datetime) -> None:
-    await session.execute(delete(ConsoleSession).where(ConsoleSession.last_seen_at < seen_before))
-
-
 async def operator_with_email(session: AsyncSession, email: str) -> Operator | None:
     return await session.scalar(select(Operator).where(Operator.email == email))
 
