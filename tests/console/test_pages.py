@@ -215,3 +215,81 @@ async def test_the_audit_log_filters_by_operator_and_action_and_pages(
     assert "console.sign_in" not in first.text
     assert "Nothing recorded that matches" in nobody.text
     assert [entry["action"] for entry in api.json()["entries"]] == ["console.sign_in"]
+
+
+async def test_out_of_range_numbers_and_unknown_calls_get_error_pages_not_500s(
+    signed_in: httpx.AsyncClient,
+) -> None:
+    too_big = await signed_in.get("/console/audit", params={"cursor": str(2**63)})
+    unknown = await signed_in.get("/console/test-call/CA-unknown")
+    events = await signed_in.get("/console/test-call/CA-unknown/events")
+    no_page = await signed_in.get("/console/nowhere")
+
+    assert too_big.status_code == 400
+    assert "cursor" in too_big.text
+    assert unknown.status_code == 404
+    assert "No test call or bot stream" in unknown.text
+    assert events.status_code == 404
+    assert no_page.status_code == 404
+    assert no_page.headers["content-type"].startswith("text/html")
+
+
+async def test_a_did_is_edited_and_deleted_through_its_page(
+    signed_in: httpx.AsyncClient, super_admin: Operator
+) -> None:
+    await post_form(signed_in, "/console/dids", "/console/dids", {"number": "08047491899"})
+    [did] = (await signed_in.get(DIDS, headers=super_admin.headers)).json()["dids"]
+    page = f"/console/dids/{did['id']}"
+
+    bad = await post_form(signed_in, page, page, {"label": "Sales", "bot_id": "bad bot"})
+    saved = await post_form(signed_in, page, page, {"label": "Sales", "bot_id": "echo"})
+    [edited] = (await signed_in.get(DIDS, headers=super_admin.headers)).json()["dids"]
+    deleted = await post_form(signed_in, page, page + "/delete", {})
+
+    assert bad.status_code == 400
+    assert 'id="field-bot_id-error"' in bad.text
+    assert saved.status_code == 303
+    assert (edited["label"], edited["bot_id"]) == ("Sales", "echo")
+    assert deleted.status_code == 303
+    assert (await signed_in.get(DIDS, headers=super_admin.headers)).json()["dids"] == []
+
+
+async def test_the_core_fleet_is_saved_one_url_a_line_and_a_bad_one_is_named(
+    signed_in: httpx.AsyncClient, super_admin: Operator
+) -> None:
+    bad = await post_form(
+        signed_in, "/console/settings", "/console/settings", {"core_fleet": "ftp://core"}
+    )
+    saved = await post_form(
+        signed_in,
+        "/console/settings",
+        "/console/settings",
+        {"core_fleet": "https://core-1.example.com\n\nhttps://core-2.example.com\n"},
+    )
+
+    assert bad.status_code == 400
+    assert 'id="field-core_fleet-note"' in bad.text
+    assert "core_fleet.0" in bad.text
+    assert saved.status_code == 303
+    fleet = await signed_in.get("/api/v1/settings", headers=super_admin.headers)
+    assert fleet.json()["core_fleet"] == [
+        "https://core-1.example.com",
+        "https://core-2.example.com",
+    ]
+    page = await signed_in.get("/console/settings")
+    assert "wss://core-1.example.com" in page.text
+
+
+async def test_the_last_super_admin_cannot_demote_themselves_and_is_told_why(
+    signed_in: httpx.AsyncClient, super_admin: Operator
+) -> None:
+    page = await signed_in.get("/console/operators")
+    own_id = re.search(r'action="/console/operators/([^"]+)"', page.text)
+    assert own_id
+
+    response = await signed_in.post(
+        f"/console/operators/{own_id[1]}", data={"role": "admin", "csrf_token": csrf_of(page)}
+    )
+
+    assert response.status_code == 409
+    assert "last active super_admin" in response.text
