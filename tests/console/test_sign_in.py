@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 
 import httpx
 
+from exoplane.config import Settings
+from exoplane.logs import configure_logging
 from tests.conftest import make_settings
 from tests.console.conftest import another_browser, console_client, csrf_of, post_form, sign_in
-from tests.voicebot.factories import Operator
+from tests.voicebot.factories import API_KEY, API_TOKEN, CREDENTIALS, Operator
 from tests.waiting import until
 
 
@@ -271,3 +275,34 @@ async def test_a_wrong_current_password_is_named_next_to_its_field(
 
     assert response.status_code == 400
     assert 'id="field-current_password-error">The current password is wrong' in response.text
+
+
+async def test_no_log_line_contains_a_password_session_token_or_credential(
+    client: httpx.AsyncClient, settings: Settings, super_admin: Operator
+) -> None:
+    captured = io.StringIO()
+    configure_logging(settings, stream=captured)
+
+    await sign_in(client, super_admin.email, "a-wrong-guess-123")
+    await sign_in(client, super_admin.email, super_admin.password)
+    await post_form(client, "/console/exotel", "/console/exotel", CREDENTIALS)
+    created = await post_form(
+        client,
+        "/console/operators",
+        "/console/operators",
+        {"email": "n@example.com", "role": "admin"},
+    )
+    shown = re.search(r'data-testid="new-password">([^<]+)<', created.text)
+    assert shown
+
+    log = captured.getvalue()
+    assert log.count('"event": "request"') >= 6
+    for value in (
+        super_admin.password,
+        "a-wrong-guess-123",
+        client.cookies["exoplane_console"],
+        API_KEY,
+        API_TOKEN,
+        shown[1],
+    ):
+        assert value not in log
