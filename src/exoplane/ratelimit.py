@@ -244,10 +244,12 @@ class LocalRateLimiter(RateLimiter):
         return self.hit_at(principal, time.time())
 
     async def spent(self, principal: str) -> bool:
+        return self.spent_at(principal, time.time())
+
+    def spent_at(self, principal: str, now: float) -> bool:
         window = self._windows.get(principal)
         if window is None:
             return False
-        now = time.time()
         index = int(now // self._length)
         if window.index == index:
             previous, current = window.previous, window.current

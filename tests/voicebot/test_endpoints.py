@@ -736,3 +736,25 @@ async def test_the_audit_log_is_filtered_by_operator_and_by_action(
     assert [entry["action"] for entry in dids.json()["entries"]] == ["did.create"]
     assert nobody.json()["entries"] == []
     assert len(mine.json()["entries"]) == 2
+
+
+async def test_an_admin_reads_the_integrations_status_and_dids_but_never_a_secret(
+    client: httpx.AsyncClient, super_admin: Operator, admin: Operator
+) -> None:
+    await configure_exotel(client, super_admin)
+    await add_did(client, super_admin)
+
+    status = await client.get(INTEGRATION + "/status", headers=admin.headers)
+    dids = await client.get(DIDS, headers=admin.headers)
+
+    assert status.status_code == 200
+    assert status.json() == {
+        "account_sid": ACCOUNT_SID,
+        "api_base_url": "https://api.exotel.com",
+        "credentials_configured": True,
+        "status": "configured",
+    }
+    assert [did["number"] for did in dids.json()["dids"]] == ["+918047491899"]
+    for body in (status.text, dids.text):
+        assert API_KEY not in body
+        assert API_TOKEN not in body

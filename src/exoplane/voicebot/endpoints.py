@@ -32,6 +32,7 @@ from exoplane.voicebot.schemas import (
     DidView,
     Fleet,
     FleetSettings,
+    IntegrationStatus,
     IntegrationUpdate,
     IntegrationView,
     PlaceTestCall,
@@ -63,11 +64,18 @@ async def put_integration(
     )
 
 
+@router.get(EXOTEL + "/status", response_model=IntegrationStatus)
+async def get_integration_status(state: State, session: Session, _operator: AdminAuth) -> Response:
+    """Whether Exotel credentials are configured, with the account and base URL: what an
+    admin may read of the integration (never a secret)."""
+    return JSONBytesResponse(await service.integration_status(session, state.settings))
+
+
 @router.get(EXOTEL + "/dids", response_model=DidPage)
 async def list_dids(
     state: State,
     session: Session,
-    _operator: SuperAdminAuth,
+    _operator: AdminAuth,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     after: Annotated[
         str | None, Query(max_length=20, description="A next_after: the number to continue after")

@@ -130,11 +130,14 @@ class DidPage(BaseModel):
     next_after: str | None = Field(description="Pass as ``after`` for the next page")
 
 
-class IntegrationView(BaseModel):
+class IntegrationStatus(BaseModel):
     account_sid: str | None
     api_base_url: str
     credentials_configured: bool
     status: Literal["configured", "not_configured"]
+
+
+class IntegrationView(IntegrationStatus):
     dids: list[DidView]
 
 
