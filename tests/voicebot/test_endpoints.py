@@ -62,6 +62,8 @@ ROWS = [
     Row("GET", SETTINGS, None, "admin", 200),
     Row("PUT", SETTINGS, {"core_fleet": ["https://core-1.example.com"]}, "super_admin", 200),
     Row("GET", AUDIT, None, "super_admin", 200),
+    Row("GET", INTEGRATION + "/status", None, "admin", 200),
+    Row("GET", DIDS, None, "admin", 200),
 ]
 ADMIN_ROWS = [row for row in ROWS if row.role == "admin"]
 SUPER_ADMIN_ROWS = [row for row in ROWS if row.role == "super_admin"]
