@@ -60,10 +60,6 @@ async def operator_with_email(session: AsyncSession, email: str) -> Operator | N
     return await session.scalar(select(Operator).where(Operator.email == email))
 
 
-async def get_operator(session: AsyncSession, operator_id: str) -> Operator | None:
-    return await session.get(Operator, operator_id)
-
-
 async def dids_with_a_bot(session: AsyncSession) -> tuple[int, int]:
     """(DIDs, DIDs with a bot attached)."""
     row = (await session.execute(select(func.count(Did.id), func.count(Did.bot_id)))).one()
