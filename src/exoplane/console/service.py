@@ -138,7 +138,7 @@ async def signed_in(
     idle = timedelta(seconds=settings.console_idle_timeout_seconds)
     lifetime = timedelta(seconds=settings.console_session_lifetime_seconds)
     if now - last_seen_at >= idle or now - created_at >= lifetime:
-        await repository.delete_session(session, token_hash)
+        # Refused from now on by this check; the row itself goes with retention's pruning.
         raise SignInRequired("Your session has expired: sign in again")
     touch_after = min(TOUCH_SECONDS, settings.console_idle_timeout_seconds / 4)
     if (now - last_seen_at).total_seconds() >= touch_after:
