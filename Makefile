@@ -31,3 +31,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/media.py
+	$(BIN)/python bench/console.py

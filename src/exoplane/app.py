@@ -18,6 +18,9 @@ from exoplane.admin.endpoints import router as admin_router
 from exoplane.capabilities import Capabilities
 from exoplane.cluster.service import check_cluster_key
 from exoplane.config import Settings
+from exoplane.console.errors import install_console_error_pages
+from exoplane.console.routes import router as console_router
+from exoplane.console.templates import CONSOLE_STATIC, console_static
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import OutageLog, install_error_handlers
 from exoplane.exotel.client import ExotelClient
@@ -93,6 +96,9 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             sessions=sessions,
             vault=vault,
             rate_limiter=RateLimiter.from_settings(settings, redis_pool),
+            sign_in_limiter=RateLimiter.from_settings(
+                settings, redis_pool, limit_text=settings.console_sign_in_limit, name="sign-in"
+            ),
             redis_pool=redis_pool,
             reader=Reader(engine),
             capabilities=Capabilities(secret_key),
@@ -116,6 +122,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
                 worker.stop()
                 await worker_task
             await state.rate_limiter.aclose()
+            await state.sign_in_limiter.aclose()
             state.reader.close()
             await state.exotel.aclose()
             await engine.dispose()
@@ -155,10 +162,13 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         stats_router,
         media_router,
         health_router,
+        console_router,
     )
     for router in routers:
         _add_routes(app, router)
+    app.mount(CONSOLE_STATIC, console_static(), name="console-static")
     install_openapi(app)
+    install_console_error_pages(app)
 
     if settings.cors_origins:
         app.add_middleware(

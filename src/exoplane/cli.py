@@ -368,13 +368,19 @@ def sandbox(
 
 
 @app.command()
-def demo(as_json: JsonOption = False) -> None:
+def demo(
+    as_json: JsonOption = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep running afterwards (the console), until Ctrl-C")
+    ] = False,
+) -> None:
     """Play the whole system offline: exoplane, the sandbox and a webhook receiver on
-    127.0.0.1, an inbound call, a missed call, a voice-bot test call and a click-to-call."""
+    127.0.0.1, an inbound call, a missed call, a voice-bot test call and a click-to-call;
+    prints the console's URL and its operator's sign-in."""
     from exoplane.demo import run_demo
 
     _settings()
-    ok = asyncio.run(run_demo(typer.echo, as_json=as_json))
+    ok = asyncio.run(run_demo(typer.echo, as_json=as_json, keep=keep))
     if not ok:
         raise typer.Exit(code=1)
 

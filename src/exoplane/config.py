@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     media_require_signature: bool = False
 
     rate_limit: str = DEFAULT_RATE_LIMIT
+    # The console: a session ends after this long without a page, and this long after sign-in
+    # whatever happens; failed sign-ins are limited per account and per client address.
+    console_idle_timeout_seconds: int = Field(default=1800, ge=1, le=86_400)
+    console_session_lifetime_seconds: int = Field(default=43_200, ge=1, le=30 * 86_400)
+    console_sign_in_limit: str = "5/minute"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Browser origins allowed to call the API; empty: no cross-origin access.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -130,7 +135,7 @@ class Settings(BaseSettings):
         """How long a claimed delivery stays with its worker before another may take it."""
         return self.webhook_timeout_seconds * 2 + 5
 
-    @field_validator("rate_limit")
+    @field_validator("rate_limit", "console_sign_in_limit")
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
         from limits import parse

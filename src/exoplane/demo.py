@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import re
+import signal
 import socket
 import tempfile
 import time
@@ -46,6 +47,7 @@ BOB_PHONE = "+919876500002"
 INBOUND_FLOW, BOT_FLOW = "1001", "2001"
 TIME_SCALE = 0.02  # three seconds of ringing take 60 ms
 WAIT_SECONDS = 20.0
+OPERATOR_EMAIL = "demo@example.com"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -388,8 +390,10 @@ class Demo:
     async def seed_voicebot(self, settings: Settings) -> None:
         t = self.t
         t.section("2. Setting up the voice bot: Exotel credentials, a DID for the echo bot")
-        api_key = await _create_operator(settings)
-        t.line("cli", "exoplane operators create --role super_admin → API key")
+        api_key, password = await _create_operator(settings)
+        self.values["operator_password"] = password
+        t.line("cli", "exoplane operators create --role super_admin → API key and password")
+        t.line("console", f"{self.urls['exoplane']}/console: {OPERATOR_EMAIL}, password {password}")
         auth = {"Authorization": f"Bearer {api_key}"}
         await self.request(
             self.api,
@@ -606,8 +610,11 @@ class Demo:
         await self.show_webhooks(call_sid, ["call_answered", "call_completed"])
 
 
-async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bool:
-    """Play the demo; ``True`` when every check passed."""
+async def run_demo(
+    write: Callable[[str], None], *, as_json: bool = False, keep: bool = False
+) -> bool:
+    """Play the demo; ``True`` when every check passed. With ``keep`` everything keeps
+    running afterwards (until Ctrl-C) so that the console can be browsed."""
     transcript = Transcript(write, as_json)
     started = time.monotonic()
     socks = {name: listening_socket() for name in ("exoplane", "sandbox", "receiver")}
@@ -672,7 +679,10 @@ async def run_demo(write: Callable[[str], None], *, as_json: bool = False) -> bo
                 await demo.test_call()
                 await demo.test_call("stream")
                 await demo.click_to_call()
-            ok = all(passed for _, passed in transcript.checks)
+                ok = all(passed for _, passed in transcript.checks)
+                if keep:
+                    console_url = f"{urls['exoplane']}/console"
+                    await _hold(transcript, console_url, demo.values["operator_password"])
         except DemoFailed as exc:
             transcript.line("error", str(exc))
         finally:
@@ -705,13 +715,31 @@ async def _create_customer(settings: Settings) -> tuple[str, str]:
         await engine.dispose()
 
 
-async def _create_operator(settings: Settings) -> str:
+async def _create_operator(settings: Settings) -> tuple[str, str]:
+    """The demo operator's API key and (for the console) password."""
     from exoplane.voicebot.service import create_operator
 
     engine = create_engine(settings.database_url)
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
-            created = await create_operator(session, "demo@example.com", "super_admin")
-            return created.api_key
+            created = await create_operator(session, OPERATOR_EMAIL, "super_admin")
+            return created.api_key, created.password
     finally:
         await engine.dispose()
+
+
+async def _hold(transcript: Transcript, console_url: str, password: str) -> None:
+    """Keep everything running until Ctrl-C or SIGTERM, so the console can be browsed."""
+    transcript.section("Still running: the console is yours to browse")
+    transcript.line("console", f"open {console_url} and sign in as {OPERATOR_EMAIL}")
+    transcript.line("console", f"password {password}")
+    transcript.line("demo", "Ctrl-C stops everything and removes the demo's database")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signal_number, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)

@@ -57,13 +57,22 @@ class RateLimiter(ABC):
         self._limit = limit
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis_pool: ConnectionPool | None) -> RateLimiter:
-        limit = parse(settings.rate_limit)
+    def from_settings(
+        cls,
+        settings: Settings,
+        redis_pool: ConnectionPool | None,
+        *,
+        limit_text: str | None = None,
+        name: str = "ratelimit",
+    ) -> RateLimiter:
+        """The request budget (``EXOPLANE_RATE_LIMIT``), or another named budget such as
+        the console's failed sign-ins, kept apart in Redis by ``name``."""
+        limit = parse(limit_text or settings.rate_limit)
         if settings.redis_url and redis_pool is not None:
             storage = RedisStorage(
                 "async+" + settings.redis_url,
                 implementation="redispy",
-                key_prefix=f"{settings.redis_key_prefix}:ratelimit",
+                key_prefix=f"{settings.redis_key_prefix}:{name}",
                 connection_pool=redis_pool,  # type: ignore[arg-type]
             )
             return FallbackRateLimiter(
@@ -76,6 +85,10 @@ class RateLimiter(ABC):
 
     @abstractmethod
     async def hit(self, principal: str) -> Decision: ...
+
+    @abstractmethod
+    async def spent(self, principal: str) -> bool:
+        """Whether ``principal``'s budget is spent now, without spending any of it."""
 
     async def check_storage(self) -> bool:
         return True
@@ -102,6 +115,9 @@ class SharedRateLimiter(RateLimiter):
         stats = await self._strategy.get_window_stats(self._limit, principal)
         reset_after = max(1, math.ceil(stats.reset_time - time.time()))
         return Decision(allowed, self._limit.amount, stats.remaining, reset_after)
+
+    async def spent(self, principal: str) -> bool:
+        return not await self._strategy.test(self._limit, principal)
 
     async def check_storage(self) -> bool:
         return await self._storage.check()
@@ -157,6 +173,14 @@ class FallbackRateLimiter(RateLimiter):
         elif self._check is None and time.monotonic() >= self._next_check:
             self._check = asyncio.create_task(self._recheck())
         return await self._local.hit(principal)
+
+    async def spent(self, principal: str) -> bool:
+        if not self._falling_back:
+            try:
+                return await self._shared.spent(principal)
+            except Exception as exc:
+                self._fall_back(exc)
+        return await self._local.spent(principal)
 
     def _fall_back(self, exc: Exception) -> None:
         if self._falling_back:  # concurrent requests all found it down: say so once
@@ -218,6 +242,21 @@ class LocalRateLimiter(RateLimiter):
 
     async def hit(self, principal: str) -> Decision:
         return self.hit_at(principal, time.time())
+
+    async def spent(self, principal: str) -> bool:
+        return self.spent_at(principal, time.time())
+
+    def spent_at(self, principal: str, now: float) -> bool:
+        window = self._windows.get(principal)
+        if window is None:
+            return False
+        index = int(now // self._length)
+        if window.index == index:
+            previous, current = window.previous, window.current
+        else:
+            previous, current = (window.current if window.index == index - 1 else 0), 0
+        left = 1.0 - (now - index * self._length) / self._length
+        return math.floor(previous * left + current) >= self._limit.amount
 
     def hit_at(self, principal: str, now: float) -> Decision:
         amount, length = self._limit.amount, self._length

@@ -29,6 +29,8 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     vault: Vault
     rate_limiter: RateLimiter
+    # Failed console sign-ins, per account and per client address.
+    sign_in_limiter: RateLimiter
     redis_pool: ConnectionPool | None
     reader: Reader
     capabilities: Capabilities

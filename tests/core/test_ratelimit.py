@@ -67,3 +67,16 @@ def test_a_budget_spent_long_ago_is_whole_again() -> None:
     spend(limiter, "app:b", 1, MINUTE_START + 300)
 
     assert limiter.hit_at("app:a", MINUTE_START + 300).remaining == 4
+
+
+def test_asking_whether_a_budget_is_spent_spends_none_of_it() -> None:
+    limiter = LocalRateLimiter(parse("3/minute"))
+    spend(limiter, "address:a", 2, MINUTE_START)
+
+    assert not limiter.spent_at("address:a", MINUTE_START + 1)
+    assert not limiter.spent_at("address:a", MINUTE_START + 1)
+    spend(limiter, "address:a", 1, MINUTE_START + 2)
+    assert limiter.spent_at("address:a", MINUTE_START + 3)
+    assert not limiter.spent_at("address:b", MINUTE_START + 3)
+    # Half of the next window in, the three hits weigh 1.5: room again.
+    assert not limiter.spent_at("address:a", MINUTE_START + 90)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+
+from tests.waiting import WAIT_SECONDS
 
 DEMO_SECONDS = 60
 SECTIONS = (
@@ -102,3 +108,53 @@ def test_the_demo_as_json_is_one_parseable_document_that_says_ok(
     checks = [event for event in document["events"] if event.get("who") == "check"]
     assert checks
     assert all(check["passed"] for check in checks)
+
+
+async def test_the_demo_with_keep_prints_the_console_sign_in_and_leaves_it_browsable(
+    tmp_path: Path,
+) -> None:
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("EXOPLANE_")}
+    run = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exoplane",
+        "demo",
+        "--keep",
+        cwd=tmp_path,
+        env=clean,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert run.stdout is not None
+    transcript: list[str] = []
+    try:
+        async with asyncio.timeout(DEMO_SECONDS):
+            while not transcript or not transcript[-1].strip().startswith("console   password"):
+                line = (await run.stdout.readline()).decode()
+                assert line, "the demo ended:\n" + "".join(transcript)
+                transcript.append(line)
+        text = "".join(transcript)
+        assert "FAIL" not in text
+        console_url = re.search(r"open (http://127\.0\.0\.1:\d+/console) ", text)
+        assert console_url, text
+        password = transcript[-1].split("password", 1)[1].strip()
+        base = console_url.group(1).removesuffix("/console")
+        async with httpx.AsyncClient(base_url=base, timeout=WAIT_SECONDS) as browser:
+            form = await browser.get("/console/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+            assert token
+            signed = await browser.post(
+                "/console/login",
+                data={"email": "demo@example.com", "password": password, "csrf_token": token[1]},
+            )
+            assert signed.status_code == 303, signed.text
+            dids = await browser.get("/console/dids")
+            assert dids.status_code == 200
+            assert "+918047491803" in dids.text
+        run.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT_SECONDS):
+            assert await run.wait() == 0
+    finally:
+        if run.returncode is None:
+            run.kill()
+            await run.wait()

@@ -9,11 +9,20 @@ from sqlalchemy import func, select
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory
-from exoplane.models import CallEvent, IdempotencyKey, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models import (
+    CallEvent,
+    ConsoleSession,
+    IdempotencyKey,
+    Operator,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+)
 from exoplane.models.base import utcnow
 from exoplane.retention.service import Pruned, prune
 from tests.conftest import make_settings
 from tests.factories import app_with_token, database_session
+from tests.voicebot.factories import create_operator
 from tests.waiting import until
 from tests.webhooks.conftest import serving
 
@@ -145,3 +154,33 @@ async def test_the_webhook_worker_prunes_on_start_with_the_configured_retention(
 
 async def _counted(settings: Settings, wanted: tuple[int, int, int]) -> bool:
     return await counts(settings) == wanted
+
+
+async def test_console_sessions_unused_for_longer_than_the_retention_are_pruned(
+    settings: Settings,
+) -> None:
+    operator = await create_operator(settings, "root@example.com", "super_admin")
+    now = utcnow()
+    async with database_session(settings) as session:
+        operator_id = await session.scalar(
+            select(Operator.id).where(Operator.email == operator.email)
+        )
+        for name, age in (("old", 31 * DAY), ("recent", DAY)):
+            session.add(
+                ConsoleSession(
+                    token_hash=name.ljust(64, "0"),
+                    operator_id=operator_id,
+                    created_at=now - age,
+                    last_seen_at=now - age,
+                )
+            )
+    engine = create_engine(settings.database_url)
+    try:
+        pruned = await prune(create_session_factory(engine), 30)
+    finally:
+        await engine.dispose()
+
+    assert pruned.console_sessions == 1
+    async with database_session(settings) as session:
+        left = (await session.scalars(select(ConsoleSession.token_hash))).all()
+    assert left == ["recent".ljust(64, "0")]

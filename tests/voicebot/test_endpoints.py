@@ -62,6 +62,8 @@ ROWS = [
     Row("GET", SETTINGS, None, "admin", 200),
     Row("PUT", SETTINGS, {"core_fleet": ["https://core-1.example.com"]}, "super_admin", 200),
     Row("GET", AUDIT, None, "super_admin", 200),
+    Row("GET", INTEGRATION + "/status", None, "admin", 200),
+    Row("GET", DIDS, None, "admin", 200),
 ]
 ADMIN_ROWS = [row for row in ROWS if row.role == "admin"]
 SUPER_ADMIN_ROWS = [row for row in ROWS if row.role == "super_admin"]
@@ -702,3 +704,59 @@ async def test_no_log_line_contains_the_exotel_secrets_or_operator_keys(
     assert events.count("request") >= 8
     for secret in (API_KEY, API_TOKEN, "rotated-token", super_admin.api_key, admin.api_key):
         assert secret not in log
+
+
+async def test_dids_are_listed_a_page_at_a_time_in_order_of_number(
+    client: httpx.AsyncClient, super_admin: Operator
+) -> None:
+    for n in (3, 1, 2):
+        await add_did(client, super_admin, number=f"08047491{n:03d}", label=None)
+
+    first = await client.get(DIDS, headers=super_admin.headers, params={"limit": 2})
+    second = await client.get(
+        DIDS, headers=super_admin.headers, params={"limit": 2, "after": first.json()["next_after"]}
+    )
+
+    assert [did["number"] for did in first.json()["dids"]] == ["+918047491001", "+918047491002"]
+    assert [did["number"] for did in second.json()["dids"]] == ["+918047491003"]
+    assert second.json()["next_after"] is None
+    assert first.json()["dids"][0]["websocket_url"].endswith("/exotel/support")
+
+
+async def test_the_audit_log_is_filtered_by_operator_and_by_action(
+    client: httpx.AsyncClient, super_admin: Operator
+) -> None:
+    await add_did(client, super_admin)
+    await configure_exotel(client, super_admin)
+
+    dids = await client.get(AUDIT, headers=super_admin.headers, params={"action": "did."})
+    nobody = await client.get(AUDIT, headers=super_admin.headers, params={"operator": "x@y.z"})
+    mine = await client.get(
+        AUDIT, headers=super_admin.headers, params={"operator": "ROOT@example.com"}
+    )
+
+    assert [entry["action"] for entry in dids.json()["entries"]] == ["did.create"]
+    assert nobody.json()["entries"] == []
+    assert len(mine.json()["entries"]) == 2
+
+
+async def test_an_admin_reads_the_integrations_status_and_dids_but_never_a_secret(
+    client: httpx.AsyncClient, super_admin: Operator, admin: Operator
+) -> None:
+    await configure_exotel(client, super_admin)
+    await add_did(client, super_admin)
+
+    status = await client.get(INTEGRATION + "/status", headers=admin.headers)
+    dids = await client.get(DIDS, headers=admin.headers)
+
+    assert status.status_code == 200
+    assert status.json() == {
+        "account_sid": ACCOUNT_SID,
+        "api_base_url": "https://api.exotel.com",
+        "credentials_configured": True,
+        "status": "configured",
+    }
+    assert [did["number"] for did in dids.json()["dids"]] == ["+918047491899"]
+    for body in (status.text, dids.text):
+        assert API_KEY not in body
+        assert API_TOKEN not in body

@@ -21,6 +21,7 @@ from exoplane.admin.schemas import (
     OperatorPage,
     OperatorUpdate,
     OperatorView,
+    PasswordChange,
     RotatedApiKey,
     RotatedSecret,
     SecretRotation,
@@ -32,7 +33,7 @@ from exoplane.db import Session
 from exoplane.inputs import PathId
 from exoplane.responses import JSONBytesResponse, resource_time
 from exoplane.state import State
-from exoplane.voicebot.auth import SuperAdminAuth
+from exoplane.voicebot.auth import AdminAuth, SuperAdminAuth
 
 router = APIRouter(prefix="/api/v1", tags=["administration"])
 
@@ -144,6 +145,17 @@ async def create_operator(
         | {"password": created.password, "api_key": created.api_key},
         status_code=201,
     )
+
+
+@router.post("/operators/me/password", response_model=OperatorView)
+async def change_own_password(
+    session: Session, operator: AdminAuth, body: PasswordChange
+) -> Response:
+    """Change your own password (the console's), giving the current one."""
+    changed = await service.change_password(
+        session, operator, body.current_password, body.new_password
+    )
+    return JSONBytesResponse(operator_view(changed))
 
 
 @router.patch("/operators/{operator_id}", response_model=OperatorView)

@@ -49,6 +49,11 @@ class OperatorUpdate(Body):
     disabled: bool | None = None
 
 
+class PasswordChange(Body):
+    current_password: str = Field(max_length=500)
+    new_password: str = Field(max_length=500)
+
+
 def customer_view(customer: Customer) -> dict[str, Any]:
     return {
         "id": customer.id,

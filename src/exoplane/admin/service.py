@@ -5,6 +5,7 @@ Every change is audited with what changed, never a secret value.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,7 +22,13 @@ from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.service import create_customer as new_customer
 from exoplane.models import Customer, Operator
 from exoplane.models.base import utcnow
-from exoplane.security import hash_secret, new_api_key, new_secret
+from exoplane.security import (
+    hash_password,
+    hash_secret,
+    new_api_key,
+    new_secret,
+    password_matches,
+)
 from exoplane.voicebot.auth import OperatorPrincipal
 from exoplane.voicebot.service import NewOperator, audit
 from exoplane.voicebot.service import create_operator as new_operator
@@ -189,3 +196,28 @@ async def rotate_api_key(session: AsyncSession, by: OperatorPrincipal, operator_
     audit(session, by, "operator.rotate_api_key", f"operators/{operator.id}")
     await session.flush()
     return api_key
+
+
+MIN_PASSWORD_LENGTH = 12
+MAX_PASSWORD_LENGTH = 200
+
+
+async def change_password(
+    session: AsyncSession, by: OperatorPrincipal, current: str, new: str
+) -> Operator:
+    """Replace ``by``'s own password, given the current one."""
+    operator = await get_operator(session, by.id)
+    if not await asyncio.to_thread(password_matches, current, operator.password_hash):
+        raise BadRequest("The current password is wrong", field="current_password")
+    if not MIN_PASSWORD_LENGTH <= len(new) <= MAX_PASSWORD_LENGTH:
+        raise BadRequest(
+            f"The new password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} "
+            "characters long",
+            field="new_password",
+        )
+    if new == current:
+        raise BadRequest("The new password is the current one", field="new_password")
+    operator.password_hash = await asyncio.to_thread(hash_password, new)
+    audit(session, by, "operator.change_password", f"operators/{operator.id}")
+    await session.flush()
+    return operator

@@ -7,6 +7,7 @@ from exoplane.models.base import Base
 from exoplane.models.call import Call
 from exoplane.models.call_event import CallEvent
 from exoplane.models.cluster_key import ClusterKey
+from exoplane.models.console_session import ConsoleSession
 from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
 from exoplane.models.operator import Operator
@@ -23,6 +24,7 @@ __all__ = [
     "Call",
     "CallEvent",
     "ClusterKey",
+    "ConsoleSession",
     "Customer",
     "Did",
     "ExotelIntegration",

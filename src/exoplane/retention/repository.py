@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.models import CallEvent, IdempotencyKey, WebhookAttempt
+from exoplane.models import CallEvent, ConsoleSession, IdempotencyKey, WebhookAttempt
 
 
 def _deleted(result: object) -> int:
@@ -54,6 +54,23 @@ async def delete_call_events(session: AsyncSession, before: datetime, limit: int
     result = await session.execute(
         delete(CallEvent)
         .where(CallEvent.id.in_(oldest.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return _deleted(result)
+
+
+async def delete_console_sessions(session: AsyncSession, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` console sessions last used before ``before`` (long expired: the
+    idle timeout is at most a day); how many went."""
+    oldest = (
+        select(ConsoleSession.token_hash)
+        .where(ConsoleSession.last_seen_at < before)
+        .order_by(ConsoleSession.last_seen_at)
+        .limit(limit)
+    )
+    result = await session.execute(
+        delete(ConsoleSession)
+        .where(ConsoleSession.token_hash.in_(oldest.scalar_subquery()))
         .execution_options(synchronize_session=False)
     )
     return _deleted(result)

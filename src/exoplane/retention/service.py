@@ -28,6 +28,7 @@ class Pruned:
     call_events: int
     webhook_attempts: int
     idempotency_keys: int
+    console_sessions: int = 0
 
 
 async def prune(
@@ -53,10 +54,16 @@ async def prune(
     async def keys(session: AsyncSession) -> int:
         return await repository.delete_idempotency_keys(session, before, now, batch_rows)
 
+    async def console_sessions(session: AsyncSession) -> int:
+        return await repository.delete_console_sessions(session, before, batch_rows)
+
     return Pruned(
         call_events=await _in_batches(sessions, timeline, batch_rows, pause_seconds, stopping),
         webhook_attempts=await _in_batches(sessions, attempts, batch_rows, pause_seconds, stopping),
         idempotency_keys=await _in_batches(sessions, keys, batch_rows, pause_seconds, stopping),
+        console_sessions=await _in_batches(
+            sessions, console_sessions, batch_rows, pause_seconds, stopping
+        ),
     )
 
 

@@ -29,10 +29,12 @@ from exoplane.voicebot.schemas import (
     CallOption,
     DidCreate,
     DidDeleted,
+    DidPage,
     DidUpdate,
     DidView,
     Fleet,
     FleetSettings,
+    IntegrationStatus,
     IntegrationUpdate,
     IntegrationView,
     PlaceTestCall,
@@ -62,6 +64,30 @@ async def put_integration(
     return JSONBytesResponse(
         await service.integration_view(session, state.settings, state.capabilities)
     )
+
+
+@router.get(EXOTEL + "/status", response_model=IntegrationStatus)
+async def get_integration_status(state: State, session: Session, _operator: AdminAuth) -> Response:
+    """Whether Exotel credentials are configured, with the account and base URL: what an
+    admin may read of the integration (never a secret)."""
+    return JSONBytesResponse(await service.integration_status(session, state.settings))
+
+
+@router.get(EXOTEL + "/dids", response_model=DidPage)
+async def list_dids(
+    state: State,
+    session: Session,
+    _operator: AdminAuth,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    after: Annotated[
+        str | None, Query(max_length=20, description="A next_after: the number to continue after")
+    ] = None,
+) -> Response:
+    """DIDs in order of number, a page at a time, with their derived websocket_url."""
+    page, next_after = await service.did_page(
+        session, state.settings, state.capabilities, after=after, limit=limit
+    )
+    return JSONBytesResponse({"dids": page, "next_after": next_after})
 
 
 @router.post(EXOTEL + "/dids", status_code=201, response_model=DidView)
@@ -160,9 +186,17 @@ async def audit_log(
     _operator: SuperAdminAuth,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[Int64 | None, Query(ge=1)] = None,
+    operator: Annotated[
+        str | None, Query(max_length=320, description="Only this operator's (email)")
+    ] = None,
+    action: Annotated[
+        str | None, Query(max_length=60, description="Only this action, or actions it starts")
+    ] = None,
 ) -> Response:
     """Who changed credentials, DIDs and settings, newest first; never secret values."""
-    page, next_cursor = await service.audit_log(session, cursor=cursor, limit=limit)
+    page, next_cursor = await service.audit_log(
+        session, cursor=cursor, limit=limit, operator=operator, action=action
+    )
     return JSONBytesResponse(
         {
             "entries": [audit_view(entry) for entry in page],

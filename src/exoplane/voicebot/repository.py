@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader
@@ -75,6 +76,33 @@ async def list_dids(session: AsyncSession) -> Sequence[Did]:
     return (await session.scalars(select(Did).order_by(Did.created_at, Did.id))).all()
 
 
+class DidOption(NamedTuple):
+    """What a test call's choice of DID shows: nothing sensitive."""
+
+    id: str
+    number: str
+    label: str | None
+    bot_id: str | None
+    flow_url: str | None
+
+
+async def call_options(session: AsyncSession) -> Sequence[DidOption]:
+    """DIDs with a flow_url or a bot, in the order they were added; columns, not objects."""
+    query = (
+        select(Did.id, Did.number, Did.label, Did.bot_id, Did.flow_url)
+        .where(or_(Did.flow_url.is_not(None), Did.bot_id.is_not(None)))
+        .order_by(Did.created_at, Did.id)
+    )
+    return [DidOption(*row) for row in await session.execute(query)]
+
+
+async def did_page(session: AsyncSession, *, after_number: str | None, limit: int) -> Sequence[Did]:
+    query = select(Did).order_by(Did.number).limit(limit)
+    if after_number is not None:
+        query = query.where(Did.number > after_number)
+    return (await session.scalars(query)).all()
+
+
 async def get_did(session: AsyncSession, did_id: str) -> Did | None:
     return await session.get(Did, did_id)
 
@@ -88,9 +116,20 @@ async def delete_did(session: AsyncSession, did_id: str) -> None:
 
 
 async def audit_page(
-    session: AsyncSession, *, before_id: int | None, limit: int
+    session: AsyncSession,
+    *,
+    before_id: int | None,
+    limit: int,
+    operator: str | None = None,
+    action: str | None = None,
 ) -> Sequence[AuditEntry]:
+    """Newest first; ``operator`` is an email, ``action`` an action or its start
+    (``did.`` for every DID change)."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if operator:
+        query = query.where(AuditEntry.operator_email == operator)
+    if action:
+        query = query.where(AuditEntry.action.startswith(action, autoescape=True))
     if before_id is not None:
         query = query.where(AuditEntry.id < before_id)
     return (await session.scalars(query)).all()

@@ -12,6 +12,7 @@ from exoplane.inputs import normalise_id
 from exoplane.integrations.schemas import NOT_BLANK, PHONE_SHAPE
 from exoplane.models import AuditEntry, Did
 from exoplane.responses import resource_time
+from exoplane.voicebot.repository import DidOption
 
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 Text = Annotated[
@@ -86,12 +87,12 @@ def did_view(did: Did, websocket_url: str) -> dict[str, Any]:
     }
 
 
-def test_call_modes(did: Did) -> list[str]:
+def test_call_modes(did: Did | DidOption) -> list[str]:
     """The test-call modes a DID can use: ``flow`` with a flow_url, ``stream`` with a bot."""
     return [mode for mode, usable in (("flow", did.flow_url), ("stream", did.bot_id)) if usable]
 
 
-def call_option(did: Did) -> dict[str, Any]:
+def call_option(did: Did | DidOption) -> dict[str, Any]:
     return {
         "id": did.id,
         "number": did.number,
@@ -124,11 +125,19 @@ class DidView(BaseModel):
     websocket_url: str = Field(description="Derived from core_fleet; empty without a bot")
 
 
-class IntegrationView(BaseModel):
+class DidPage(BaseModel):
+    dids: list[DidView]
+    next_after: str | None = Field(description="Pass as ``after`` for the next page")
+
+
+class IntegrationStatus(BaseModel):
     account_sid: str | None
     api_base_url: str
     credentials_configured: bool
     status: Literal["configured", "not_configured"]
+
+
+class IntegrationView(IntegrationStatus):
     dids: list[DidView]
 
 

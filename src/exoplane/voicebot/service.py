@@ -34,6 +34,7 @@ from exoplane.security import (
 from exoplane.urls import CORE_FLEET, EXOTEL_API, EXOTEL_FLOW, check_target
 from exoplane.voicebot import repository
 from exoplane.voicebot.auth import ROLE_RANK, OperatorPrincipal
+from exoplane.voicebot.repository import DidOption
 from exoplane.voicebot.schemas import DidCreate, DidUpdate, IntegrationUpdate, did_view
 
 TEST_CALL_TAG = "cxb-test:"
@@ -160,23 +161,50 @@ async def set_core_fleet(
 # --- the Exotel integration ---------------------------------------------------------------
 
 
-async def integration_view(
-    session: AsyncSession, settings: Settings, capabilities: Capabilities
-) -> dict[str, Any]:
+async def integration_status(session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    """The integration without its DIDs: account, base URL, whether credentials are set."""
     row = await repository.integration(session)
     configured = bool(row is not None and row.account_sid and row.api_key_enc and row.api_token_enc)
-    fleet = await core_fleet(session, settings)
-    dids = await repository.list_dids(session)
     base_url = row.api_base_url if row and row.api_base_url else settings.exotel_api_base_url
     return {
         "account_sid": row.account_sid if row else None,
         "api_base_url": normalise_base_url(base_url),
         "credentials_configured": configured,
         "status": "configured" if configured else "not_configured",
+    }
+
+
+async def integration_view(
+    session: AsyncSession, settings: Settings, capabilities: Capabilities
+) -> dict[str, Any]:
+    status = await integration_status(session, settings)
+    fleet = await core_fleet(session, settings)
+    dids = await repository.list_dids(session)
+    return {
+        **status,
         "dids": [
             did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities)) for did in dids
         ],
     }
+
+
+async def did_page(
+    session: AsyncSession,
+    settings: Settings,
+    capabilities: Capabilities,
+    *,
+    after: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """DIDs in order of number, after the number ``after``, with their websocket URLs; the
+    number to continue after (None at the end)."""
+    rows = await repository.did_page(session, after_number=after, limit=limit + 1)
+    fleet = await core_fleet(session, settings)
+    page = [
+        did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities))
+        for did in rows[:limit]
+    ]
+    return page, (page[-1]["number"] if len(rows) > limit else None)
 
 
 async def update_integration(
@@ -224,7 +252,7 @@ async def add_did(
     body: DidCreate,
 ) -> dict[str, Any]:
     if await repository.did_with_number(session, body.number) is not None:
-        raise Conflict(f"The DID {body.number} exists already", code="did_exists")
+        raise Conflict(f"The DID {body.number} exists already", code="did_exists", field="number")
     if body.id is not None and await repository.get_did(session, body.id) is not None:
         raise Conflict(f"A DID with id {body.id!r} exists already", code="did_exists")
     now = utcnow()
@@ -281,6 +309,14 @@ async def delete_did(session: AsyncSession, operator: OperatorPrincipal, did_id:
     audit(session, operator, "did.delete", f"dids/{did.id}", {"number": did.number})
 
 
+async def did_detail(
+    session: AsyncSession, settings: Settings, capabilities: Capabilities, did_id: str
+) -> dict[str, Any]:
+    did = await _did(session, did_id)
+    fleet = await core_fleet(session, settings)
+    return did_view(did, _stream_url(fleet, did.bot_id, settings, capabilities))
+
+
 async def _did(session: AsyncSession, did_id: str) -> Did:
     did = await repository.get_did(session, did_id)
     if did is None:
@@ -288,9 +324,9 @@ async def _did(session: AsyncSession, did_id: str) -> Did:
     return did
 
 
-async def call_options(session: AsyncSession) -> list[Did]:
+async def call_options(session: AsyncSession) -> Sequence[DidOption]:
     """DIDs usable for a test call in some mode: with a flow_url, or with a bot."""
-    return [did for did in await repository.list_dids(session) if did.flow_url or did.bot_id]
+    return await repository.call_options(session)
 
 
 # --- test calls ---------------------------------------------------------------------------
@@ -390,8 +426,21 @@ async def _credentials(reader: Reader, vault: Vault, settings: Settings) -> Exot
 
 
 async def audit_log(
-    session: AsyncSession, *, cursor: int | None, limit: int
+    session: AsyncSession,
+    *,
+    cursor: int | None,
+    limit: int,
+    operator: str | None = None,
+    action: str | None = None,
 ) -> tuple[Sequence[AuditEntry], int | None]:
-    rows = await repository.audit_page(session, before_id=cursor, limit=limit + 1)
+    """A page of the audit log, newest first, optionally by one operator (email) or of one
+    kind of action (``did.`` matches every DID change); the next page's cursor."""
+    rows = await repository.audit_page(
+        session,
+        before_id=cursor,
+        limit=limit + 1,
+        operator=operator.strip().lower() if operator else None,
+        action=action.strip() if action else None,
+    )
     page = rows[:limit]
     return page, (page[-1].id if len(rows) > limit else None)

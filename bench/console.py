@@ -1,0 +1,209 @@
+"""Server time per console page with 1,000 DIDs and 10,000 audit entries.
+
+Run from the repository root: ``.venv/bin/python bench/console.py [--requests 50]
+[--postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]``. The app runs in this
+process with its lifespan, on a fresh SQLite database (and on PostgreSQL when a URL is given),
+seeded straight through SQLAlchemy; a signed-in super_admin then requests each page in turn
+over ASGI (no sockets, so what is timed is the server's work: middleware, session, queries,
+rendering). ``/healthz`` is measured the same way as the baseline. Prints a markdown table and
+writes ``bench/results/console.json`` and ``bench/results/console.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+from sqlalchemy import insert
+
+from exoplane.app import create_app
+from exoplane.config import Settings
+from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
+from exoplane.models import AuditEntry, Did
+from exoplane.voicebot.service import create_operator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+DIDS = 1_000
+AUDIT_ENTRIES = 10_000
+TARGET_MS = 50.0
+PAGES = (
+    "/console",
+    "/console/exotel",
+    "/console/dids",
+    "/console/test-call",
+    "/console/settings",
+    "/console/audit",
+    "/console/audit?action=did.",
+    "/console/audit?operator=nobody@example.com",
+    "/console/operators",
+)
+BASELINE = "/healthz"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+async def seed(database_url: str) -> tuple[str, str]:
+    """1,000 DIDs (each with a bot and a flow), 10,000 audit entries; the operator."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade_schema(engine)
+        async with unit_of_work(create_session_factory(engine)) as session:
+            created = await create_operator(session, "bench@example.com", "super_admin")
+            now = datetime.now(UTC)
+            dids = [
+                {
+                    "id": str(uuid.uuid4()),
+                    "number": f"+9180{n:08d}",
+                    "label": f"Line {n}",
+                    "bot_id": "echo",
+                    "flow_url": f"https://my.exotel.com/acme/exoml/start_voice/{n}",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for n in range(DIDS)
+            ]
+            await session.execute(insert(Did), dids)
+            entries = [
+                {
+                    "at": now - timedelta(seconds=AUDIT_ENTRIES - n),
+                    "operator_id": created.operator.id,
+                    "operator_email": created.operator.email,
+                    "action": ("did.create", "did.update", "settings.core_fleet.update")[n % 3],
+                    "target": f"dids/{n}",
+                    "details": json.dumps({"n": n}),
+                }
+                for n in range(AUDIT_ENTRIES)
+            ]
+            await session.execute(insert(AuditEntry), entries)
+            return created.operator.email, created.password
+    finally:
+        await engine.dispose()
+
+
+async def measure(settings: Settings, email: str, password: str, requests: int) -> dict[str, Any]:
+    async with LifespanManager(create_app(settings)) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            form = await client.get("/console/login")
+            token = CSRF.search(form.text)
+            assert token, form.text
+            signed = await client.post(
+                "/console/login",
+                data={"email": email, "password": password, "csrf_token": token[1]},
+            )
+            assert signed.status_code == 303, signed.text
+            results = {}
+            for path in (BASELINE, *PAGES):
+                timings = []
+                for n in range(requests + 5):
+                    started = time.perf_counter()
+                    response = await client.get(path)
+                    elapsed = (time.perf_counter() - started) * 1000
+                    assert response.status_code == 200, (path, response.status_code)
+                    if n >= 5:  # warm-up: templates compiled, statements cached
+                        timings.append(elapsed)
+                timings.sort()
+                results[path] = {
+                    "median_ms": round(statistics.median(timings), 2),
+                    "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 2),
+                    "bytes": len(response.content),
+                }
+            return results
+
+
+async def run(backend: str, database_url: str, home: Path, requests: int) -> dict[str, Any]:
+    email, password = await seed(database_url)
+    settings = Settings(
+        _env_file=None,
+        home=home,
+        database_url=database_url,
+        secret_key="bench-" + "k" * 40,
+        log_level="error",
+        rate_limit="100000000/minute",
+    )
+    return {"backend": backend, "pages": await measure(settings, email, password, requests)}
+
+
+def table(runs: list[dict[str, Any]]) -> str:
+    lines = [
+        f"Console pages with {DIDS:,} DIDs and {AUDIT_ENTRIES:,} audit entries "
+        f"(server time over ASGI; target: median < {TARGET_MS:g} ms)",
+        "",
+        "| backend | page | median ms | p95 ms | ratio to /healthz | KiB |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for result in runs:
+        pages = result["pages"]
+        base = pages[BASELINE]["median_ms"]
+        for path, figures in pages.items():
+            ratio = figures["median_ms"] / base if base else 0
+            lines.append(
+                f"| {result['backend']} | `{path}` | {figures['median_ms']:.2f} | "
+                f"{figures['p95_ms']:.2f} | {ratio:.1f} | {figures['bytes'] / 1024:.0f} |"
+            )
+    slowest = max(
+        figures["median_ms"]
+        for result in runs
+        for path, figures in result["pages"].items()
+        if path != BASELINE
+    )
+    verdict = "PASS" if slowest < TARGET_MS else "FAIL"
+    lines += ["", f"{verdict}: slowest page median {slowest:.2f} ms (target < {TARGET_MS:g} ms)"]
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=50, help="timed requests per page")
+    parser.add_argument("--postgres-url", default="", help="also measure on this PostgreSQL")
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="exoplane-bench-console-") as home:
+        url = f"sqlite+aiosqlite:///{Path(home) / 'exoplane.db'}"
+        runs.append(await run("sqlite", url, Path(home), args.requests))
+        if args.postgres_url:
+            runs.append(await _on_postgres(args.postgres_url, Path(home), args.requests))
+    report = table(runs)
+    print(report)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    machine = {"python": sys.version.split()[0], "platform": platform.platform()}
+    document = {"machine": machine, "requests": args.requests, "runs": runs}
+    (RESULTS_DIR / "console.json").write_text(json.dumps(document, indent=2) + "\n")
+    (RESULTS_DIR / "console.md").write_text(report + "\n")
+
+
+async def _on_postgres(url: str, home: Path, requests: int) -> dict[str, Any]:
+    import asyncpg
+
+    name = f"exoplane_bench_console_{uuid.uuid4().hex[:8]}"
+    admin_dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    try:
+        return await run("postgresql", f"{url.rpartition('/')[0]}/{name}", home, requests)
+    finally:
+        connection = await asyncpg.connect(admin_dsn)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

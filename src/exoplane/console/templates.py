@@ -1,0 +1,51 @@
+"""Rendering: one Jinja2 environment (autoescaping on), the security headers every console
+response carries, and the console's own static files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+HERE = Path(__file__).parent
+CONSOLE = "/console"
+CONSOLE_STATIC = CONSOLE + "/static"
+
+# No inline script or style anywhere, nothing from another origin, never framed.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+environment = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    auto_reload=False,
+)
+environment.globals["static"] = CONSOLE_STATIC
+
+
+def render(template: str, status_code: int = 200, **context: Any) -> Response:
+    body = environment.get_template(template).render(**context)
+    return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)
+
+
+def redirect(path: str) -> Response:
+    """303 See Other: after a form, the browser GETs the page it lands on."""
+    return RedirectResponse(path, status_code=303, headers=SECURITY_HEADERS)
+
+
+def console_static() -> StaticFiles:
+    return StaticFiles(directory=HERE / "static")
