@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
@@ -26,7 +25,7 @@ from tests.e2e.servers import Sandbox, running_sandbox
 from tests.e2e.test_call_timeline import AGENT_PHONE, EXOPHONE, settled_call
 from tests.e2e.test_voicebot_test_call import BOT_EXOPHONE, BOT_FLOW, BOT_FLOW_URL
 from tests.factories import customer_with_token, register_app
-from tests.waiting import WAIT_SECONDS
+from tests.waiting import WAIT_SECONDS, polled
 
 
 @pytest.fixture
@@ -139,18 +138,12 @@ async def test_an_inbound_calls_stream_has_its_hooks_and_webhooks_then_ends(
     url = f"{call_centre.base}/calls/{call_sid}/events"
     http = call_centre.exoplane.http
 
-    async def opened() -> httpx.Response:
-        # The call is known from the popup hook on: until then the stream is 404.
-        async with asyncio.timeout(WAIT_SECONDS):
-            while True:
-                response = await http.get(
-                    f"{call_centre.base}/calls/{call_sid}", headers=call_centre.auth
-                )
-                if response.status_code == 200:
-                    return response
-                await asyncio.sleep(0.02)
-
-    await opened()
+    # The call is known from the popup hook on: until then the stream is 404.
+    await polled(
+        lambda: http.get(f"{call_centre.base}/calls/{call_sid}", headers=call_centre.auth),
+        lambda response: response.status_code == 200,
+        what="the call in the app's call log",
+    )
     async with aconnect_sse(http, "GET", url, headers=call_centre.auth) as source:
         seen = await rest_of(source.aiter_sse())
 
