@@ -431,7 +431,8 @@ async def test_a_bot_pacing_audio_of_another_sample_rate_is_flagged(
             peer.url(query=f"sample-rate={stream_rate}"),
             CALL,
             http=http,
-            caller=brief(builtin_clip(stream_rate)[: stream_rate // 5]),
+            # Waits generous enough that a loaded machine hears every chunk out.
+            caller=brief(builtin_clip(stream_rate)[: stream_rate // 5], quiet=1.0, reply=5.0),
         )
 
     warnings = {warning["kind"]: warning for warning in report.chunk_warnings}
