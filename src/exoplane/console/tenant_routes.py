@@ -547,6 +547,8 @@ async def import_agents(
             text = (await upload.read()).decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("The file must be UTF-8 text", field="file") from None
+        finally:
+            await upload.close()
         report = await apps.import_agents(
             session, state.vault, state.settings, signed.operator, customer_id, app_id, text
         )
