@@ -167,7 +167,15 @@ async def create_agent(
     return JSONBytesResponse(agent_view(user, utcnow()), status_code=201)
 
 
-@router.post("/agents/import", response_model=ImportResult)
+CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string", "description": "UTF-8 CSV"}}},
+    }
+}
+
+
+@router.post("/agents/import", response_model=ImportResult, openapi_extra=CSV_BODY)
 async def import_agents(
     request: Request,
     state: State,
