@@ -250,3 +250,36 @@ async def test_a_csv_import_without_javascript_reports_each_row(
     assert "Imported 3 agents." in imported.text
     assert none.status_code == 400
     assert "Choose a CSV file to import" in none.text
+
+
+async def test_an_admins_form_post_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, admin: Operator, registered: RegisteredApp
+) -> None:
+    await sign_in(client, admin.email, admin.password)
+    page = f"/console/customers/{registered.customer_id}"
+
+    refused = await post_form(client, "/console", page + "/delete", {"confirm_name": "Acme"})
+    created = await post_form(client, "/console", "/console/customers", {"name": "Globex"})
+
+    assert refused.status_code == 403
+    assert "This needs the super_admin role" in refused.text
+    assert created.status_code == 403
+
+
+async def test_no_agent_page_shows_a_sip_secret(
+    signed_in: httpx.AsyncClient, client: httpx.AsyncClient, registered: RegisteredApp
+) -> None:
+    created = await create_user(client, registered, 1)
+    mapping = await client.get(
+        "/v2/integrations/usermapping",
+        headers={"Authorization": registered.token},
+        params={"user_id": "agent_001"},
+    )
+    secrets = (created["sip"]["secret"], mapping.json()["Data"]["SipSecret"])
+    agents = app_page(registered) + "/agents"
+
+    for path in (agents, agents + "/agent_001"):
+        response = await signed_in.get(path)
+        assert response.status_code == 200, response.text
+        for secret in secrets:
+            assert secret not in response.text
