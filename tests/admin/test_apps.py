@@ -204,6 +204,10 @@ async def test_a_csv_of_agents_is_imported_whole(
     assert response.json()["failed"] == 0
     assert [row["row"] for row in response.json()["rows"]] == list(range(2, 202))
     assert len(listed.json()["agents"]) == 200
+    audit = await client.get(AUDIT, headers=super_admin.headers, params={"action": "agent."})
+    [entry] = audit.json()["entries"]
+    assert entry["action"] == "agent.import"
+    assert entry["details"] == {"imported": 200}
 
 
 async def test_a_csv_with_a_bad_row_imports_nothing_and_says_why_for_each_row(

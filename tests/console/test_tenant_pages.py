@@ -283,3 +283,15 @@ async def test_no_agent_page_shows_a_sip_secret(
         assert response.status_code == 200, response.text
         for secret in secrets:
             assert secret not in response.text
+
+
+async def test_an_app_under_another_customer_is_not_found(
+    signed_in: httpx.AsyncClient, client: httpx.AsyncClient, settings: Settings
+) -> None:
+    first = await app_with_token(client, settings)
+    second = await app_with_token(client, settings)
+
+    response = await signed_in.get(f"/console/customers/{first.customer_id}/apps/{second.id}")
+
+    assert response.status_code == 404
+    assert f"No app {second.id} for customer {first.customer_id}" in response.text
