@@ -52,7 +52,13 @@ async def call(
 
 
 async def customer_with_app(exoplane: Exoplane, operator: Operator) -> tuple[str, str]:
-    """A customer made by an operator and an app it registered itself, over the APIs."""
+    customer_id, app_id, _ = await customer_app_and_token(exoplane, operator)
+    return customer_id, app_id
+
+
+async def customer_app_and_token(exoplane: Exoplane, operator: Operator) -> tuple[str, str, str]:
+    """A customer made by an operator, an app it registered itself over the APIs, and a
+    token of that app."""
     customer = await call(exoplane, "POST", "/api/v1/customers", operator.headers, name="Acme")
     token = await call(
         exoplane,
@@ -70,7 +76,16 @@ async def customer_with_app(exoplane: Exoplane, operator: Operator) -> tuple[str
         {"Authorization": token["Data"]},
         **(APP_BODY | {"AppName": "Support desk"}),
     )
-    return customer["id"], app["Data"]["AppID"]
+    app_token = await call(
+        exoplane,
+        "POST",
+        "/v2/integrations/token",
+        {},
+        Id=app["Data"]["AppID"],
+        Secret=app["Data"]["AppSecret"],
+        Entity="app",
+    )
+    return customer["id"], app["Data"]["AppID"], app_token["Data"]
 
 
 def agents_csv(count: int) -> bytes:
@@ -250,7 +265,7 @@ async def test_a_tour_of_the_customer_pages(
     browser: Browser, super_admin: Operator, exoplane: Exoplane
 ) -> None:
     """Also what docs/console.md shows: run with EXOPLANE_TEST_ARTIFACTS=docs/console."""
-    customer_id, app_id = await customer_with_app(exoplane, super_admin)
+    customer_id, app_id, app_token = await customer_app_and_token(exoplane, super_admin)
     await call(exoplane, "POST", "/api/v1/customers", super_admin.headers, name="Globex")
     agents = f"/api/v1/customers/{customer_id}/apps/{app_id}/agents"
     for n, name in enumerate(("Asha Rao", "Vikram Iyer", "Meera Nair"), start=1):
@@ -266,6 +281,13 @@ async def test_a_tour_of_the_customer_pages(
             virtual_number="08047491899",
         )
     await call(exoplane, "PUT", agents + "/vikram/devices", super_admin.headers, phone=False)
+    await call(
+        exoplane,
+        "POST",
+        f"/v2/integrations/{customer_id}/apps/{app_id}/users/asha/devices/sip/registration",
+        {"Authorization": app_token},
+        registered=True,
+    )
     page = browser.page
     await browser.sign_in(super_admin.email, super_admin.password)
 
@@ -280,3 +302,5 @@ async def test_a_tour_of_the_customer_pages(
         await browser.goto(path)
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
         await page.screenshot(path=str(browser.artifacts / f"{name}.png"), full_page=True)
+    await expect(page.get_by_test_id("agent-asha")).to_contain_text("registered, last seen")
+    await expect(page.get_by_test_id("agent-meera")).to_contain_text("not registered, never seen")
