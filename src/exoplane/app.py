@@ -14,6 +14,7 @@ from redis.asyncio import BlockingConnectionPool
 from starlette.middleware.cors import CORSMiddleware
 
 from exoplane import __version__
+from exoplane.admin.app_endpoints import router as admin_apps_router
 from exoplane.admin.endpoints import router as admin_router
 from exoplane.capabilities import Capabilities
 from exoplane.cluster.service import check_cluster_key
@@ -21,6 +22,7 @@ from exoplane.config import Settings
 from exoplane.console.errors import install_console_error_pages
 from exoplane.console.routes import router as console_router
 from exoplane.console.templates import CONSOLE_STATIC, console_static
+from exoplane.console.tenant_routes import router as console_tenants_router
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import OutageLog, install_error_handlers
 from exoplane.exotel.client import ExotelClient
@@ -159,10 +161,12 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         webhooks_router,
         voicebot_router,
         admin_router,
+        admin_apps_router,
         stats_router,
         media_router,
         health_router,
         console_router,
+        console_tenants_router,
     )
     for router in routers:
         _add_routes(app, router)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.models import Customer, Operator
+from exoplane.models import Customer, Operator, User
 
 
 async def customer_page(
@@ -63,4 +63,25 @@ async def lock_active_super_admins(session: AsyncSession) -> Sequence[str]:
         .where(Operator.role == "super_admin", Operator.disabled_at.is_(None))
         .with_for_update()
     )
+    return (await session.scalars(query)).all()
+
+
+async def agent_page(
+    session: AsyncSession, app_id: str, *, search: str | None, after: int, limit: int
+) -> Sequence[User]:
+    """An app's users in creation order; ``search`` matches anywhere in the user id, name,
+    email or phone number, ignoring case."""
+    query = (
+        select(User).where(User.app_id == app_id, User.id > after).order_by(User.id).limit(limit)
+    )
+    if search:
+        wanted = search.lower()
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).contains(wanted, autoescape=True)
+                    for column in (User.user_id, User.name, User.email, User.phone_number)
+                )
+            )
+        )
     return (await session.scalars(query)).all()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from exoplane.integrations.repository import AppRecord
-from exoplane.integrations.schemas import MAX_GRACE_SECONDS, EmailAddress, WholeNumber
-from exoplane.models import Customer, Operator
+from exoplane.integrations.schemas import (
+    MAX_GRACE_SECONDS,
+    EmailAddress,
+    UserResource,
+    WholeNumber,
+    user_resource,
+)
+from exoplane.models import Customer, Operator, User
 from exoplane.responses import resource_time
 from exoplane.voicebot.schemas import Body, Text
+
+if TYPE_CHECKING:
+    from exoplane.admin.apps import ImportReport
 
 DEFAULT_GRACE_SECONDS = 24 * 3600
 
@@ -154,3 +164,61 @@ class CreatedOperator(OperatorView):
 class RotatedApiKey(BaseModel):
     id: str
     api_key: str = Field(description="The new API key, shown only in this response")
+
+
+# --- a customer's apps and their agents ---------------------------------------------------
+
+
+def agent_view(user: User, now: datetime) -> dict[str, Any]:
+    """An agent as the operators' API lists it: the resource-style user (never its SIP
+    secret) with its SIP device's registration."""
+    view = user_resource(user)
+    sip = view["devices"]["sip"]
+    sip["registered"] = user.sip_registered_until is not None and user.sip_registered_until > now
+    sip["last_seen"] = resource_time(user.sip_last_seen) if user.sip_last_seen else None
+    return view
+
+
+def import_view(report: ImportReport) -> dict[str, Any]:
+    return {
+        "imported": report.imported,
+        "failed": report.failed,
+        "rows": [
+            {
+                "row": row.row,
+                "user_id": row.user_id,
+                "ok": row.ok,
+                "field": row.field,
+                "message": row.message,
+            }
+            for row in report.rows
+        ],
+    }
+
+
+class AgentPage(BaseModel):
+    agents: list[UserResource]
+    next_cursor: str | None
+
+
+class ImportRow(BaseModel):
+    row: int = Field(description="The file's line, the header being line 1")
+    user_id: str
+    ok: bool
+    field: str | None
+    message: str | None
+
+
+class ImportResult(BaseModel):
+    imported: int = Field(description="Every row, or 0 when any row was refused")
+    failed: int
+    rows: list[ImportRow]
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+
+
+class RotatedWebhookSecret(BaseModel):
+    secret: str
+    previous_secret_valid_for_seconds: int
