@@ -19,25 +19,44 @@ document.addEventListener("submit", (event) => {
   if (question && !window.confirm(question)) event.preventDefault();
 });
 
+// The stream gives the whole timeline from its first entry (and, after a reconnection,
+// from just after the last one received), so the list rendered with the page is replaced
+// by the stream's own once it starts.
 function followTimeline(list) {
   const state = document.getElementById("call-state");
   const source = new EventSource(list.dataset.events);
-  source.addEventListener("step", (event) => {
-    const step = JSON.parse(event.data);
-    const item = document.createElement("li");
-    const at = document.createElement("time");
-    at.textContent = step.at;
-    const kind = document.createElement("strong");
-    kind.textContent = step.kind;
-    const detail = document.createElement("code");
-    detail.textContent = JSON.stringify(step.detail);
-    item.append(at, " ", kind, " ", detail);
-    list.append(item);
+  let fresh = true;
+  source.addEventListener("message", (event) => {
+    if (fresh) {
+      list.replaceChildren();
+      fresh = false;
+    }
+    list.append(timelineItem(JSON.parse(event.data), list.dataset.startedAt));
   });
   source.addEventListener("end", () => {
     source.close();
     if (state) state.textContent = "Call ended";
   });
+}
+
+function timelineItem(step, startedAt) {
+  const item = document.createElement("li");
+  item.dataset.kind = step.kind;
+  const at = document.createElement("time");
+  at.dateTime = step.at;
+  at.textContent = startedAt ? relative(startedAt, step.at) : step.at;
+  const kind = document.createElement("strong");
+  kind.textContent = step.kind;
+  const detail = document.createElement("code");
+  detail.textContent = JSON.stringify(step.detail);
+  item.append(at, " ", kind, " ", detail);
+  return item;
+}
+
+// "+1.234 s" after the call's first step, as the server renders it.
+function relative(startedAt, at) {
+  const seconds = (Date.parse(at) - Date.parse(startedAt)) / 1000;
+  return `+${Math.max(0, seconds).toFixed(3)} s`;
 }
 
 const timeline = document.querySelector("ol[data-events]");
