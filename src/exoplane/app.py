@@ -39,6 +39,7 @@ from exoplane.state import AppState
 from exoplane.stats.endpoints import router as stats_router
 from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
+from exoplane.webhooks.operator_endpoints import router as webhook_operators_router
 from exoplane.webhooks.service import NoLocalDelivery
 from exoplane.webhooks.worker import WebhookWorker
 
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         calls_router,
         *integrations_routers,
         webhooks_router,
+        webhook_operators_router,
         voicebot_router,
         admin_router,
         stats_router,

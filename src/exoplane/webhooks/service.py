@@ -313,7 +313,10 @@ async def get_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> 
 
 async def retry_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> DeliveryDetail:
     """Send a delivery again now, whatever became of it; the event id stays the same."""
-    detail = await get_delivery(session, app_id, delivery_id)
+    return await send_again(session, await get_delivery(session, app_id, delivery_id))
+
+
+async def send_again(session: AsyncSession, detail: DeliveryDetail) -> DeliveryDetail:
     delivery = detail.delivery
     now = utcnow()
     if delivery.lease_token is not None and delivery.leased_until and delivery.leased_until > now:
@@ -325,4 +328,5 @@ async def retry_delivery(session: AsyncSession, app_id: str, delivery_id: int) -
     delivery.next_attempt_at = now
     delivery.updated_at = now
     await session.flush()
+    session.info[OUTBOX_WRITTEN] = True
     return detail

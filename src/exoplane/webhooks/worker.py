@@ -31,6 +31,7 @@ from exoplane.models.base import utcnow
 from exoplane.retention.service import prune_until
 from exoplane.security import Vault
 from exoplane.webhooks import repository
+from exoplane.webhooks.operators import replay_until
 from exoplane.webhooks.repository import Claimed
 from exoplane.webhooks.service import (
     RESPONSE_BODY_LIMIT,
@@ -146,6 +147,7 @@ class WebhookWorker:
         pruner = asyncio.create_task(
             prune_until(self._stopping, self._sessions, settings.retention_days)
         )
+        replayer = asyncio.create_task(replay_until(self._stopping, self._sessions, self.wake))
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
@@ -178,6 +180,7 @@ class WebhookWorker:
         self._results_ready.set()
         await recorder
         await pruner
+        await replayer
         await self._release_leases(set(cut_off.values()) | self._unrecorded)
 
     async def _pause(self) -> None:
