@@ -21,11 +21,13 @@ from exoplane.config import Settings
 from exoplane.console.errors import install_console_error_pages
 from exoplane.console.routes import router as console_router
 from exoplane.console.templates import CONSOLE_STATIC, console_static
+from exoplane.console.traffic_routes import router as console_traffic_router
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import OutageLog, install_error_handlers
 from exoplane.exotel.client import ExotelClient
 from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
+from exoplane.integrations.calls.operator_endpoints import router as app_calls_router
 from exoplane.integrations.calls.writer import HookWriter
 from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
@@ -159,12 +161,14 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         *integrations_routers,
         webhooks_router,
         webhook_operators_router,
+        app_calls_router,
         voicebot_router,
         admin_router,
         stats_router,
         media_router,
         health_router,
         console_router,
+        console_traffic_router,
     )
     for router in routers:
         _add_routes(app, router)

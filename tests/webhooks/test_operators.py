@@ -135,6 +135,10 @@ async def test_one_delivery_shows_its_payload_and_attempts_and_replays_with_its_
     assert detail["payload"]["call_sid"] == f"{app.id}-0"
     assert [a["status_code"] for a in detail["attempt_log"]] == [410]
     assert detail["attempt_log"][0]["response_body"] == "answered 410"
+    sent = detail["attempt_log"][0]["request_headers"]
+    assert sent["webhook-id"] == received[0].headers["webhook-id"] == failed["event_id"]
+    assert sent["webhook-signature"] == received[0].headers["webhook-signature"]
+    assert sent["User-Agent"].startswith("exoplane-webhooks/")
     assert replay.status_code == 202, replay.text
     assert received[0].headers["webhook-id"] == received[1].headers["webhook-id"]
     assert [a["status_code"] for a in after["attempt_log"]] == [410, 200]

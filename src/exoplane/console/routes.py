@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from exoplane.admin import service as admin
 from exoplane.admin.schemas import OperatorCreate, OperatorUpdate, PasswordChange
-from exoplane.console import service
+from exoplane.console import service, traffic
 from exoplane.console.auth import AdminConsole, SuperAdminConsole
 from exoplane.console.errors import SignInFailed, SignInLimited
 from exoplane.console.service import SESSION_COOKIE, SIGN_IN_COOKIE, SignedIn
@@ -52,6 +52,8 @@ FLASH = {
     "did_deleted": "DID deleted.",
     "settings_saved": "Core fleet saved.",
     "operator_saved": "Operator saved.",
+    "delivery_replayed": "Delivery queued to be sent again.",
+    "replay_cancelled": "Replay cancelled.",
 }
 AUDIT_PAGE_SIZE = 50
 CallSid = Annotated[str, Path(max_length=100)]
@@ -237,9 +239,10 @@ async def overview(
     request: Request, state: State, session: Session, signed: AdminConsole
 ) -> Response:
     """The set-up checklist; twins: ``GET /api/v1/integrations/exotel``, ``/settings``,
-    ``/calls``, ``/bots``."""
+    ``/calls``, ``/bots``, and for the charts ``/api/v1/stats``."""
     checklist = await service.overview(session, state.settings, state.bots)
-    return page(request, signed, "overview.html", title="Overview", **checklist)
+    charts = await traffic.call_charts_now(session)
+    return page(request, signed, "overview.html", title="Overview", charts=charts, **checklist)
 
 
 # --- Exotel -------------------------------------------------------------------------------

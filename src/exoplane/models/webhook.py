@@ -71,6 +71,8 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     response_body: Mapped[str | None] = mapped_column(Text)
+    # The request's headers as sent (JSON): signatures, never a secret.
+    request_headers: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -36,6 +36,9 @@ def attempt_view(attempt: WebhookAttempt) -> dict[str, Any]:
         "latency_ms": attempt.latency_ms,
         "error": attempt.error,
         "response_body": attempt.response_body,
+        "request_headers": (
+            json.loads(attempt.request_headers) if attempt.request_headers else None
+        ),
         "created_at": resource_time(attempt.created_at),
     }
 
@@ -73,6 +76,7 @@ class AttemptView(BaseModel):
     latency_ms: int | None
     error: str | None
     response_body: str | None
+    request_headers: dict[str, str] | None
     created_at: str
 
 

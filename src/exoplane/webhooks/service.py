@@ -207,6 +207,8 @@ class AttemptResult:
     latency_ms: int
     error: str | None
     response_body: str | None
+    # The headers sent (JSON), for the delivery log; None when nothing was sent.
+    request_headers: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -270,6 +272,7 @@ def apply_result(
         "latency_ms": result.latency_ms,
         "error": result.error,
         "response_body": result.response_body,
+        "request_headers": result.request_headers,
         "created_at": now,
     }
     return delivery, attempt

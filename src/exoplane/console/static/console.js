@@ -1,4 +1,4 @@
-// The console's only script: copy buttons, confirmations, and a test call's live timeline.
+// The console's only script: copy buttons, confirmations, and calls' live timelines.
 // Everything works without it; it only adds to pages rendered on the server.
 "use strict";
 
@@ -59,5 +59,32 @@ function relative(startedAt, at) {
   return `+${Math.max(0, seconds).toFixed(3)} s`;
 }
 
+// A call's page (with its milestones) is redrawn by the server: each new entry fetches the
+// page again and swaps its summary and timeline in place, without reloading it.
+function followCallPage(list) {
+  const state = document.getElementById("call-state");
+  const source = new EventSource(list.dataset.events);
+  let pending = null;
+  const redraw = async () => {
+    pending = null;
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ["call-summary", "timeline"]) {
+      const now = document.getElementById(id);
+      const then = fresh.getElementById(id);
+      if (now && then) now.replaceChildren(...then.childNodes);
+    }
+  };
+  const soon = () => { if (!pending) pending = setTimeout(redraw, 200); };
+  source.addEventListener("message", soon);
+  source.addEventListener("end", () => {
+    source.close();
+    if (state) state.textContent = "Call ended";
+    soon();
+  });
+}
+
 const timeline = document.querySelector("ol[data-events]");
-if (timeline) followTimeline(timeline);
+if (timeline && "summary" in timeline.dataset) followCallPage(timeline);
+else if (timeline) followTimeline(timeline);

@@ -1,4 +1,5 @@
-"""webhook replays: jobs that send every failed delivery matching a filter again
+"""webhook replays: jobs that send every failed delivery matching a filter again; the
+headers each webhook attempt sent
 
 Revision ID: 0012
 Revises: 0011
@@ -19,6 +20,7 @@ BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    op.add_column("webhook_attempts", sa.Column("request_headers", sa.Text(), nullable=True))
     op.create_table(
         "webhook_replays",
         sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
@@ -43,3 +45,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_webhook_replays_status"), table_name="webhook_replays")
     op.drop_table("webhook_replays")
+    with op.batch_alter_table("webhook_attempts") as batch:
+        batch.drop_column("request_headers")
