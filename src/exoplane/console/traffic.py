@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,16 +95,22 @@ def summary(timeline: Sequence[TimelineEntry]) -> Summary:
     return Summary(routed, list(webhooks.values()), first_audio, code, reason)
 
 
-async def webhook_charts_now(session: AsyncSession) -> list[Chart]:
+def recent_stats(app: Any) -> stats.RecentStats:
+    """The app's cache of the last day's stats, made on first use."""
+    found = getattr(app.state, "console_recent_stats", None)
+    if found is None:
+        found = app.state.console_recent_stats = stats.RecentStats()
+    return cast(stats.RecentStats, found)
+
+
+async def webhook_charts_now(session: AsyncSession, recent: stats.RecentStats) -> list[Chart]:
     """Deliveries by outcome and attempt latency, per hour over the last 24 hours."""
-    buckets = await stats.stats(session, stats.window(None, None, "hour"))
-    return webhook_charts(buckets)
+    return webhook_charts(await recent.last_day(session))
 
 
-async def call_charts_now(session: AsyncSession) -> list[Chart]:
+async def call_charts_now(session: AsyncSession, recent: stats.RecentStats) -> list[Chart]:
     """Calls by outcome and time to first bot audio, per hour over the last 24 hours."""
-    buckets = await stats.stats(session, stats.window(None, None, "hour"))
-    return call_charts(buckets)
+    return call_charts(await recent.last_day(session))
 
 
 def pretty_payload(payload: str) -> str:

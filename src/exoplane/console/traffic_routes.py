@@ -84,7 +84,7 @@ async def webhooks(
         apps=await operators.app_choices(session),
         events=list(EVENT_TARGETS),
         statuses=STATUSES,
-        charts=await traffic.webhook_charts_now(session),
+        charts=await traffic.webhook_charts_now(session, traffic.recent_stats(request.app)),
         replays=await operators.latest_replays(session, REPLAYS_SHOWN),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,3 +153,31 @@ async def stats(session: AsyncSession, chosen: Window) -> list[Bucket]:
         if (bucket := at(n)) is not None and after is not None:
             bucket.first_audio.append((after, count))
     return buckets
+
+
+# Pages that chart the last day on every view read its closed hours at most this often.
+RECENT_REFRESH_SECONDS = 300.0
+
+
+class RecentStats:
+    """The last 24 hours by hour, for pages that show them on every view.
+
+    The hours already over are read again at most every ``refresh_seconds`` (and whenever
+    another hour has closed); the current hour, where nearly everything changes, on every
+    call. A delivery of a closed hour that settles later shows within ``refresh_seconds``.
+    """
+
+    def __init__(self, refresh_seconds: float = RECENT_REFRESH_SECONDS) -> None:
+        self._refresh_seconds = refresh_seconds
+        self._closed: tuple[Window, float, list[Bucket]] | None = None
+
+    async def last_day(self, session: AsyncSession) -> list[Bucket]:
+        whole = window(None, None, "hour")
+        current_start = whole.until - timedelta(seconds=whole.width)
+        closed = Window(whole.since, current_start, whole.bucket)
+        now = time.monotonic()
+        kept = self._closed
+        if kept is None or kept[0] != closed or now - kept[1] >= self._refresh_seconds:
+            kept = self._closed = (closed, now, await stats(session, closed))
+        current = await stats(session, Window(current_start, whole.until, whole.bucket))
+        return [*kept[2], *current]

@@ -70,7 +70,7 @@ function followCallPage(list) {
     const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
     if (!response.ok) return;
     const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-    for (const id of ["call-summary", "timeline"]) {
+    for (const id of ["call-head", "call-summary", "timeline"]) {
       const now = document.getElementById(id);
       const then = fresh.getElementById(id);
       if (now && then) now.replaceChildren(...then.childNodes);
