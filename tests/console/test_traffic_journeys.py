@@ -159,9 +159,7 @@ async def test_replay_all_failed_shows_its_progress_until_every_one_is_sent(
     await expect(page.get_by_test_id("replay-count")).to_have_text("1 of 1")
     assert await page.locator("progress").get_attribute("value") == "1"
     await browser.screenshot("webhook-replay")
-    remaining = await api(
-        exoplane, super_admin, "GET", "/api/v1/webhooks/deliveries?status=failed"
-    )
+    remaining = await api(exoplane, super_admin, "GET", "/api/v1/webhooks/deliveries?status=failed")
     assert remaining["deliveries"] == []
 
 
