@@ -1,12 +1,15 @@
-"""Server time per console page with 1,000 DIDs and 10,000 audit entries.
+"""Server time per console page with 1,000 DIDs, 10,000 audit entries, 100,000 calls and
+their 200,000 webhook deliveries.
 
 Run from the repository root: ``.venv/bin/python bench/console.py [--requests 50]
 [--postgres-url postgresql+asyncpg://postgres@127.0.0.1:5432/test]``. The app runs in this
 process with its lifespan, on a fresh SQLite database (and on PostgreSQL when a URL is given),
-seeded straight through SQLAlchemy; a signed-in super_admin then requests each page in turn
-over ASGI (no sockets, so what is timed is the server's work: middleware, session, queries,
-rendering). ``/healthz`` is measured the same way as the baseline. Prints a markdown table and
-writes ``bench/results/console.json`` and ``bench/results/console.md``.
+seeded straight through SQLAlchemy (the calls, deliveries and bot streams as
+``bench/stats.py`` seeds them, over the last 24 hours, one delivery in ten failed); a
+signed-in super_admin then requests each page in turn over ASGI (no sockets, so what is
+timed is the server's work: middleware, session, queries, rendering). ``/healthz`` is
+measured the same way as the baseline. Prints a markdown table and writes
+``bench/results/console.json`` and ``bench/results/console.md``.
 """
 
 from __future__ import annotations
@@ -27,19 +30,29 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stats import analyze
+from bench.stats import seed as seed_traffic
 from exoplane.app import create_app
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
-from exoplane.models import AuditEntry, Did
+from exoplane.models import App, AuditEntry, Did, WebhookDelivery
+from exoplane.security import Vault, load_secret_key
 from exoplane.voicebot.service import create_operator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DIDS = 1_000
 AUDIT_ENTRIES = 10_000
+# Calls of one app, each with two webhook deliveries (and one bot stream for every five).
+CALLS = 100_000
 TARGET_MS = 50.0
+# The webhook and call pages, and the overview with its charts, read from all of those.
+TRAFFIC_TARGET_MS = 100.0
 PAGES = (
     "/console",
     "/console/exotel",
@@ -51,11 +64,24 @@ PAGES = (
     "/console/audit?operator=nobody@example.com",
     "/console/operators",
 )
+TRAFFIC_PAGES = (
+    "/console",
+    "/console/webhooks",
+    "/console/webhooks?status=failed",
+    "/console/webhooks?app=bench-app&event=call_completed&status=failed",
+    "/console/webhooks?since=2000-01-01T00:00:00&until=2000-01-02T00:00:00",
+    "/console/webhooks/deliveries/54321",
+    "/console/calls?app=bench-app",
+    "/console/calls?app=bench-app&status=busy&direction=inbound&number=%2B919812345678",
+    f"/console/calls/{54321:032x}?app=bench-app",
+    "/console/calls",
+    "/console/calls/stream-4321",
+)
 BASELINE = "/healthz"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-async def seed(database_url: str) -> tuple[str, str]:
+async def seed(database_url: str, settings: Settings) -> tuple[str, str]:
     """1,000 DIDs (each with a bot and a flow), 10,000 audit entries; the operator."""
     engine = create_engine(database_url)
     try:
@@ -88,7 +114,18 @@ async def seed(database_url: str) -> tuple[str, str]:
                 for n in range(AUDIT_ENTRIES)
             ]
             await session.execute(insert(AuditEntry), entries)
-            return created.operator.email, created.password
+            email, password = created.operator.email, created.password
+        await seed_traffic(engine, CALLS, until=datetime.now(UTC))
+        sealed = Vault(load_secret_key(settings)).encrypt("bench")
+        async with engine.begin() as connection:
+            failed = update(WebhookDelivery).where(WebhookDelivery.id % 10 == 0)
+            await connection.execute(failed.values(status="failed"))
+            # The app's Exotel credentials as the vault writes them: the server checks its
+            # key against one on start.
+            app = update(App).values(exotel_api_key_enc=sealed, exotel_api_token_enc=sealed)
+            await connection.execute(app)
+        await analyze(engine)
+        return email, password
     finally:
         await engine.dispose()
 
@@ -106,26 +143,28 @@ async def measure(settings: Settings, email: str, password: str, requests: int) 
             )
             assert signed.status_code == 303, signed.text
             results = {}
-            for path in (BASELINE, *PAGES):
-                timings = []
+            for path in (BASELINE, *PAGES, *TRAFFIC_PAGES[1:]):
+                timings, first = [], None
                 for n in range(requests + 5):
                     started = time.perf_counter()
                     response = await client.get(path)
                     elapsed = (time.perf_counter() - started) * 1000
                     assert response.status_code == 200, (path, response.status_code)
+                    first = elapsed if first is None else first
                     if n >= 5:  # warm-up: templates compiled, statements cached
                         timings.append(elapsed)
                 timings.sort()
                 results[path] = {
                     "median_ms": round(statistics.median(timings), 2),
                     "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 2),
+                    # The first view: nothing cached (for the charts, the day's closed hours).
+                    "first_ms": round(first or 0.0, 2),
                     "bytes": len(response.content),
                 }
             return results
 
 
 async def run(backend: str, database_url: str, home: Path, requests: int) -> dict[str, Any]:
-    email, password = await seed(database_url)
     settings = Settings(
         _env_file=None,
         home=home,
@@ -134,16 +173,19 @@ async def run(backend: str, database_url: str, home: Path, requests: int) -> dic
         log_level="error",
         rate_limit="100000000/minute",
     )
+    email, password = await seed(database_url, settings)
     return {"backend": backend, "pages": await measure(settings, email, password, requests)}
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     lines = [
-        f"Console pages with {DIDS:,} DIDs and {AUDIT_ENTRIES:,} audit entries "
-        f"(server time over ASGI; target: median < {TARGET_MS:g} ms)",
+        f"Console pages with {DIDS:,} DIDs, {AUDIT_ENTRIES:,} audit entries, {CALLS:,} calls "
+        f"and {2 * CALLS:,} webhook deliveries (server time over ASGI; target: median "
+        f"< {TARGET_MS:g} ms, < {TRAFFIC_TARGET_MS:g} ms for the webhook and call pages and "
+        "the overview with its charts)",
         "",
-        "| backend | page | median ms | p95 ms | ratio to /healthz | KiB |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backend | page | median ms | p95 ms | first view ms | ratio to /healthz | KiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for result in runs:
         pages = result["pages"]
@@ -152,16 +194,24 @@ def table(runs: list[dict[str, Any]]) -> str:
             ratio = figures["median_ms"] / base if base else 0
             lines.append(
                 f"| {result['backend']} | `{path}` | {figures['median_ms']:.2f} | "
-                f"{figures['p95_ms']:.2f} | {ratio:.1f} | {figures['bytes'] / 1024:.0f} |"
+                f"{figures['p95_ms']:.2f} | {figures['first_ms']:.2f} | {ratio:.1f} | "
+                f"{figures['bytes'] / 1024:.0f} |"
             )
-    slowest = max(
-        figures["median_ms"]
-        for result in runs
-        for path, figures in result["pages"].items()
-        if path != BASELINE
-    )
-    verdict = "PASS" if slowest < TARGET_MS else "FAIL"
-    lines += ["", f"{verdict}: slowest page median {slowest:.2f} ms (target < {TARGET_MS:g} ms)"]
+    for name, paths, target in (
+        ("set-up", set(PAGES) - set(TRAFFIC_PAGES), TARGET_MS),
+        ("traffic", set(TRAFFIC_PAGES), TRAFFIC_TARGET_MS),
+    ):
+        slowest = max(
+            figures["median_ms"]
+            for result in runs
+            for path, figures in result["pages"].items()
+            if path in paths
+        )
+        verdict = "PASS" if slowest < target else "FAIL"
+        lines += [
+            "",
+            f"{verdict}: slowest {name} page median {slowest:.2f} ms (target < {target:g} ms)",
+        ]
     return "\n".join(lines)
 
 

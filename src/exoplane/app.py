@@ -23,11 +23,13 @@ from exoplane.console.errors import install_console_error_pages
 from exoplane.console.routes import router as console_router
 from exoplane.console.templates import CONSOLE_STATIC, console_static
 from exoplane.console.tenant_routes import router as console_tenants_router
+from exoplane.console.traffic_routes import router as console_traffic_router
 from exoplane.db import Reader, create_engine, create_session_factory
 from exoplane.errors import OutageLog, install_error_handlers
 from exoplane.exotel.client import ExotelClient
 from exoplane.health import router as health_router
 from exoplane.integrations.calls.endpoints import router as calls_router
+from exoplane.integrations.calls.operator_endpoints import router as app_calls_router
 from exoplane.integrations.calls.writer import HookWriter
 from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
@@ -41,6 +43,7 @@ from exoplane.state import AppState
 from exoplane.stats.endpoints import router as stats_router
 from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
+from exoplane.webhooks.operator_endpoints import router as webhook_operators_router
 from exoplane.webhooks.service import NoLocalDelivery
 from exoplane.webhooks.worker import WebhookWorker
 
@@ -159,6 +162,8 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         calls_router,
         *integrations_routers,
         webhooks_router,
+        webhook_operators_router,
+        app_calls_router,
         voicebot_router,
         admin_router,
         admin_apps_router,
@@ -167,6 +172,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         health_router,
         console_router,
         console_tenants_router,
+        console_traffic_router,
     )
     for router in routers:
         _add_routes(app, router)

@@ -5,27 +5,25 @@ Every action has its twin in ``/api/v1`` (named in each docstring).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
-from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
 from exoplane.admin import service as admin
 from exoplane.admin.schemas import OperatorCreate, OperatorUpdate, PasswordChange
-from exoplane.console import service
+from exoplane.console import service, traffic
 from exoplane.console.auth import AdminConsole, SuperAdminConsole
 from exoplane.console.errors import SignInFailed, SignInLimited
 from exoplane.console.service import SESSION_COOKIE, SIGN_IN_COOKIE, SignedIn
-from exoplane.console.templates import CONSOLE, SECURITY_HEADERS, redirect, render
+from exoplane.console.templates import CONSOLE, live_page_response, redirect, render
 from exoplane.db import Session
 from exoplane.errors import BadRequest, ExoplaneError, describe_validation_errors
 from exoplane.inputs import Int64, PathId
 from exoplane.integrations.auth import client_key
 from exoplane.integrations.calls import service as calls
+from exoplane.integrations.calls.endpoints import LastEventId
 from exoplane.integrations.calls.schemas import timeline_view
 from exoplane.security import new_token
 from exoplane.state import AppState, State
@@ -54,6 +52,8 @@ FLASH = {
     "did_deleted": "DID deleted.",
     "settings_saved": "Core fleet saved.",
     "operator_saved": "Operator saved.",
+    "delivery_replayed": "Delivery queued to be sent again.",
+    "replay_cancelled": "Replay cancelled.",
 }
 AUDIT_PAGE_SIZE = 50
 CallSid = Annotated[str, Path(max_length=100)]
@@ -239,9 +239,10 @@ async def overview(
     request: Request, state: State, session: Session, signed: AdminConsole
 ) -> Response:
     """The set-up checklist; twins: ``GET /api/v1/integrations/exotel``, ``/settings``,
-    ``/calls``, ``/bots``."""
+    ``/calls``, ``/bots``, and for the charts ``/api/v1/stats``."""
     checklist = await service.overview(session, state.settings, state.bots)
-    return page(request, signed, "overview.html", title="Overview", **checklist)
+    charts = await traffic.call_charts_now(session, traffic.recent_stats(request.app))
+    return page(request, signed, "overview.html", title="Overview", charts=charts, **checklist)
 
 
 # --- Exotel -------------------------------------------------------------------------------
@@ -534,23 +535,12 @@ async def call_page(
 
 @router.get("/test-call/{call_sid}/events")
 async def call_events(
-    state: State,
-    session: Session,
-    _signed: AdminConsole,
-    call_sid: CallSid,
-    seen: Annotated[Int64, Query()] = 0,
+    state: State, _signed: AdminConsole, call_sid: CallSid, last_event_id: LastEventId = None
 ) -> Response:
-    """The call's new timeline steps as Server-Sent Events (``step``), then ``end``."""
-    await calls.platform_call_timeline(session, call_sid)  # 404 before the stream starts
-
-    async def events() -> AsyncIterator[ServerSentEvent]:
-        async for steps, ended in service.follow_call(state.sessions, call_sid, seen=seen):
-            for step in timeline_view(steps):
-                yield ServerSentEvent(orjson.dumps(step).decode(), event="step")
-            if ended:
-                yield ServerSentEvent("{}", event="end")
-
-    return EventSourceResponse(events(), headers=SECURITY_HEADERS, ping=15)
+    """The call's timeline entries as Server-Sent Events, then ``end``; twin: ``GET
+    /api/v1/calls/{call_sid}/events``."""
+    entries = await calls.follow_call(state.sessions, None, call_sid, last_event_id=last_event_id)
+    return live_page_response(entries)
 
 
 # --- settings -----------------------------------------------------------------------------

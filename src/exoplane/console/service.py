@@ -1,5 +1,5 @@
 """The console's rules: signing in and out, sessions and their expiry, CSRF tokens, the
-overview's checklist and following a test call live. Never commits: the request's unit of
+overview's checklist and whether a test call has ended. Never commits: the request's unit of
 work does.
 
 Everything a page changes goes through the same services as ``/api/v1``; this module only
@@ -9,20 +9,18 @@ holds what exists because there is a browser: the session and the forms' tokens.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.capabilities import Capabilities
 from exoplane.config import Settings
 from exoplane.console import repository
 from exoplane.console.errors import CsrfRefused, SignInFailed, SignInLimited, SignInRequired
-from exoplane.db import Reader, unit_of_work
+from exoplane.db import Reader
 from exoplane.integrations.calls import service as calls
 from exoplane.integrations.calls.service import TimelineEntry
 from exoplane.media.metrics import STATS
@@ -183,38 +181,8 @@ async def overview(
     }
 
 
-# --- following a test call ----------------------------------------------------------------
-
-# How often a followed call's timeline is read again, and for how long at most.
-FOLLOW_POLL_SECONDS = 0.5
-FOLLOW_LIMIT_SECONDS = 15 * 60
+# --- a test call ---------------------------------------------------------------------------
 
 
 def call_ended(call: calls.PlatformCall, timeline: list[TimelineEntry]) -> bool:
     return call.outcome != "ongoing" or any(entry.kind == "stream_closed" for entry in timeline)
-
-
-async def follow_call(
-    sessions: async_sessionmaker[AsyncSession],
-    call_sid: str,
-    *,
-    seen: int = 0,
-    poll_seconds: float = FOLLOW_POLL_SECONDS,
-) -> AsyncIterator[tuple[list[TimelineEntry], bool]]:
-    """The call's new timeline steps as they are recorded (after the first ``seen``), and
-    whether it has ended; stops once it has, or after ``FOLLOW_LIMIT_SECONDS``.
-
-    Reads the timeline the API serves, one short unit of work per poll, so no connection is
-    held while waiting.
-    """
-    deadline = time.monotonic() + FOLLOW_LIMIT_SECONDS
-    while True:
-        async with unit_of_work(sessions) as session:
-            call, timeline = await calls.platform_call_timeline(session, call_sid)
-        ended = call_ended(call, timeline)
-        if len(timeline) > seen or ended:
-            yield timeline[seen:], ended
-            seen = len(timeline)
-        if ended or time.monotonic() > deadline:
-            return
-        await asyncio.sleep(poll_seconds)

@@ -3,12 +3,16 @@ response carries, and the console's own static files."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
+
+from exoplane.integrations.calls.schemas import live_response
+from exoplane.integrations.calls.service import LiveEntry
 
 HERE = Path(__file__).parent
 CONSOLE = "/console"
@@ -49,3 +53,10 @@ def redirect(path: str) -> Response:
 
 def console_static() -> StaticFiles:
     return StaticFiles(directory=HERE / "static")
+
+
+def live_page_response(entries: AsyncIterator[LiveEntry]) -> Response:
+    """A followed call as the API streams it, with the console's headers."""
+    response = live_response(entries)
+    response.headers.update(SECURITY_HEADERS)
+    return response

@@ -14,7 +14,12 @@ from exoplane.models.operator import Operator
 from exoplane.models.token import Token
 from exoplane.models.user import User
 from exoplane.models.voicebot import Did, ExotelIntegration, PlatformSettings
-from exoplane.models.webhook import WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models.webhook import (
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookReplay,
+)
 
 __all__ = [
     "App",
@@ -36,4 +41,5 @@ __all__ = [
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEvent",
+    "WebhookReplay",
 ]

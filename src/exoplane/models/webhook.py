@@ -71,4 +71,34 @@ class WebhookAttempt(Base):
     latency_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     response_body: Mapped[str | None] = mapped_column(Text)
+    # The request's headers as sent (JSON): signatures, never a secret.
+    request_headers: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookReplay(Base):
+    """An operator's "replay every failed delivery matching a filter": worked through in
+    batches by the delivery workers, from the oldest delivery to the newest that failed
+    before the job was made, so it resumes where it was after a restart."""
+
+    __tablename__ = "webhook_replays"
+    __table_args__ = (Index("ix_webhook_replays_status", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    # running -> completed | cancelled
+    status: Mapped[str] = mapped_column(String(20))
+    # The filter: deliveries that had failed, of this app, event and time queued (each
+    # optional), with ids up to ``up_to_id`` (the newest when the job was made).
+    app_id: Mapped[str | None] = mapped_column(String(36))
+    event_type: Mapped[str | None] = mapped_column(String(40))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    up_to_id: Mapped[int] = mapped_column(BigIntId)
+    # Progress: the last delivery id looked at, how many there were, how many replayed.
+    after_id: Mapped[int] = mapped_column(BigIntId, default=0)
+    total: Mapped[int] = mapped_column(Integer)
+    replayed: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -7,11 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import Row, Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import insert_missing
-from exoplane.models import AppSettings, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.models import (
+    App,
+    AppSettings,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    WebhookReplay,
+)
 from exoplane.models.base import Base
 
 # The outbox's hot statements act on the tables, not the mapped classes: the hook path
@@ -229,3 +236,116 @@ async def list_attempts(session: AsyncSession, delivery_id: int) -> Sequence[Web
 
 async def get_event(session: AsyncSession, event_id: str) -> WebhookEvent | None:
     return await session.get(WebhookEvent, event_id)
+
+
+# --- operators: every app's deliveries, and replays -----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Which deliveries an operator looks at (each part optional)."""
+
+    app_id: str | None = None
+    event_type: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _filtered(query: Select[Any], chosen: DeliveryFilter) -> Select[Any]:
+    if chosen.app_id is not None:
+        query = query.where(WebhookDelivery.app_id == chosen.app_id)
+    if chosen.event_type is not None:
+        query = query.where(WebhookDelivery.event_type == chosen.event_type)
+    if chosen.status is not None:
+        query = query.where(WebhookDelivery.status == chosen.status)
+    if chosen.since is not None:
+        query = query.where(WebhookDelivery.created_at >= chosen.since)
+    if chosen.until is not None:
+        query = query.where(WebhookDelivery.created_at < chosen.until)
+    return query
+
+
+async def all_deliveries(
+    session: AsyncSession, chosen: DeliveryFilter, *, before_id: int | None, limit: int
+) -> Sequence[WebhookDelivery]:
+    """Deliveries of every app, newest (highest id) first, older than ``before_id``."""
+    query = _filtered(select(WebhookDelivery), chosen)
+    if before_id is not None:
+        query = query.where(WebhookDelivery.id < before_id)
+    query = query.order_by(WebhookDelivery.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def any_delivery(session: AsyncSession, delivery_id: int) -> WebhookDelivery | None:
+    return await session.get(WebhookDelivery, delivery_id)
+
+
+async def newest_delivery_id(session: AsyncSession) -> int:
+    return (await session.scalar(select(func.max(WebhookDelivery.id)))) or 0
+
+
+async def count_deliveries(session: AsyncSession, chosen: DeliveryFilter, up_to_id: int) -> int:
+    query = _filtered(select(func.count()).select_from(WebhookDelivery), chosen)
+    return (await session.scalar(query.where(WebhookDelivery.id <= up_to_id))) or 0
+
+
+def add_replay(session: AsyncSession, replay: WebhookReplay) -> None:
+    session.add(replay)
+
+
+async def get_replay(
+    session: AsyncSession, replay_id: int, *, locked: bool = False
+) -> WebhookReplay | None:
+    query = select(WebhookReplay).where(WebhookReplay.id == replay_id)
+    if locked:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def latest_replays(session: AsyncSession, limit: int) -> Sequence[WebhookReplay]:
+    query = select(WebhookReplay).order_by(WebhookReplay.id.desc()).limit(limit)
+    return (await session.scalars(query)).all()
+
+
+async def claim_running_replay(session: AsyncSession) -> WebhookReplay | None:
+    """The oldest running replay, locked to this worker until the transaction ends; one
+    another worker holds is skipped (PostgreSQL; SQLite serialises writers instead)."""
+    query = (
+        select(WebhookReplay)
+        .where(WebhookReplay.status == "running")
+        .order_by(WebhookReplay.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    return await session.scalar(query)
+
+
+async def failed_ids_after(
+    session: AsyncSession, chosen: DeliveryFilter, after_id: int, up_to_id: int, limit: int
+) -> list[int]:
+    """The next failed deliveries of the filter, by id, after ``after_id``."""
+    query = _filtered(select(WebhookDelivery.id), chosen).where(
+        WebhookDelivery.id > after_id, WebhookDelivery.id <= up_to_id
+    )
+    query = query.order_by(WebhookDelivery.id).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def make_due(session: AsyncSession, delivery_ids: Sequence[int], now: datetime) -> int:
+    """Make these deliveries pending and due now, unless they are no longer failed."""
+    if not delivery_ids:
+        return 0
+    result = await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(delivery_ids), WebhookDelivery.status == "failed")
+        .values(status="pending", next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def app_names(session: AsyncSession, limit: int) -> list[tuple[str, str]]:
+    """Apps' ids and names, by name, to choose one from."""
+    query = select(App.id, App.name).order_by(App.name, App.id).limit(limit)
+    return [(app_id, name) for app_id, name in await session.execute(query)]

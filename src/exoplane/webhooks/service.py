@@ -207,6 +207,8 @@ class AttemptResult:
     latency_ms: int
     error: str | None
     response_body: str | None
+    # The headers sent (JSON), for the delivery log; None when nothing was sent.
+    request_headers: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -270,6 +272,7 @@ def apply_result(
         "latency_ms": result.latency_ms,
         "error": result.error,
         "response_body": result.response_body,
+        "request_headers": result.request_headers,
         "created_at": now,
     }
     return delivery, attempt
@@ -313,7 +316,10 @@ async def get_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> 
 
 async def retry_delivery(session: AsyncSession, app_id: str, delivery_id: int) -> DeliveryDetail:
     """Send a delivery again now, whatever became of it; the event id stays the same."""
-    detail = await get_delivery(session, app_id, delivery_id)
+    return await send_again(session, await get_delivery(session, app_id, delivery_id))
+
+
+async def send_again(session: AsyncSession, detail: DeliveryDetail) -> DeliveryDetail:
     delivery = detail.delivery
     now = utcnow()
     if delivery.lease_token is not None and delivery.leased_until and delivery.leased_until > now:
@@ -325,4 +331,5 @@ async def retry_delivery(session: AsyncSession, app_id: str, delivery_id: int) -
     delivery.next_attempt_at = now
     delivery.updated_at = now
     await session.flush()
+    session.info[OUTBOX_WRITTEN] = True
     return detail

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import aiohttp
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane import __version__
@@ -31,6 +32,7 @@ from exoplane.models.base import utcnow
 from exoplane.retention.service import prune_until
 from exoplane.security import Vault
 from exoplane.webhooks import repository
+from exoplane.webhooks.operators import replay_until
 from exoplane.webhooks.repository import Claimed
 from exoplane.webhooks.service import (
     RESPONSE_BODY_LIMIT,
@@ -146,6 +148,7 @@ class WebhookWorker:
         pruner = asyncio.create_task(
             prune_until(self._stopping, self._sessions, settings.retention_days)
         )
+        replayer = asyncio.create_task(replay_until(self._stopping, self._sessions, self.wake))
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
@@ -178,6 +181,7 @@ class WebhookWorker:
         self._results_ready.set()
         await recorder
         await pruner
+        await replayer
         await self._release_leases(set(cut_off.values()) | self._unrecorded)
 
     async def _pause(self) -> None:
@@ -312,6 +316,8 @@ class WebhookWorker:
             "Content-Type": "application/json",
             **signature_headers(secrets, delivery.event_id, utcnow(), delivery.payload),
         }
+        common = {str(name): value for name, value in http.headers.items()}
+        sent = orjson.dumps(common | headers).decode()
         url = delivery.url
         try:
             check_literal_host(url, allow_private=self._settings.allow_private_networks)
@@ -320,17 +326,18 @@ class WebhookWorker:
             ) as response:
                 body = await response.content.read(RESPONSE_BODY_LIMIT)
                 text = body.decode("utf-8", errors="replace")
-                return AttemptResult(response.status, elapsed(), None, text)
+                return AttemptResult(response.status, elapsed(), None, text, sent)
         except ForbiddenTarget as exc:
             return AttemptResult(None, elapsed(), f"forbidden target: {exc}", None)
         except TimeoutError:
             limit = self._settings.webhook_timeout_seconds
-            return AttemptResult(None, elapsed(), f"timed out after {limit:g} s", None)
+            return AttemptResult(None, elapsed(), f"timed out after {limit:g} s", None, sent)
         except aiohttp.ClientError as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, ForbiddenTarget) else None
             if cause is not None:
                 return AttemptResult(None, elapsed(), f"forbidden target: {cause}", None)
-            return AttemptResult(None, elapsed(), f"{type(exc).__name__}: {exc}"[:500], None)
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            return AttemptResult(None, elapsed(), error, None, sent)
 
     async def _release_leases(self, tokens: set[str]) -> None:
         """On shutdown, hand back the leases whose attempts were not recorded, so other

@@ -1,4 +1,4 @@
-// The console's only script: copy buttons, confirmations, and a test call's live timeline.
+// The console's only script: copy buttons, confirmations, and calls' live timelines.
 // Everything works without it; it only adds to pages rendered on the server.
 "use strict";
 
@@ -19,20 +19,19 @@ document.addEventListener("submit", (event) => {
   if (question && !window.confirm(question)) event.preventDefault();
 });
 
+// The stream gives the whole timeline from its first entry (and, after a reconnection,
+// from just after the last one received), so the list rendered with the page is replaced
+// by the stream's own once it starts.
 function followTimeline(list) {
   const state = document.getElementById("call-state");
   const source = new EventSource(list.dataset.events);
-  source.addEventListener("step", (event) => {
-    const step = JSON.parse(event.data);
-    const item = document.createElement("li");
-    const at = document.createElement("time");
-    at.textContent = step.at;
-    const kind = document.createElement("strong");
-    kind.textContent = step.kind;
-    const detail = document.createElement("code");
-    detail.textContent = JSON.stringify(step.detail);
-    item.append(at, " ", kind, " ", detail);
-    list.append(item);
+  let fresh = true;
+  source.addEventListener("message", (event) => {
+    if (fresh) {
+      list.replaceChildren();
+      fresh = false;
+    }
+    list.append(timelineItem(JSON.parse(event.data), list.dataset.startedAt));
   });
   source.addEventListener("end", () => {
     source.close();
@@ -40,8 +39,55 @@ function followTimeline(list) {
   });
 }
 
+function timelineItem(step, startedAt) {
+  const item = document.createElement("li");
+  item.dataset.kind = step.kind;
+  const at = document.createElement("time");
+  at.dateTime = step.at;
+  at.textContent = startedAt ? relative(startedAt, step.at) : step.at;
+  const kind = document.createElement("strong");
+  kind.textContent = step.kind;
+  const detail = document.createElement("code");
+  detail.textContent = JSON.stringify(step.detail);
+  item.append(at, " ", kind, " ", detail);
+  return item;
+}
+
+// "+1.234 s" after the call's first step, as the server renders it.
+function relative(startedAt, at) {
+  const seconds = (Date.parse(at) - Date.parse(startedAt)) / 1000;
+  return `+${Math.max(0, seconds).toFixed(3)} s`;
+}
+
+// A call's page (with its milestones) is redrawn by the server: each new entry fetches the
+// page again and swaps its summary and timeline in place, without reloading it.
+function followCallPage(list) {
+  const state = document.getElementById("call-state");
+  const source = new EventSource(list.dataset.events);
+  let pending = null;
+  const redraw = async () => {
+    pending = null;
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const id of ["call-head", "call-summary", "timeline"]) {
+      const now = document.getElementById(id);
+      const then = fresh.getElementById(id);
+      if (now && then) now.replaceChildren(...then.childNodes);
+    }
+  };
+  const soon = () => { if (!pending) pending = setTimeout(redraw, 200); };
+  source.addEventListener("message", soon);
+  source.addEventListener("end", () => {
+    source.close();
+    if (state) state.textContent = "Call ended";
+    soon();
+  });
+}
+
 const timeline = document.querySelector("ol[data-events]");
-if (timeline) followTimeline(timeline);
+if (timeline && "summary" in timeline.dataset) followCallPage(timeline);
+else if (timeline) followTimeline(timeline);
 
 // Importing agents from a CSV file: the upload's progress, then the server's check and import
 // (one transaction, so it is shown as under way, not as a fraction), then the page it answers

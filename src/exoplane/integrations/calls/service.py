@@ -700,7 +700,7 @@ def _position(cursor: str) -> tuple[datetime, str]:
     return started, call_id
 
 
-def _utc(value: datetime | None, name: str) -> datetime | None:
+def utc_filter(value: datetime | None, name: str) -> datetime | None:
     """A time filter in UTC; one given without an offset is taken to be UTC."""
     if value is None:
         return None
@@ -731,8 +731,8 @@ async def list_calls(
         statuses=[status] if status is not None else None,
         direction=direction,
         number=_number(number) if number else None,
-        since=_utc(since, "since"),
-        until=_utc(until, "until"),
+        since=utc_filter(since, "since"),
+        until=utc_filter(until, "until"),
         after=_position(cursor) if cursor is not None else None,
         limit=limit + 1,
     )
@@ -826,8 +826,8 @@ async def list_platform_calls(
         status=status,
         direction=direction,
         number=_number(number) if number else None,
-        since=_utc(since, "since"),
-        until=_utc(until, "until"),
+        since=utc_filter(since, "since"),
+        until=utc_filter(until, "until"),
         before_id=cursor,
         limit=limit + 1,
     )
