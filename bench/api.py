@@ -55,7 +55,16 @@ TARGET_P99_MS = 15.0
 TOKEN_SCENARIO = "post_token"
 TOKEN_RATIO = 0.3
 
-PACKAGES = ("exoplane", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp")
+PACKAGES = (
+    "exoplane",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "aiohttp",
+    "pipecat-ai",
+)
 
 
 class BenchError(Exception):
