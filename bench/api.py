@@ -96,6 +96,10 @@ class Sample:
     mean_ms: float
     server_cpu: float | None  # CPU seconds per second of the run: 1.0 is one CPU kept busy
     client_cpu: float
+    # How busy the CPUs they were pinned to were, with every process on them: on a shared
+    # machine another process can take a CPU the server or wrk then cannot use.
+    server_cpu_busy: float | None
+    client_cpu_busy: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,8 @@ class Result:
     ratio: float
     server_cpu: float | None
     client_cpu: float
+    server_cpu_busy: float | None
+    client_cpu_busy: float | None
     saturated: str
 
     @property
@@ -155,6 +161,33 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    """Busy and total jiffies of each CPU so far, from /proc/stat (Linux); empty elsewhere."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    times = {}
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(value) for value in values[:8]]
+            idle = ticks[3] + ticks[4]  # idle and iowait
+            times[name.removeprefix("cpu")] = (sum(ticks) - idle, sum(ticks))
+    return times
+
+
+def _busy(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], side: int
+) -> float | None:
+    cpus = _cpus()
+    if cpus is None or cpus[side] not in before or cpus[side] not in after:
+        return None
+    busy = after[cpus[side]][0] - before[cpus[side]][0]
+    total = after[cpus[side]][1] - before[cpus[side]][1]
+    return busy / total if total > 0 else None
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -183,6 +216,7 @@ def wrk_env(scenario: Scenario) -> dict[str, str]:
 def _wrk(scenario: Scenario, seconds: float, connections: int, server_pid: int) -> Sample:
     """One run of wrk; the server's CPU from /proc, wrk's from its resource usage."""
     server_before, client_before = _cpu_seconds(server_pid), _children_cpu_seconds()
+    cpus_before = _cpu_times()
     started = time.perf_counter()
     completed = subprocess.run(
         wrk_command(scenario, seconds, connections),
@@ -194,6 +228,7 @@ def _wrk(scenario: Scenario, seconds: float, connections: int, server_pid: int) 
     )
     wall = time.perf_counter() - started
     server_after, client_after = _cpu_seconds(server_pid), _children_cpu_seconds()
+    cpus_after = _cpu_times()
     lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if completed.returncode != 0 or not lines:
         raise BenchError(
@@ -222,6 +257,8 @@ def _wrk(scenario: Scenario, seconds: float, connections: int, server_pid: int) 
         mean_ms=found["mean_us"] / 1000,
         server_cpu=server_cpu,
         client_cpu=(client_after - client_before) / wall,
+        server_cpu_busy=_busy(cpus_before, cpus_after, 0),
+        client_cpu_busy=_busy(cpus_before, cpus_after, 1),
     )
 
 
@@ -239,13 +276,30 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def saturated_side(server_cpu: float | None, client_cpu: float) -> str:
-    """Which side's CPU limited the run: ``server``, ``wrk``, ``both`` or ``neither``."""
-    server = server_cpu is not None and server_cpu >= SATURATED
-    client = client_cpu >= SATURATED
-    return {(True, True): "both", (True, False): "server", (False, True): "wrk"}.get(
-        (server, client), "neither"
-    )
+def saturated_side(sample: Sample) -> str:
+    """Which side's CPU limited the run: ``server``, ``wrk``, ``both`` or ``neither``; with
+    "(CPU shared)" when that side used less than its CPU but other processes took the rest."""
+
+    def full(own: float | None, busy: float | None) -> str | None:
+        if own is not None and own >= SATURATED:
+            return ""
+        if busy is not None and busy >= SATURATED:
+            return " (CPU shared)"
+        return None
+
+    server = full(sample.server_cpu, sample.server_cpu_busy)
+    client = full(sample.client_cpu, sample.client_cpu_busy)
+    if server is not None and client is not None:
+        return f"both: server{server}, wrk{client}"
+    if server is not None:
+        return "server" + server
+    if client is not None:
+        return "wrk" + client
+    return "neither"
+
+
+def _share(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def summarise(name: str, sample: Sample, baseline_rps: float | None) -> Result:
@@ -262,9 +316,11 @@ def summarise(name: str, sample: Sample, baseline_rps: float | None) -> Result:
         p99_ms=round(sample.p99_ms, 3),
         mean_ms=round(sample.mean_ms, 3),
         ratio=round(rps / reference, 3) if reference > 0 else 0.0,
-        server_cpu=None if sample.server_cpu is None else round(sample.server_cpu, 2),
+        server_cpu=_share(sample.server_cpu),
         client_cpu=round(sample.client_cpu, 2),
-        saturated=saturated_side(sample.server_cpu, sample.client_cpu),
+        server_cpu_busy=_share(sample.server_cpu_busy),
+        client_cpu_busy=_share(sample.client_cpu_busy),
+        saturated=saturated_side(sample),
     )
 
 
@@ -583,15 +639,15 @@ def _cpu(value: float | None) -> str:
 def markdown_table(results: Sequence[Result]) -> str:
     lines = [
         f"| scenario | requests/s | p50 ms | p99 ms | errors | ratio to {BASELINE} "
-        "| server CPU | wrk CPU | saturated |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server CPU | wrk CPU | server's CPU busy | wrk's CPU busy | saturated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         errors = f"**{r.errors}**" if r.failed else "0"
         lines.append(
             f"| {r.scenario} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
             f"| {errors} | {r.ratio:.3f} | {_cpu(r.server_cpu)} | {_cpu(r.client_cpu)} "
-            f"| {r.saturated} |"
+            f"| {_cpu(r.server_cpu_busy)} | {_cpu(r.client_cpu_busy)} | {r.saturated} |"
         )
     return "\n".join(lines)
 
