@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy src tests bench
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/webhooks.py
 	$(BIN)/python bench/media.py

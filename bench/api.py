@@ -2,8 +2,10 @@
 
 Run from the repository root with ``make bench`` (or ``python bench/api.py --help``). Both
 targets run as child processes under uvicorn with one worker and no access log, and are put
-under load one at a time by the same aiohttp client. The table goes to stdout; the results
-are also written to ``bench/results/api.json`` and ``bench/results/api.md``.
+under load one at a time by wrk (one thread, ``bench/wrk.lua``), the server pinned to one CPU
+and wrk to another where there are two, so that the load generator is not what limits the
+rate; each row says how much CPU each side used. The table goes to stdout; the results are
+also written to ``bench/results/api.json`` and ``bench/results/api.md``.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import json
 import math
 import os
 import platform
+import resource
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -27,6 +31,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -43,11 +48,23 @@ CLI_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 2000
 
 BASELINE = "bare"
+BENCH_USER = "agent@example.com"
 TARGET_SCENARIO = "get_app"
 TARGET_RATIO = 0.25
 TARGET_P99_MS = 15.0
+TOKEN_SCENARIO = "post_token"
+TOKEN_RATIO = 0.3
 
-PACKAGES = ("exoplane", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "aiohttp")
+PACKAGES = (
+    "exoplane",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "aiohttp",
+    "pipecat-ai",
+)
 
 
 class BenchError(Exception):
@@ -64,13 +81,25 @@ class Scenario:
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
+    fresh: str | None = None  # a query parameter given a value new to every request
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
-    latencies: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-    elapsed: float = 0.0
+    """What wrk measured, and the CPU both sides used meanwhile."""
+
+    requests: int
+    seconds: float
+    errors: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    server_cpu: float | None  # CPU seconds per second of the run: 1.0 is one CPU kept busy
+    client_cpu: float
+    # How busy the CPUs they were pinned to were, with every process on them: on a shared
+    # machine another process can take a CPU the server or wrk then cannot use.
+    server_cpu_busy: float | None
+    client_cpu_busy: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,54 +114,159 @@ class Result:
     p99_ms: float
     mean_ms: float
     ratio: float
+    server_cpu: float | None
+    client_cpu: float
+    server_cpu_busy: float | None
+    client_cpu_busy: float | None
+    saturated: str
 
     @property
     def failed(self) -> bool:
         return self.errors > 0 or self.count == 0
 
 
-async def _worker(
-    session: aiohttp.ClientSession, scenario: Scenario, deadline: float, sample: Sample
-) -> None:
-    clock = time.perf_counter
-    while clock() < deadline:
-        began = clock()
-        failure: str | None = None
-        try:
-            async with session.request(
-                scenario.method, scenario.url, headers=scenario.headers, data=scenario.body
-            ) as response:
-                await response.read()
-                if not 200 <= response.status < 300:
-                    failure = f"HTTP {response.status}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            failure = type(exc).__name__
-        sample.latencies.append(clock() - began)
-        if failure is not None:
-            sample.failures[failure] += 1
+# A side whose CPU use is at least this share of one CPU is taken as the one that limits.
+SATURATED = 0.9
+# wrk's result line, written by bench/wrk.lua's done().
+RESULT_PREFIX = "BENCH-RESULT "
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
+WRK_MISSING = (
+    "wrk is not installed: `make bench` installs Debian's package `wrk` when it is missing "
+    "(or run `apt-get install wrk`)"
+)
 
 
-async def _drive(
-    session: aiohttp.ClientSession, scenario: Scenario, seconds: float, connections: int
-) -> Sample:
-    sample = Sample()
-    started = time.perf_counter()
-    deadline = started + seconds
-    await asyncio.gather(
-        *(_worker(session, scenario, deadline, sample) for _ in range(connections))
+def _cpus() -> tuple[str, str] | None:
+    """The CPUs the server and wrk are pinned to, or None on a machine with fewer than two
+    CPUs available to this process."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(available) < 2 or shutil.which("taskset") is None:
+        return None
+    return str(available[0]), str(available[1])
+
+
+def pinned(argv: Sequence[str], side: int) -> list[str]:
+    """``argv`` run on its own CPU (``side`` 0 for the server, 1 for wrk) where there are
+    two; as it is otherwise."""
+    cpus = _cpus()
+    return list(argv) if cpus is None else ["taskset", "-c", cpus[side], *argv]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far, where /proc says (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_times() -> dict[str, tuple[int, int]]:
+    """Busy and total jiffies of each CPU so far, from /proc/stat (Linux); empty elsewhere."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    times = {}
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(value) for value in values[:8]]
+            idle = ticks[3] + ticks[4]  # idle and iowait
+            times[name.removeprefix("cpu")] = (sum(ticks) - idle, sum(ticks))
+    return times
+
+
+def _busy(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], side: int
+) -> float | None:
+    cpus = _cpus()
+    if cpus is None or cpus[side] not in before or cpus[side] not in after:
+        return None
+    busy = after[cpus[side]][0] - before[cpus[side]][0]
+    total = after[cpus[side]][1] - before[cpus[side]][1]
+    return busy / total if total > 0 else None
+
+
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def wrk_command(scenario: Scenario, seconds: float, connections: int) -> list[str]:
+    # One wrk thread: wrk gets one CPU, as the server does.
+    timeout = f"{REQUEST_TIMEOUT_S:g}s"
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"--timeout={timeout}"]
+    return pinned([*argv, "-s", str(WRK_SCRIPT), scenario.url], 1)
+
+
+def wrk_env(scenario: Scenario) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BENCH_METHOD=scenario.method,
+        BENCH_BODY=(scenario.body or b"").decode(),
+        BENCH_HEADERS="\n".join(f"{name}: {value}" for name, value in scenario.headers.items()),
     )
-    sample.elapsed = time.perf_counter() - started
-    return sample
+    env.pop("BENCH_FRESH", None)
+    if scenario.fresh:
+        env.update(BENCH_FRESH=scenario.fresh, BENCH_RUN=uuid.uuid4().hex[:12])
+    return env
 
 
-async def measure(scenario: Scenario, options: argparse.Namespace) -> Sample:
-    """Warm up, then load ``scenario`` for the measured period through one fresh pool."""
-    connector = aiohttp.TCPConnector(limit=options.connections)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        if options.warmup > 0:
-            await _drive(session, scenario, options.warmup, options.connections)
-        return await _drive(session, scenario, options.duration, options.connections)
+def _wrk(scenario: Scenario, seconds: float, connections: int, server_pid: int) -> Sample:
+    """One run of wrk; the server's CPU from /proc, wrk's from its resource usage."""
+    server_before, client_before = _cpu_seconds(server_pid), _children_cpu_seconds()
+    cpus_before = _cpu_times()
+    started = time.perf_counter()
+    completed = subprocess.run(
+        wrk_command(scenario, seconds, connections),
+        env=wrk_env(scenario),
+        capture_output=True,
+        text=True,
+        timeout=seconds + REQUEST_TIMEOUT_S + STOP_TIMEOUT_S,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    server_after, client_after = _cpu_seconds(server_pid), _children_cpu_seconds()
+    cpus_after = _cpu_times()
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if completed.returncode != 0 or not lines:
+        raise BenchError(
+            f"wrk failed on {scenario.name} (exit {completed.returncode}):\n"
+            f"{(completed.stderr or completed.stdout)[-LOG_TAIL_CHARS:]}"
+        )
+    found = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
+    errors = {
+        kind: int(found[f"{kind}_errors"])
+        for kind in ("connect", "read", "write", "status")
+        if found[f"{kind}_errors"]
+    }
+    if found["timeouts"]:
+        errors["timeout"] = int(found["timeouts"])
+    server_cpu = (
+        None
+        if server_before is None or server_after is None
+        else (server_after - server_before) / wall
+    )
+    return Sample(
+        requests=int(found["requests"]),
+        seconds=found["duration_us"] / 1e6,
+        errors=errors,
+        p50_ms=found["p50_us"] / 1000,
+        p99_ms=found["p99_us"] / 1000,
+        mean_ms=found["mean_us"] / 1000,
+        server_cpu=server_cpu,
+        client_cpu=(client_after - client_before) / wall,
+        server_cpu_busy=_busy(cpus_before, cpus_after, 0),
+        client_cpu_busy=_busy(cpus_before, cpus_after, 1),
+    )
+
+
+def measure(scenario: Scenario, options: argparse.Namespace, server_pid: int) -> Sample:
+    """Warm up, then load ``scenario`` for the measured period, each a run of wrk."""
+    if options.warmup > 0:
+        _wrk(scenario, options.warmup, options.connections, server_pid)
+    return _wrk(scenario, options.duration, options.connections, server_pid)
 
 
 def _percentile(ordered: Sequence[float], fraction: float) -> float:
@@ -142,22 +276,51 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
+def saturated_side(sample: Sample) -> str:
+    """Which side's CPU limited the run: ``server``, ``wrk``, ``both`` or ``neither``; with
+    "(CPU shared)" when that side used less than its CPU but other processes took the rest."""
+
+    def full(own: float | None, busy: float | None) -> str | None:
+        if own is not None and own >= SATURATED:
+            return ""
+        if busy is not None and busy >= SATURATED:
+            return " (CPU shared)"
+        return None
+
+    server = full(sample.server_cpu, sample.server_cpu_busy)
+    client = full(sample.client_cpu, sample.client_cpu_busy)
+    if server is not None and client is not None:
+        return f"both: server{server}, wrk{client}"
+    if server is not None:
+        return "server" + server
+    if client is not None:
+        return "wrk" + client
+    return "neither"
+
+
+def _share(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def summarise(name: str, sample: Sample, baseline_rps: float | None) -> Result:
-    ordered = sorted(sample.latencies)
-    count = len(ordered)
-    rps = count / sample.elapsed if sample.elapsed > 0 else 0.0
+    rps = sample.requests / sample.seconds if sample.seconds > 0 else 0.0
     reference = rps if baseline_rps is None else baseline_rps
     return Result(
         scenario=name,
-        count=count,
-        errors=sum(sample.failures.values()),
-        error_kinds=dict(sample.failures),
-        seconds=round(sample.elapsed, 3),
+        count=sample.requests,
+        errors=sum(sample.errors.values()),
+        error_kinds=dict(sample.errors),
+        seconds=round(sample.seconds, 3),
         rps=round(rps, 1),
-        p50_ms=round(_percentile(ordered, 0.50) * 1000, 3),
-        p99_ms=round(_percentile(ordered, 0.99) * 1000, 3),
-        mean_ms=round(sum(ordered) / count * 1000, 3) if count else 0.0,
+        p50_ms=round(sample.p50_ms, 3),
+        p99_ms=round(sample.p99_ms, 3),
+        mean_ms=round(sample.mean_ms, 3),
         ratio=round(rps / reference, 3) if reference > 0 else 0.0,
+        server_cpu=_share(sample.server_cpu),
+        client_cpu=round(sample.client_cpu, 2),
+        server_cpu_busy=_share(sample.server_cpu_busy),
+        client_cpu_busy=_share(sample.client_cpu_busy),
+        saturated=saturated_side(sample),
     )
 
 
@@ -227,21 +390,32 @@ async def _wait_until_healthy(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Server:
+    url: str  # the base URL
+    pid: int
+
+
 @asynccontextmanager
 async def serving(
     name: str, argv: Sequence[str], health_path: str, port: int, workdir: Path
-) -> AsyncIterator[str]:
-    """Run a server as a child process; yield its base URL once it is healthy."""
+) -> AsyncIterator[Server]:
+    """Run a server as a child process, on the server's CPU; yield it once it is healthy."""
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         # The working directory is the scratch directory so that no .env file is picked up.
+        # taskset execs the server, so the pid is the server's own.
         process = subprocess.Popen(
-            argv, cwd=workdir, env=child_env(workdir), stdout=log, stderr=subprocess.STDOUT
+            pinned(argv, 0),
+            cwd=workdir,
+            env=child_env(workdir),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         base_url = f"http://{HOST}:{port}"
         await _wait_until_healthy(name, process, base_url + health_path, log_path)
-        yield base_url
+        yield Server(base_url, process.pid)
     finally:
         _stop(process)
 
@@ -280,6 +454,8 @@ class AppCredentials:
     app_id: str
     app_secret: str
     token: str
+    user_id: str  # a mapped user's AppUserId
+    popup_hook: str  # the app's popup Passthru URL
 
 
 async def _create_customer(workdir: Path) -> tuple[str, str]:
@@ -301,7 +477,7 @@ async def _call(
     session: aiohttp.ClientSession,
     method: str,
     url: str,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     authorization: str | None = None,
 ) -> Any:
     """Call an Exotel-style endpoint and return the ``Data`` of its envelope."""
@@ -343,12 +519,44 @@ async def seed(base_url: str, workdir: Path) -> AppCredentials:
         )
         app_id, app_secret = str(app["AppID"]), str(app["AppSecret"])
         app_token = await _token(session, base_url, "app", app_id, app_secret)
-    return AppCredentials(app_id, app_secret, app_token)
+        await _call(
+            session,
+            "POST",
+            f"{base_url}/v2/integrations/usermapping",
+            [
+                {
+                    "AppUserId": BENCH_USER,
+                    "AppUsername": "Bench Agent",
+                    "Email": BENCH_USER,
+                    "ExotelAccountSid": "bench",
+                    "ExotelUserName": "Bench Agent",
+                    "AgentNumber": "09876000001",
+                    "VirtualNumber": "08047491899",
+                }
+            ],
+            authorization=app_token,
+        )
+        flow_urls = f"{base_url}/v2/integrations/{customer_id}/apps/{app_id}/flow-urls"
+        async with session.get(flow_urls, headers={"Authorization": app_token}) as response:
+            if response.status != 200:
+                raise BenchError(f"GET {flow_urls} answered {response.status}")
+            popup = str((await response.json())["data"]["passthru_urls"]["popup"])
+    return AppCredentials(app_id, app_secret, app_token, BENCH_USER, popup)
 
 
 def exoplane_scenarios(base_url: str, app: AppCredentials) -> list[Scenario]:
     token_body = json.dumps({"Id": app.app_id, "Secret": app.app_secret, "Entity": "app"})
+    separator = "&" if "?" in app.popup_hook else "?"
+    # Exotel's popup Passthru: a GET with the call's parameters, a new CallSid each time.
+    hook = f"{app.popup_hook}{separator}CallFrom=09876543210&CallTo=08047491899"
     return [
+        Scenario(
+            "get_usermapping",
+            "GET",
+            f"{base_url}/v2/integrations/usermapping?{urlencode({'user_id': app.user_id})}",
+            headers={"Authorization": app.token},
+        ),
+        Scenario("passthru_popup", "GET", hook, fresh="CallSid"),
         Scenario(
             "get_app",
             "GET",
@@ -368,25 +576,27 @@ def exoplane_scenarios(base_url: str, app: AppCredentials) -> list[Scenario]:
 # --- the run ------------------------------------------------------------------------------
 
 
-async def _run_scenario(
-    scenario: Scenario, options: argparse.Namespace, baseline_rps: float | None
+def _run_scenario(
+    scenario: Scenario, options: argparse.Namespace, server: Server, baseline_rps: float | None
 ) -> Result:
     print(f"measuring {scenario.name} ...", file=sys.stderr, flush=True)
-    return summarise(scenario.name, await measure(scenario, options), baseline_rps)
+    return summarise(scenario.name, measure(scenario, options, server.pid), baseline_rps)
 
 
 async def run(options: argparse.Namespace, workdir: Path) -> list[Result]:
-    """The baseline first, then exoplane; only one server is up at any time."""
+    """The baseline first, then exoplane; only one server is up at any time. wrk runs while
+    the event loop waits: nothing else happens in this process meanwhile."""
     port = free_port()
-    async with serving("bare", bare_command(port), "/", port, workdir) as base_url:
-        baseline = await _run_scenario(Scenario(BASELINE, "GET", f"{base_url}/"), options, None)
+    async with serving("bare", bare_command(port), "/", port, workdir) as server:
+        bare = Scenario(BASELINE, "GET", f"{server.url}/")
+        baseline = _run_scenario(bare, options, server, None)
     results = [baseline]
 
     port = free_port()
-    async with serving("exoplane", exoplane_command(port), "/healthz", port, workdir) as base_url:
-        app = await seed(base_url, workdir)
-        for scenario in exoplane_scenarios(base_url, app):
-            results.append(await _run_scenario(scenario, options, baseline.rps))
+    async with serving("exoplane", exoplane_command(port), "/healthz", port, workdir) as server:
+        app = await seed(server.url, workdir)
+        for scenario in exoplane_scenarios(server.url, app):
+            results.append(_run_scenario(scenario, options, server, baseline.rps))
     return results
 
 
@@ -402,6 +612,7 @@ class Target:
 
 def check_targets(results: Sequence[Result]) -> list[Target]:
     result = next(r for r in results if r.scenario == TARGET_SCENARIO)
+    token = next(r for r in results if r.scenario == TOKEN_SCENARIO)
     return [
         Target(
             f"{TARGET_SCENARIO} requests/s >= {TARGET_RATIO} x {BASELINE}",
@@ -413,21 +624,39 @@ def check_targets(results: Sequence[Result]) -> list[Target]:
             result.p99_ms,
             result.p99_ms <= TARGET_P99_MS,
         ),
+        Target(
+            f"{TOKEN_SCENARIO} requests/s >= {TOKEN_RATIO} x {BASELINE}",
+            token.ratio,
+            token.ratio >= TOKEN_RATIO,
+        ),
     ]
+
+
+def _cpu(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.0f}%"
 
 
 def markdown_table(results: Sequence[Result]) -> str:
     lines = [
-        f"| scenario | requests/s | p50 ms | p99 ms | errors | ratio to {BASELINE} |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| scenario | requests/s | p50 ms | p99 ms | errors | ratio to {BASELINE} "
+        "| server CPU | wrk CPU | server's CPU busy | wrk's CPU busy | saturated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         errors = f"**{r.errors}**" if r.failed else "0"
         lines.append(
             f"| {r.scenario} | {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-            f"| {errors} | {r.ratio:.3f} |"
+            f"| {errors} | {r.ratio:.3f} | {_cpu(r.server_cpu)} | {_cpu(r.client_cpu)} "
+            f"| {_cpu(r.server_cpu_busy)} | {_cpu(r.client_cpu_busy)} | {r.saturated} |"
         )
     return "\n".join(lines)
+
+
+def pinning_line() -> str:
+    cpus = _cpus()
+    if cpus is None:
+        return "server and wrk NOT pinned (fewer than two CPUs, or no taskset): shared CPUs"
+    return f"server pinned to CPU {cpus[0]}, wrk (one thread) to CPU {cpus[1]}"
 
 
 def target_lines(targets: Sequence[Target]) -> list[str]:
@@ -471,15 +700,26 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
         "server": "uvicorn, 1 worker, access log off, log level warning",
         "database": "SQLite (default) in a fresh EXOPLANE_HOME",
         "rate_limit": RATE_LIMIT,
-        "client": "aiohttp, one ClientSession per scenario",
+        "client": "wrk, one thread, bench/wrk.lua",
+        "pinning": pinning_line(),
+        "wrk": _wrk_version(),
     }
+
+
+def _wrk_version() -> str | None:
+    try:
+        completed = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    first = (completed.stdout or completed.stderr).strip().splitlines()
+    return first[0] if first else None
 
 
 def headline(options: argparse.Namespace, when: datetime) -> str:
     return (
-        f"API benchmark, {when:%Y-%m-%d %H:%M} UTC: {options.connections} connections, "
+        f"API benchmark, {when:%Y-%m-%d %H:%M} UTC: wrk, {options.connections} connections, "
         f"{options.duration:g} s per scenario after {options.warmup:g} s warm-up; "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs."
+        f"{pinning_line()}; Python {platform.python_version()}, {os.cpu_count()} CPUs."
     )
 
 
@@ -565,6 +805,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
+    if shutil.which("wrk") is None:
+        print(f"benchmark failed: {WRK_MISSING}", file=sys.stderr)
+        return 2
     when = datetime.now(UTC)
     try:
         with (

@@ -1,10 +1,13 @@
-"""Concurrent simulated Exotel streams against exoplane's echo bot and a bare WebSocket echo.
+"""Concurrent simulated Exotel streams against exoplane's echo bot, a bare WebSocket echo and a
+pipecat echo (the peer).
 
 Run from the repository root with ``make bench`` (after ``bench/api.py``) or
-``python bench/media.py --help``. Both servers run as child processes under uvicorn with one
-worker: ``exoplane serve`` (its ``/exotel/echo`` bot) and ``bench/media_bare.py``, a Starlette
-WebSocket that sends every frame straight back. For each number of streams in the ladder the
-same client plays Exotel's part against one server, then the other: ``connected``, ``start``,
+``python bench/media.py --help``. All three servers run as child processes under uvicorn with
+one worker: ``exoplane serve`` (its ``/exotel/echo`` bot), ``bench/media_bare.py``, a Starlette
+WebSocket that sends every frame straight back, and ``bench/media_pipecat.py``, a pipecat
+echo wired as Exotel's pipecat sample wires a bot. For each number of streams in the ladder
+(pipecat has its own, lower one) the same client plays Exotel's part against one server at a
+time: ``connected``, ``start``,
 then one 100 ms media frame (1,600 bytes of PCM16 at 8 kHz) per stream every 100 ms for
 ``--duration`` seconds, then ``stop``. The table goes to stdout; the results are also written
 to ``bench/results/media.json`` and ``bench/results/media.md``.
@@ -71,8 +74,22 @@ FRAME_S = 0.1
 FRAME_BYTES = 1600  # 100 ms of PCM16 at 8 kHz
 BYTES_PER_S = SAMPLE_RATE * 2
 
-DEFAULT_LADDER = (100, 250, 500, 1000, 1200, 1400, 1600, 1800, 2000, 2200, 2400, 2800)
+
+def _steps(first: int, last: int, step: float = 1.1) -> tuple[int, ...]:
+    """Rungs from ``first`` to ``last``, each at most ``step`` times the one before: a
+    capacity is only known to the nearest rung, so near a limit the rungs are 10 % apart."""
+    rungs = [first]
+    while rungs[-1] < last:
+        rungs.append(min(last, max(rungs[-1] + 1, int(rungs[-1] * step))))
+    return tuple(rungs)
+
+
+# The bare echo and exoplane: coarse up to 500 streams, then 10 % apart up to 2,800.
+DEFAULT_LADDER = (100, 250, *_steps(500, 2800))
+# pipecat holds tens of streams, not hundreds: its own ladder, 10 % apart from 30.
+DEFAULT_PEER_LADDER = (10, 20, *_steps(30, 400))
 QUICK_LADDER = (100, 250, 500)
+QUICK_PEER_LADDER = (10, 25, 50)
 QUICK_DURATION_S = 8.0
 QUICK_WARMUP_S = 1.0
 
@@ -87,6 +104,8 @@ CLOSE_TIMEOUT_S = 5.0
 
 BASELINE = "bare"
 TARGET = "exoplane"
+PEER = "pipecat"
+PEER_RATIO = 8.0
 TARGET_P99_MS = 20.0
 # A rung whose RT p99 lands within this band around the target is run twice more and judged
 # by the median of its three runs: near a server's limit a single run's p99 is mostly noise.
@@ -216,6 +235,7 @@ async def _drive(
     frames: int,
     window: Window,
     paced: bool,
+    closes_on_stop: bool,
 ) -> None:
     expected = frames * FRAME_BYTES
     receiver = asyncio.create_task(_receive(socket, log, window, expected, paced))
@@ -236,6 +256,8 @@ async def _drive(
         except TimeoutError:
             log.error = "audio not echoed in full"
         await socket.send_str(_compact({"event": "stop", "stream_sid": log.sid}))
+        if not closes_on_stop:  # as Exotel does: it hangs up itself after stop
+            await socket.close()
         try:
             await asyncio.wait_for(asyncio.shield(receiver), CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -268,6 +290,7 @@ async def offer(
     server_cpu: Callable[[], float | None],
     *,
     paced: bool,
+    closes_on_stop: bool = True,
 ) -> Load:
     """Open ``streams`` sockets, then stream audio on all of them at real time."""
     logs = [StreamLog(f"bench{index:05d}") for index in range(streams)]
@@ -293,7 +316,15 @@ async def offer(
         # Every task exists before the first frame is due, so none starts late.
         drivers = [
             asyncio.create_task(
-                _drive(socket, log, started + index / streams * FRAME_S, frames, window, paced)
+                _drive(
+                    socket,
+                    log,
+                    started + index / streams * FRAME_S,
+                    frames,
+                    window,
+                    paced,
+                    closes_on_stop,
+                )
             )
             for index, (socket, log) in enumerate(zip(sockets, logs, strict=True))
             if socket is not None
@@ -333,6 +364,7 @@ class Served:
     url: str  # the stream URL
     pid: int
     paced: bool  # whether it holds audio back to play at real time
+    closes_on_stop: bool  # whether it closes the socket on ``stop`` (else the client does)
 
 
 @asynccontextmanager
@@ -345,6 +377,7 @@ async def serving(
     workdir: Path,
     *,
     paced: bool,
+    closes_on_stop: bool = True,
 ) -> AsyncIterator[Served]:
     """A server as a child process, like ``bench.api.serving``, with its pid for CPU time."""
     log_path = workdir / f"media-{name}.log"
@@ -355,13 +388,17 @@ async def serving(
     try:
         base = f"http://{HOST}:{port}"
         await _wait_until_healthy(name, process, base + health, log_path)
-        yield Served(name, f"ws://{HOST}:{port}{path}", process.pid, paced)
+        yield Served(name, f"ws://{HOST}:{port}{path}", process.pid, paced, closes_on_stop)
     finally:
         _stop(process)
 
 
 def bare_command(port: int) -> list[str]:
     return api_bare_command(port, "bench.media_bare:app")
+
+
+def pipecat_command(port: int) -> list[str]:
+    return api_bare_command(port, "bench.media_pipecat:app")
 
 
 # --- results ------------------------------------------------------------------------------
@@ -468,6 +505,7 @@ async def measure_once(served: Served, streams: int, options: argparse.Namespace
         options.warmup,
         lambda: _cpu_seconds(served.pid),
         paced=served.paced,
+        closes_on_stop=served.closes_on_stop,
     )
     return summarise(served.name, streams, load)
 
@@ -476,9 +514,9 @@ async def measure_once(served: Served, streams: int, options: argparse.Namespace
 
 
 async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
-    """Both servers up for the whole run; each rung loads one of them at a time, and each
-    climbs the ladder until it first misses the target."""
-    bare_port, exoplane_port = free_port(), free_port()
+    """All three servers up for the whole run; each rung loads one of them at a time, and
+    each climbs its ladder (pipecat its own) until it first misses the target."""
+    bare_port, exoplane_port, pipecat_port = free_port(), free_port(), free_port()
     async with (
         serving(
             BASELINE,
@@ -498,11 +536,26 @@ async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
             workdir,
             paced=True,
         ) as exoplane,
+        serving(
+            PEER,
+            pipecat_command(pipecat_port),
+            pipecat_port,
+            "/exotel/echo",
+            "/",
+            workdir,
+            paced=True,
+            closes_on_stop=False,
+        ) as pipecat,
     ):
         rungs: list[Rung] = []
-        climbing = [bare, exoplane]
-        for streams in options.ladder:
-            for served in list(climbing):
+        ladders = {
+            BASELINE: set(options.ladder),
+            TARGET: set(options.ladder),
+            PEER: set(options.peer_ladder),
+        }
+        climbing = [pipecat, bare, exoplane]
+        for streams in sorted(set(options.ladder) | set(options.peer_ladder)):
+            for served in [s for s in climbing if streams in ladders[s.name]]:
                 rung = await measure(served, streams, options)
                 rungs.append(rung)
                 if not rung.within_target:
@@ -537,8 +590,16 @@ class Target:
 def check_targets(rungs: Sequence[Rung]) -> list[Target]:
     bare = largest_within_target(rungs, BASELINE)
     exoplane = largest_within_target(rungs, TARGET)
+    pipecat = largest_within_target(rungs, PEER)
     ratio = exoplane / bare if bare else 0.0
+    peer_ratio = exoplane / pipecat if pipecat else 0.0
     return [
+        Target(
+            f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {PEER_RATIO:g} x {PEER}'s "
+            f"({exoplane} vs {pipecat})",
+            round(peer_ratio, 3),
+            pipecat > 0 and peer_ratio >= PEER_RATIO,
+        ),
         Target(
             f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {TARGET_RATIO} x {BASELINE}'s "
             f"({exoplane} vs {bare})",
@@ -587,14 +648,37 @@ def target_lines(targets: Sequence[Target]) -> list[str]:
 def raw_line(rungs: Sequence[Rung]) -> str:
     bare = largest_within_target(rungs, BASELINE, raw=True)
     exoplane = largest_within_target(rungs, TARGET, raw=True)
+    pipecat = largest_within_target(rungs, PEER, raw=True)
     return (
         f"For information: by raw RT p99 <= {TARGET_P99_MS:g} ms (pacing hold included), "
-        f"{BASELINE} holds {bare} streams and {TARGET} {exoplane}"
+        f"{BASELINE} holds {bare} streams, {TARGET} {exoplane} and {PEER} {pipecat}"
     )
 
 
+def cpu_per_stream_lines(rungs: Sequence[Rung]) -> list[str]:
+    """Each server's CPU per stream at its capacity (the largest rung within the target)."""
+    lines = []
+    for name in (BASELINE, TARGET, PEER):
+        capacity = largest_within_target(rungs, name)
+        rung = next((r for r in rungs if r.target == name and r.streams == capacity), None)
+        if rung is None or rung.server_cpu is None:
+            lines.append(f"{name}: capacity {capacity} streams, CPU per stream n/a")
+            continue
+        per_stream = rung.server_cpu / rung.streams * 100
+        lines.append(
+            f"{name}: capacity {capacity} streams; server CPU there {_cpu(rung.server_cpu)} "
+            f"of one CPU, {per_stream:.3f}% of one CPU per stream"
+        )
+    return lines
+
+
 def report_lines(rungs: Sequence[Rung], targets: Sequence[Target]) -> list[str]:
-    return [*target_lines(targets), raw_line(rungs), *error_lines(rungs)]
+    return [
+        *target_lines(targets),
+        raw_line(rungs),
+        *cpu_per_stream_lines(rungs),
+        *error_lines(rungs),
+    ]
 
 
 def error_lines(rungs: Sequence[Rung]) -> list[str]:
@@ -609,6 +693,9 @@ def error_lines(rungs: Sequence[Rung]) -> list[str]:
 def parameters(options: argparse.Namespace) -> dict[str, Any]:
     return {
         "ladder": list(options.ladder),
+        "peer_ladder": list(options.peer_ladder),
+        "peer": "pipecat-ai echo (bench/media_pipecat.py): FastAPI WebSocket transport, "
+        "ExotelFrameSerializer; the client closes after stop",
         "duration_s": options.duration,
         "warmup_s": options.warmup,
         "cooldown_s": COOLDOWN_S,
@@ -626,8 +713,10 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
 
 def headline(options: argparse.Namespace, when: datetime) -> str:
     ladder = ", ".join(str(n) for n in options.ladder)
+    peer = ", ".join(str(n) for n in options.peer_ladder)
     return (
-        f"Media benchmark, {when:%Y-%m-%d %H:%M} UTC: echo bot, {ladder} streams, "
+        f"Media benchmark, {when:%Y-%m-%d %H:%M} UTC: echo bot, {ladder} streams "
+        f"({PEER}: {peer}), "
         f"{options.duration:g} s each (unmeasured: the first {options.warmup:g} s and the last "
         f"{COOLDOWN_S:g} s); "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs."
@@ -678,8 +767,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--ladder",
         type=_ladder,
         default=None,
-        help="comma-separated numbers of concurrent streams "
+        help="comma-separated numbers of concurrent streams for the bare echo and exoplane "
         f"(default {','.join(map(str, DEFAULT_LADDER))})",
+    )
+    parser.add_argument(
+        "--peer-ladder",
+        type=_ladder,
+        default=None,
+        help=f"the same for {PEER} (default {','.join(map(str, DEFAULT_PEER_LADDER))})",
     )
     parser.add_argument(
         "--duration", type=_positive_float, default=None, help="seconds each stream lasts (30)"
@@ -699,6 +794,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     options = parser.parse_args(argv)
     if options.ladder is None:
         options.ladder = QUICK_LADDER if options.quick else DEFAULT_LADDER
+    if options.peer_ladder is None:
+        options.peer_ladder = QUICK_PEER_LADDER if options.quick else DEFAULT_PEER_LADDER
     if options.duration is None:
         options.duration = QUICK_DURATION_S if options.quick else 30.0
     if options.warmup is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from bench.webhooks import DEFAULT_POSTGRES_URL, PostgresUnavailable, fresh_post
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.integrations.service import create_customer
 from exoplane.models import App, Call, CallEvent, WebhookAttempt, WebhookDelivery, WebhookEvent
+from exoplane.security import Vault
 from exoplane.stats import repository, service
 
 INDEXES = (
@@ -78,7 +80,8 @@ async def seed(engine: AsyncEngine, calls: int, until: datetime) -> dict[str, in
     rng = random.Random(7)
     sessions = create_session_factory(engine)
     async with unit_of_work(sessions) as session:
-        customer, _ = await create_customer(session, "Bench")
+        # Its secret is never used, so any key will do.
+        customer, _ = await create_customer(session, Vault(secrets.token_bytes(32)), "Bench")
         app = App(
             id="bench-app",
             customer_id=customer.id,

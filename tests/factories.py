@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
 from exoplane.integrations.service import create_customer as create_customer_row
+from exoplane.security import Vault, load_secret_key
 
 APP_BODY: dict[str, Any] = {
     "AppName": "WebRTC",
@@ -56,7 +57,8 @@ async def database_session(settings: Settings) -> AsyncIterator[AsyncSession]:
 
 async def create_customer(settings: Settings, name: str = "Acme") -> tuple[str, str]:
     async with database_session(settings) as session:
-        customer, secret = await create_customer_row(session, name)
+        vault = Vault(load_secret_key(settings))
+        customer, secret = await create_customer_row(session, vault, name)
         return customer.id, secret
 
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from exoplane.config import Settings
+from exoplane.security import load_secret_key
 from tests.conftest import SECRET_KEY
 from tests.voicebot.factories import create_operator
 
@@ -349,9 +350,9 @@ def test_an_unreachable_database_is_one_line_without_its_password(
     assert "hunter2" not in result.stdout + result.stderr
 
 
-def created_customer(home: Path, database_url: str, name: str) -> dict[str, str]:
+def created_customer(home: Path, database_url: str, name: str, **settings: str) -> dict[str, str]:
     result = exoplane(
-        home, "customers", "create", "--name", name, "--json", database_url=database_url
+        home, "customers", "create", "--name", name, "--json", database_url=database_url, **settings
     )
     assert result.returncode == 0, result.stderr
     customer: dict[str, str] = json.loads(result.stdout)
@@ -406,10 +407,12 @@ def test_customers_rotate_secret_prints_the_new_secret_once_and_keeps_the_old_fo
 async def test_a_secret_rotated_from_the_command_line_is_audited_and_the_old_one_still_works(
     tmp_path: Path, database_url: str, client: httpx.AsyncClient, settings: Settings
 ) -> None:
-    acme = created_customer(tmp_path, database_url, "Acme")
+    # Secrets are hashed with the server key, so the command line must use the server's.
+    key = {"EXOPLANE_SECRET_KEY": load_secret_key(settings).decode()}
+    acme = created_customer(tmp_path, database_url, "Acme", **key)
     args = ("customers", "rotate-secret", "--id", acme["CustomerID"], "--json")
 
-    rotated = json.loads(exoplane(tmp_path, *args, database_url=database_url).stdout)
+    rotated = json.loads(exoplane(tmp_path, *args, database_url=database_url, **key).stdout)
     root = await create_operator(settings, "root@example.com", "super_admin")
     audit = await client.get("/api/v1/audit", headers=root.headers)
 
@@ -424,6 +427,27 @@ async def test_a_secret_rotated_from_the_command_line_is_audited_and_the_old_one
         ("customer.rotate_secret", "command line")
     ]
     assert rotated["CustomerSecret"] not in audit.text
+
+
+@pytest.mark.parametrize("command", ["create", "rotate-secret"])
+async def test_a_customer_secret_is_not_written_under_a_key_the_database_was_not_set_up_with(
+    tmp_path: Path, database_url: str, client: httpx.AsyncClient, command: str
+) -> None:
+    # The server (the ``client`` fixture) has recorded its key's fingerprint in the database.
+    args = ("--name", "Acme") if command == "create" else ("--id", "x")
+
+    result = exoplane(
+        tmp_path,
+        "customers",
+        command,
+        *args,
+        database_url=database_url,
+        EXOPLANE_SECRET_KEY="another key, at least thirty-two characters long",
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("exoplane: EXOPLANE_SECRET_KEY does not match"), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 @pytest.mark.parametrize("grace", ["-1", "604801", "soon"])

@@ -418,6 +418,17 @@ def _on_database(settings: Settings, work: Coroutine[Any, Any, T], failure: str)
         _fail([f"{failure} {_safe_url(settings.database_url)}: {reason}"], code=1)
 
 
+def _with_cluster_key(settings: Settings, work: Coroutine[Any, Any, T], failure: str) -> T:
+    """``_on_database`` for work that checks the server key against the database first: a
+    key the database was not set up with ends the command with one line (exit 1)."""
+    from exoplane.security import SecretKeyError
+
+    try:
+        return _on_database(settings, work, failure)
+    except SecretKeyError as exc:
+        _fail([str(exc)], code=1)
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -456,8 +467,9 @@ def customers_create(
         raise typer.BadParameter("must not be empty", param_hint="--name")
     settings = _settings()
     database = _safe_url(settings.database_url)
-    customer_id, secret = _on_database(
-        settings, _create_customer(settings, name.strip()), "cannot write to"
+    secret_key = _secret_key(settings)
+    customer_id, secret = _with_cluster_key(
+        settings, _create_customer(settings, secret_key, name.strip()), "cannot write to"
     )
     _emit(
         {
@@ -476,16 +488,21 @@ def customers_create(
     )
 
 
-async def _create_customer(settings: Settings, name: str) -> tuple[str, str]:
+async def _create_customer(settings: Settings, secret_key: bytes, name: str) -> tuple[str, str]:
+    from exoplane.cluster.service import check_cluster_key
     from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
     from exoplane.integrations.service import create_customer
+    from exoplane.security import Vault
 
     engine = create_engine(settings.database_url)
     try:
         if settings.is_sqlite:
             await upgrade_schema(engine)
-        async with unit_of_work(create_session_factory(engine)) as session:
-            customer, secret = await create_customer(session, name)
+        sessions = create_session_factory(engine)
+        # The secret is hashed under the server key: under another key it would never match.
+        await check_cluster_key(sessions, secret_key)
+        async with unit_of_work(sessions) as session:
+            customer, secret = await create_customer(session, Vault(secret_key), name)
             return customer.id, secret
     finally:
         await engine.dispose()
@@ -558,9 +575,10 @@ def customers_rotate_secret(
     """Issue a new CustomerSecret (shown only once); the old one works for the grace period."""
     settings = _settings()
     database = _safe_url(settings.database_url)
-    rotated = _on_database(
+    secret_key = _secret_key(settings)
+    rotated = _with_cluster_key(
         settings,
-        _rotate_customer_secret(settings, customer_id.strip(), grace_seconds),
+        _rotate_customer_secret(settings, secret_key, customer_id.strip(), grace_seconds),
         "cannot write to",
     )
     if rotated is None:
@@ -584,20 +602,26 @@ def customers_rotate_secret(
 
 
 async def _rotate_customer_secret(
-    settings: Settings, customer_id: str, grace_seconds: int
+    settings: Settings, secret_key: bytes, customer_id: str, grace_seconds: int
 ) -> tuple[str, str] | None:
     from exoplane.admin.errors import CustomerNotFound
     from exoplane.admin.service import rotate_customer_secret
+    from exoplane.cluster.service import check_cluster_key
     from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
     from exoplane.responses import resource_time
+    from exoplane.security import Vault
 
     engine = create_engine(settings.database_url)
     try:
         if settings.is_sqlite:
             await upgrade_schema(engine)
-        async with unit_of_work(create_session_factory(engine)) as session:
+        sessions = create_session_factory(engine)
+        await check_cluster_key(sessions, secret_key)
+        async with unit_of_work(sessions) as session:
             try:
-                rotated = await rotate_customer_secret(session, None, customer_id, grace_seconds)
+                rotated = await rotate_customer_secret(
+                    session, Vault(secret_key), None, customer_id, grace_seconds
+                )
             except CustomerNotFound:
                 return None
             return rotated.secret, resource_time(rotated.previous_secret_expires_at)

@@ -36,6 +36,7 @@ from exoplane.db import create_engine, create_session_factory, unit_of_work, upg
 from exoplane.sandbox.app import SandboxSettings, create_sandbox_app
 from exoplane.sandbox.audio import builtin_clip, echoed
 from exoplane.sandbox.state import TERMINAL
+from exoplane.security import Vault, load_secret_key
 from exoplane.serving import listening_socket, serving, url_of
 
 ACCOUNT_SID = "exoplanedemo"
@@ -709,7 +710,8 @@ async def _create_customer(settings: Settings) -> tuple[str, str]:
     engine = create_engine(settings.database_url)
     try:
         async with unit_of_work(create_session_factory(engine)) as session:
-            customer, secret = await create_customer(session, "Demo customer")
+            vault = Vault(load_secret_key(settings))
+            customer, secret = await create_customer(session, vault, "Demo customer")
             return customer.id, secret
     finally:
         await engine.dispose()

@@ -83,11 +83,38 @@ def key_fingerprint(secret_key: bytes) -> str:
     return derive_key(secret_key, "fingerprint").hex()
 
 
+# How a keyed secret hash is stored: the scheme, then the HMAC in unpadded base64url (55
+# characters in all, so it fits the 64-character columns the unkeyed hex form had).
+SECRET_HASH_SCHEME = "hmac-sha256$"
+
+
 class Vault:
-    """Encrypts secrets that must be read back (Exotel credentials, SIP secrets)."""
+    """Keeps secrets at rest: encrypts those that must be read back (Exotel credentials, SIP
+    secrets) and hashes, keyed, those that need only be checked (customer and app secrets)."""
 
     def __init__(self, secret_key: bytes) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret_key, "vault")))
+        self._secret_hash_key = derive_key(secret_key, "secret-hash")
+
+    def hash_secret(self, value: str) -> str:
+        """The stored form of a customer or app secret: HMAC-SHA256 under a key derived from
+        the server key. The secrets carry 128 random bits, so one fast keyed hash is all a
+        check needs, and a copy of the database alone does not even allow guessing at them."""
+        digest = hmac.new(self._secret_hash_key, value.encode(), hashlib.sha256).digest()
+        return SECRET_HASH_SCHEME + base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def secret_matches(self, value: str, stored: str) -> bool:
+        """Whether ``value`` is the secret ``stored`` was made from, in the keyed form or the
+        unkeyed SHA-256 hex of earlier versions (see ``needs_rehash``)."""
+        if stored.startswith(SECRET_HASH_SCHEME):
+            return hmac.compare_digest(self.hash_secret(value), stored)
+        return hmac.compare_digest(hash_secret(value), stored)
+
+    @staticmethod
+    def needs_rehash(stored: str) -> bool:
+        """True for a stored form of an earlier version, to be replaced by ``hash_secret``'s
+        once the secret has been presented and matched."""
+        return not stored.startswith(SECRET_HASH_SCHEME)
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -110,7 +137,9 @@ class Vault:
 
 
 def hash_secret(value: str) -> str:
-    """Hash of a high-entropy credential (token, app or customer secret).
+    """Hash of a high-entropy credential looked up by its hash (a token, an operator's API
+    key, a console session), and the form customer and app secrets had before
+    ``Vault.hash_secret``.
 
     The inputs carry at least 122 random bits, so a fast hash is the right tool here: a
     password hash would only slow every authenticated request down.
@@ -118,13 +147,10 @@ def hash_secret(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def secret_matches(value: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_secret(value), stored_hash)
-
-
 def new_secret() -> str:
-    """A fresh credential in the shape Exotel issues them (a random UUID)."""
-    return str(uuid.uuid4())
+    """A fresh customer or app secret in the shape Exotel issues them (a UUID's 36
+    characters), every one of its 128 bits random: a version 4 UUID fixes 6 of them."""
+    return str(uuid.UUID(bytes=secrets.token_bytes(16)))
 
 
 def new_token() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,9 +14,12 @@ from sqlalchemy import Connection, insert, text
 
 from exoplane.config import Settings
 from exoplane.db import alembic_config, create_engine
-from exoplane.models import Call
+from exoplane.models import App, Call, Customer
 from exoplane.models.base import Base
-from tests.factories import app_with_token, create_user
+from exoplane.security import Vault, hash_secret, load_secret_key
+from tests.factories import app_with_token, create_user, database_session, get_token
+
+TOKEN_URL = "/v2/integrations/token"
 
 
 async def _run(database_url: str, step: Any) -> Any:
@@ -125,3 +129,66 @@ async def test_migration_0006_keeps_a_sip_domain_set_by_hand(
     digest = hashlib.sha256(b"crm:42").hexdigest()[:12]
     assert upgraded == f"crm_42~{digest}@exoteldemo.sip.example.org"
     assert downgraded == old
+
+
+async def _stored_secrets(settings: Settings, model: Any, ident: str) -> tuple[str, str | None]:
+    async with database_session(settings) as session:
+        row = await session.get(model, ident)
+        assert row is not None
+        return row.secret_hash, row.previous_secret_hash
+
+
+async def _store_as_an_earlier_version_did(
+    settings: Settings, model: Any, ident: str, secret: str, previous: str | None = None
+) -> None:
+    """The unkeyed SHA-256 hex that customer and app secrets were stored as before."""
+    async with database_session(settings) as session:
+        row = await session.get(model, ident)
+        assert row is not None
+        row.secret_hash = hash_secret(secret)
+        if previous is not None:
+            row.previous_secret_hash = hash_secret(previous)
+            row.previous_secret_expires_at = datetime.now(UTC) + timedelta(hours=1)
+
+
+async def test_secrets_stored_unkeyed_still_work_and_are_stored_keyed_once_used(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await _store_as_an_earlier_version_did(settings, Customer, app.customer_id, "c-secret")
+    await _store_as_an_earlier_version_did(settings, App, app.id, app.secret)
+    vault = Vault(load_secret_key(settings))
+
+    wrong = await client.post(TOKEN_URL, json={"Id": app.id, "Secret": "nope", "Entity": "app"})
+    assert wrong.status_code == 401, wrong.text
+    assert (await _stored_secrets(settings, App, app.id))[0] == hash_secret(app.secret)
+
+    await get_token(client, "app", app.id, app.secret)
+    await get_token(client, "customer", app.customer_id, "c-secret")
+
+    assert await _stored_secrets(settings, App, app.id) == (vault.hash_secret(app.secret), None)
+    stored_customer, _ = await _stored_secrets(settings, Customer, app.customer_id)
+    assert stored_customer == vault.hash_secret("c-secret")
+    # And the keyed form goes on working.
+    await get_token(client, "app", app.id, app.secret)
+    await get_token(client, "customer", app.customer_id, "c-secret")
+
+
+async def test_a_previous_secret_stored_unkeyed_works_for_its_grace_and_is_stored_keyed(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await _store_as_an_earlier_version_did(settings, App, app.id, "new", previous="old")
+    vault = Vault(load_secret_key(settings))
+
+    await get_token(client, "app", app.id, "old")
+
+    current, previous = await _stored_secrets(settings, App, app.id)
+    assert current == hash_secret("new")  # not presented yet, so still in the old form
+    assert previous == vault.hash_secret("old")
+    await get_token(client, "app", app.id, "new")
+    await get_token(client, "app", app.id, "old")
+    assert await _stored_secrets(settings, App, app.id) == (
+        vault.hash_secret("new"),
+        vault.hash_secret("old"),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,13 @@ from pydantic import ValidationError
 
 from exoplane.config import Settings
 from exoplane.integrations.sdk_secret import SDK_KEY, decode_from_sdk, encode_for_sdk
-from exoplane.security import SecretKeyError, Vault, load_secret_key
+from exoplane.security import (
+    SecretKeyError,
+    Vault,
+    hash_secret,
+    load_secret_key,
+    new_secret,
+)
 
 
 def settings_for(home: Path, **values: Any) -> Settings:
@@ -78,6 +85,40 @@ def test_a_different_key_cannot_read_stored_secrets() -> None:
 
     with pytest.raises(SecretKeyError, match="EXOPLANE_SECRET_KEY"):
         Vault(b"j" * 40).decrypt(sealed)
+
+
+def test_secrets_are_hashed_with_a_key_derived_from_the_server_key() -> None:
+    vault = Vault(b"k" * 40)
+
+    stored = vault.hash_secret("a-secret")
+
+    assert stored.startswith("hmac-sha256$")
+    assert len(stored) <= 64  # the width of the secret_hash columns
+    assert "a-secret" not in stored
+    assert vault.secret_matches("a-secret", stored)
+    assert not vault.secret_matches("another-secret", stored)
+    assert not Vault(b"j" * 40).secret_matches("a-secret", stored)
+    assert not vault.needs_rehash(stored)
+
+
+def test_an_unkeyed_hash_of_an_earlier_version_still_matches_and_asks_for_a_rehash() -> None:
+    vault = Vault(b"k" * 40)
+    legacy = hash_secret("a-secret")
+
+    assert vault.secret_matches("a-secret", legacy)
+    assert not vault.secret_matches("another-secret", legacy)
+    assert vault.needs_rehash(legacy)
+
+
+def test_new_secrets_are_uuid_shaped_and_fully_random() -> None:
+    made = [new_secret() for _ in range(200)]
+
+    assert len(set(made)) == len(made)
+    for secret in made:
+        assert str(uuid.UUID(secret)) == secret
+    # A version 4 UUID would fix these nibbles; 128 random bits leave them free.
+    assert len({secret[14] for secret in made}) > 1
+    assert len({secret[19] for secret in made}) > 4
 
 
 def test_sdk_sip_secret_is_iv_then_aes_cfb_ciphertext_in_hex() -> None:

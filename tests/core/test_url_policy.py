@@ -322,7 +322,9 @@ def _field_name(field: Field) -> str:
 
 @pytest.fixture
 async def private_client(tmp_path: Path, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    private = make_settings(tmp_path / "private", database_url, allow_private_networks=True)
+    # The home of the ``settings`` fixture: the same server key, as processes sharing a
+    # database have.
+    private = make_settings(tmp_path / "home", database_url, allow_private_networks=True)
     async with LifespanManager(create_app(private)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:

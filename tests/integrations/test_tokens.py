@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
 from exoplane.models import App, Customer, Token
-from exoplane.security import hash_secret
+from exoplane.security import Vault, hash_secret, load_secret_key
 from tests.factories import app_with_token, customer_with_token, get_token, register_app
 
 TOKEN_URL = "/v2/integrations/token"
@@ -253,8 +253,10 @@ async def test_only_hashes_of_secrets_and_tokens_are_stored(
 
     assert stored_customer is not None
     assert stored_app is not None
-    assert stored_customer.secret_hash == hash_secret(customer.secret)
-    assert stored_app.secret_hash == hash_secret(app.secret)
+    vault = Vault(load_secret_key(settings))
+    assert stored_customer.secret_hash == vault.hash_secret(customer.secret)
+    assert stored_app.secret_hash == vault.hash_secret(app.secret)
+    assert stored_app.secret_hash.startswith("hmac-sha256$")
     assert {hash_secret(customer.token), hash_secret(app.token)} <= token_hashes
     assert customer.token not in token_hashes
     assert "your_api_token" not in stored_app.exotel_api_token_enc

@@ -62,10 +62,10 @@ async def list_customers(
 
 @router.post("/customers", status_code=201, response_model=CreatedCustomer)
 async def create_customer(
-    session: Session, operator: SuperAdminAuth, body: CustomerCreate
+    state: State, session: Session, operator: SuperAdminAuth, body: CustomerCreate
 ) -> Response:
     """Create a customer; its CustomerSecret is in this response and never again."""
-    customer, secret = await service.create_customer(session, operator, body.name)
+    customer, secret = await service.create_customer(session, state.vault, operator, body.name)
     return JSONBytesResponse(customer_view(customer) | {"secret": secret}, status_code=201)
 
 
@@ -97,6 +97,7 @@ async def delete_customer(
 
 @router.post("/customers/{customer_id}/secret", response_model=RotatedSecret)
 async def rotate_customer_secret(
+    state: State,
     session: Session,
     operator: SuperAdminAuth,
     customer_id: PathId,
@@ -104,7 +105,9 @@ async def rotate_customer_secret(
 ) -> Response:
     """A new CustomerSecret, shown only here; the old one works for ``grace_seconds`` more."""
     grace = (body or SecretRotation()).grace_seconds
-    rotated = await service.rotate_customer_secret(session, operator, customer_id, grace)
+    rotated = await service.rotate_customer_secret(
+        session, state.vault, operator, customer_id, grace
+    )
     return JSONBytesResponse(
         {
             "id": rotated.customer_id,

@@ -23,6 +23,7 @@ from exoplane.integrations.service import create_customer as new_customer
 from exoplane.models import Customer, Operator
 from exoplane.models.base import utcnow
 from exoplane.security import (
+    Vault,
     hash_password,
     hash_secret,
     new_api_key,
@@ -58,9 +59,9 @@ async def get_customer(session: AsyncSession, customer_id: str) -> Customer:
 
 
 async def create_customer(
-    session: AsyncSession, operator: OperatorPrincipal, name: str
+    session: AsyncSession, vault: Vault, operator: OperatorPrincipal, name: str
 ) -> tuple[Customer, str]:
-    customer, secret = await new_customer(session, name)
+    customer, secret = await new_customer(session, vault, name)
     audit(session, operator, "customer.create", f"customers/{customer.id}", {"name": name})
     return customer, secret
 
@@ -98,6 +99,7 @@ class RotatedSecret:
 
 async def rotate_customer_secret(
     session: AsyncSession,
+    vault: Vault,
     operator: OperatorPrincipal | None,
     customer_id: str,
     grace_seconds: int,
@@ -109,7 +111,7 @@ async def rotate_customer_secret(
     now = utcnow()
     customer.previous_secret_hash = customer.secret_hash if grace_seconds > 0 else None
     customer.previous_secret_expires_at = now + timedelta(seconds=grace_seconds)
-    customer.secret_hash = hash_secret(secret)
+    customer.secret_hash = vault.hash_secret(secret)
     customer.updated_at = now
     audit(
         session,

@@ -92,7 +92,7 @@ async def create_token(
 ) -> Response:
     """Exchange an Id and Secret (customer or app) for a token valid up to 90 days."""
     await enforce_rate_limit(request, state, client_key(request))
-    issued = await service.issue_token(session, body)
+    issued = await service.issue_token(session, state.vault, body)
     response = legacy_ok(request.scope, issued.token)
     response.headers["X-Token-Expires-At"] = issued.row.expires_at.isoformat()
     return response
@@ -187,13 +187,16 @@ async def delete_app(request: Request, session: Session, principal: AppAuth) -> 
 @legacy.post("/app/secret", response_model=Legacy[RotatedAppSecret])
 async def rotate_app_secret(
     request: Request,
+    state: State,
     session: Session,
     principal: AppAuth,
     body: Annotated[SecretRotation | None, Body()] = None,
 ) -> Response:
     """Issue a new AppSecret; the old one stays valid for GraceSeconds (default 24 h)."""
     grace = (body or SecretRotation()).GraceSeconds
-    return legacy_ok(request.scope, await service.rotate_app_secret(session, principal, grace))
+    return legacy_ok(
+        request.scope, await service.rotate_app_secret(session, state.vault, principal, grace)
+    )
 
 
 # --- users, Exotel-compatible -------------------------------------------------------------

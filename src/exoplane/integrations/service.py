@@ -49,17 +49,17 @@ from exoplane.integrations.schemas import (
 from exoplane.models import App, AppSettings, Customer, Token, User
 from exoplane.models.base import utcnow
 from exoplane.responses import legacy_time
-from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token, secret_matches
+from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token
 from exoplane.urls import STREAM, WEBHOOK, check_target
 from exoplane.webhooks.signing import new_signing_secret
 
 # --- customers ----------------------------------------------------------------------------
 
 
-async def create_customer(session: AsyncSession, name: str) -> tuple[Customer, str]:
+async def create_customer(session: AsyncSession, vault: Vault, name: str) -> tuple[Customer, str]:
     """A new customer and its secret; the secret is returned here and never again."""
     secret = new_secret()
-    customer = Customer(id=new_id(), name=name, secret_hash=hash_secret(secret))
+    customer = Customer(id=new_id(), name=name, secret_hash=vault.hash_secret(secret))
     session.add(customer)
     await session.flush()
     return customer, secret
@@ -74,15 +74,15 @@ class IssuedToken:
     row: Token
 
 
-async def issue_token(session: AsyncSession, request: TokenRequest) -> IssuedToken:
+async def issue_token(session: AsyncSession, vault: Vault, request: TokenRequest) -> IssuedToken:
     app_id: str | None = None
     if request.Entity == "customer":
         customer = await repository.get_customer(session, request.Id)
-        if customer is None or not _secret_matches(customer, request.Secret):
+        if customer is None or not _secret_matches(vault, customer, request.Secret):
             raise _bad_credentials()
     else:
         app = await repository.get_app(session, request.Id)
-        if app is None or not _secret_matches(app, request.Secret):
+        if app is None or not _secret_matches(vault, app, request.Secret):
             raise _bad_credentials()
         app_id = app.id
         customer = await repository.get_customer(session, app.customer_id)
@@ -143,16 +143,27 @@ def _bad_credentials() -> InvalidCredentials:
     return InvalidCredentials("Invalid Id or Secret for this Entity")
 
 
-def _secret_matches(holder: App | Customer, secret: str) -> bool:
-    """The current secret, or the one it replaced while that one's grace period lasts."""
-    current = secret_matches(secret, holder.secret_hash)
-    previous = (
-        holder.previous_secret_hash is not None
+def _secret_matches(vault: Vault, holder: App | Customer, secret: str) -> bool:
+    """The current secret, or the one it replaced while that one's grace period lasts.
+
+    A secret stored in an earlier version's unkeyed form is stored again in the keyed form
+    once it has matched, in the transaction that issues the token.
+    """
+    if vault.secret_matches(secret, holder.secret_hash):
+        if vault.needs_rehash(holder.secret_hash):
+            holder.secret_hash = vault.hash_secret(secret)
+        return True
+    previous = holder.previous_secret_hash
+    if (
+        previous is not None
         and holder.previous_secret_expires_at is not None
         and holder.previous_secret_expires_at > utcnow()
-        and secret_matches(secret, holder.previous_secret_hash)
-    )
-    return current or previous
+        and vault.secret_matches(secret, previous)
+    ):
+        if vault.needs_rehash(previous):
+            holder.previous_secret_hash = vault.hash_secret(secret)
+        return True
+    return False
 
 
 def describe_token(principal: Principal) -> dict[str, Any]:
@@ -179,7 +190,7 @@ async def revoke_token(session: AsyncSession, principal: Principal) -> None:
 
 
 async def rotate_app_secret(
-    session: AsyncSession, principal: AppPrincipal, grace_seconds: int
+    session: AsyncSession, vault: Vault, principal: AppPrincipal, grace_seconds: int
 ) -> dict[str, Any]:
     """Issue a new app secret; the current one keeps working for ``grace_seconds``."""
     app = await _own_app(session, principal)
@@ -187,7 +198,7 @@ async def rotate_app_secret(
     now = utcnow()
     app.previous_secret_hash = app.secret_hash if grace_seconds > 0 else None
     app.previous_secret_expires_at = now + timedelta(seconds=grace_seconds)
-    app.secret_hash = hash_secret(secret)
+    app.secret_hash = vault.hash_secret(secret)
     app.updated_at = now
     await session.flush()
     return {
@@ -214,7 +225,7 @@ async def register_app(
         exotel_api_token_enc=vault.encrypt(body.ExotelApiToken),
         exotel_domain=body.ExotelDomain,
         is_active=body.IsActive,
-        secret_hash=hash_secret(secret),
+        secret_hash=vault.hash_secret(secret),
         created_at=now,
         updated_at=now,
     )
