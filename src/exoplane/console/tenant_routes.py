@@ -114,14 +114,16 @@ async def customers(
 
 @router.post("/customers")
 async def create_customer(
-    request: Request, session: Session, signed: SuperAdminConsole
+    request: Request, state: State, session: Session, signed: SuperAdminConsole
 ) -> Response:
     """Create a customer; its CustomerSecret is on this page only. Twin: ``POST
     /api/v1/customers``."""
     form = await form_of(request)
     try:
         body = CustomerCreate.model_validate({"name": form.get("name", "")})
-        customer, secret = await admin.create_customer(session, signed.operator, body.name)
+        customer, secret = await admin.create_customer(
+            session, state.vault, signed.operator, body.name
+        )
     except ValidationError as exc:
         errors = field_errors(exc)
     except ExoplaneError as exc:
@@ -237,7 +239,7 @@ async def rotate_customer_secret(
             request, state, session, signed, customer_id, errors=errors, status_code=400
         )
     rotated = await admin.rotate_customer_secret(
-        session, signed.operator, customer_id, body.grace_seconds
+        session, state.vault, signed.operator, customer_id, body.grace_seconds
     )
     return await _customer_page(request, state, session, signed, customer_id, rotated=rotated)
 
