@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import gc
 import json
 import os
@@ -54,6 +55,7 @@ if __package__ in (None, ""):  # run as a script: make the ``bench`` package imp
 
 from bench.api import (
     HOST,
+    REPO_ROOT,
     BenchError,
     _loop_factory,
     _non_negative_float,
@@ -105,6 +107,9 @@ CLOSE_TIMEOUT_S = 5.0
 BASELINE = "bare"
 TARGET = "exoplane"
 PEER = "pipecat"
+SERVERS = (PEER, BASELINE, TARGET)  # the order each rung loads them in
+AGAINST_PREFIX = f"{TARGET}@"
+AGAINST_RATIO = 0.95  # a change may cost at most 5 % of the streams held
 PEER_RATIO = 8.0
 TARGET_P99_MS = 20.0
 # A rung whose RT p99 lands within this band around the target is run twice more and judged
@@ -514,47 +519,20 @@ async def measure_once(served: Served, streams: int, options: argparse.Namespace
 
 
 async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
-    """All three servers up for the whole run; each rung loads one of them at a time, and
+    """The chosen servers up for the whole run; each rung loads one of them at a time, and
     each climbs its ladder (pipecat its own) until it first misses the target."""
-    bare_port, exoplane_port, pipecat_port = free_port(), free_port(), free_port()
-    async with (
-        serving(
-            BASELINE,
-            bare_command(bare_port),
-            bare_port,
-            "/exotel/echo",
-            "/",
-            workdir,
-            paced=False,
-        ) as bare,
-        serving(
-            TARGET,
-            exoplane_command(exoplane_port),
-            exoplane_port,
-            "/exotel/echo",
-            "/healthz",
-            workdir,
-            paced=True,
-        ) as exoplane,
-        serving(
-            PEER,
-            pipecat_command(pipecat_port),
-            pipecat_port,
-            "/exotel/echo",
-            "/",
-            workdir,
-            paced=True,
-            closes_on_stop=False,
-        ) as pipecat,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        started = [
+            await stack.enter_async_context(start(name, options, workdir))
+            for name in options.servers
+        ]
         rungs: list[Rung] = []
         ladders = {
-            BASELINE: set(options.ladder),
-            TARGET: set(options.ladder),
-            PEER: set(options.peer_ladder),
+            served.name: set(options.peer_ladder if served.name == PEER else options.ladder)
+            for served in started
         }
-        climbing = [pipecat, bare, exoplane]
-        for streams in sorted(set(options.ladder) | set(options.peer_ladder)):
+        climbing = list(started)
+        for streams in sorted(set().union(*ladders.values())):
             for served in [s for s in climbing if streams in ladders[s.name]]:
                 rung = await measure(served, streams, options)
                 rungs.append(rung)
@@ -564,6 +542,46 @@ async def run(options: argparse.Namespace, workdir: Path) -> list[Rung]:
             if not climbing:
                 break
     return rungs
+
+
+def start(
+    name: str, options: argparse.Namespace, workdir: Path
+) -> contextlib.AbstractAsyncContextManager[Served]:
+    """One server by its name in the results, each in a directory (and so a database) of its
+    own."""
+    port = free_port()
+    home = workdir / name.replace("@", "-at-")
+    home.mkdir()
+    if name == BASELINE:
+        return serving(name, bare_command(port), port, "/exotel/echo", "/", home, paced=False)
+    if name == PEER:
+        argv = pipecat_command(port)
+        return serving(
+            name, argv, port, "/exotel/echo", "/", home, paced=True, closes_on_stop=False
+        )
+    if name == TARGET:
+        argv = exoplane_command(port)
+    else:  # exoplane as it was at --against's revision
+        argv = ["env", f"PYTHONPATH={source_at(options.against, workdir)}", *exoplane_command(port)]
+    return serving(name, argv, port, "/exotel/echo", "/healthz", home, paced=True)
+
+
+def source_at(revision: str, workdir: Path) -> Path:
+    """exoplane's ``src`` as it was at ``revision`` of this repository, exported beside the
+    run (the installed dependencies serve it, so a revision that needs others fails to start)."""
+    exported = workdir / "against-source"
+    if not exported.exists():
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "src"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0:
+            raise BenchError(f"--against {revision}: {archive.stderr.decode().strip()}")
+        exported.mkdir()
+        subprocess.run(["tar", "-x", "-C", str(exported)], input=archive.stdout, check=True)
+    return exported / "src"
 
 
 # --- reporting ----------------------------------------------------------------------------
@@ -587,31 +605,52 @@ class Target:
     passed: bool
 
 
-def check_targets(rungs: Sequence[Rung]) -> list[Target]:
-    bare = largest_within_target(rungs, BASELINE)
+def check_targets(rungs: Sequence[Rung], servers: Sequence[str]) -> list[Target]:
+    """The targets whose servers ran."""
     exoplane = largest_within_target(rungs, TARGET)
-    pipecat = largest_within_target(rungs, PEER)
-    ratio = exoplane / bare if bare else 0.0
-    peer_ratio = exoplane / pipecat if pipecat else 0.0
-    return [
-        Target(
-            f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {PEER_RATIO:g} x {PEER}'s "
-            f"({exoplane} vs {pipecat})",
-            round(peer_ratio, 3),
-            pipecat > 0 and peer_ratio >= PEER_RATIO,
-        ),
-        Target(
-            f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {TARGET_RATIO} x {BASELINE}'s "
-            f"({exoplane} vs {bare})",
-            round(ratio, 3),
-            bare > 0 and ratio >= TARGET_RATIO,
-        ),
+    targets = []
+    if PEER in servers:
+        pipecat = largest_within_target(rungs, PEER)
+        peer_ratio = exoplane / pipecat if pipecat else 0.0
+        targets.append(
+            Target(
+                f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {PEER_RATIO:g} x {PEER}'s "
+                f"({exoplane} vs {pipecat})",
+                round(peer_ratio, 3),
+                pipecat > 0 and peer_ratio >= PEER_RATIO,
+            )
+        )
+    if BASELINE in servers:
+        bare = largest_within_target(rungs, BASELINE)
+        ratio = exoplane / bare if bare else 0.0
+        targets.append(
+            Target(
+                f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {TARGET_RATIO} x "
+                f"{BASELINE}'s ({exoplane} vs {bare})",
+                round(ratio, 3),
+                bare > 0 and ratio >= TARGET_RATIO,
+            )
+        )
+    for name in servers:
+        if name.startswith(AGAINST_PREFIX):
+            earlier = largest_within_target(rungs, name)
+            kept = exoplane / earlier if earlier else 0.0
+            targets.append(
+                Target(
+                    f"{TARGET} streams at p99 <= {TARGET_P99_MS:g} ms >= {AGAINST_RATIO:g} x "
+                    f"{name}'s ({exoplane} vs {earlier})",
+                    round(kept, 3),
+                    earlier > 0 and kept >= AGAINST_RATIO,
+                )
+            )
+    targets.append(
         Target(
             f"{TARGET} streams per worker at p99 <= {TARGET_P99_MS:g} ms >= {TARGET_STREAMS}",
             exoplane,
             exoplane >= TARGET_STREAMS,
-        ),
-    ]
+        )
+    )
+    return targets
 
 
 def _cpu(value: float | None) -> str:
@@ -645,20 +684,18 @@ def target_lines(targets: Sequence[Target]) -> list[str]:
     ]
 
 
-def raw_line(rungs: Sequence[Rung]) -> str:
-    bare = largest_within_target(rungs, BASELINE, raw=True)
-    exoplane = largest_within_target(rungs, TARGET, raw=True)
-    pipecat = largest_within_target(rungs, PEER, raw=True)
+def raw_line(rungs: Sequence[Rung], servers: Sequence[str]) -> str:
+    held = ", ".join(f"{name} {largest_within_target(rungs, name, raw=True)}" for name in servers)
     return (
         f"For information: by raw RT p99 <= {TARGET_P99_MS:g} ms (pacing hold included), "
-        f"{BASELINE} holds {bare} streams, {TARGET} {exoplane} and {PEER} {pipecat}"
+        f"the streams held: {held}"
     )
 
 
-def cpu_per_stream_lines(rungs: Sequence[Rung]) -> list[str]:
+def cpu_per_stream_lines(rungs: Sequence[Rung], servers: Sequence[str]) -> list[str]:
     """Each server's CPU per stream at its capacity (the largest rung within the target)."""
     lines = []
-    for name in (BASELINE, TARGET, PEER):
+    for name in servers:
         capacity = largest_within_target(rungs, name)
         rung = next((r for r in rungs if r.target == name and r.streams == capacity), None)
         if rung is None or rung.server_cpu is None:
@@ -672,11 +709,13 @@ def cpu_per_stream_lines(rungs: Sequence[Rung]) -> list[str]:
     return lines
 
 
-def report_lines(rungs: Sequence[Rung], targets: Sequence[Target]) -> list[str]:
+def report_lines(
+    rungs: Sequence[Rung], targets: Sequence[Target], servers: Sequence[str]
+) -> list[str]:
     return [
         *target_lines(targets),
-        raw_line(rungs),
-        *cpu_per_stream_lines(rungs),
+        raw_line(rungs, servers),
+        *cpu_per_stream_lines(rungs, servers),
         *error_lines(rungs),
     ]
 
@@ -696,6 +735,8 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
         "peer_ladder": list(options.peer_ladder),
         "peer": "pipecat-ai echo (bench/media_pipecat.py): FastAPI WebSocket transport, "
         "ExotelFrameSerializer; the client closes after stop",
+        "servers": list(options.servers),
+        "against": options.against,
         "duration_s": options.duration,
         "warmup_s": options.warmup,
         "cooldown_s": COOLDOWN_S,
@@ -713,10 +754,11 @@ def parameters(options: argparse.Namespace) -> dict[str, Any]:
 
 def headline(options: argparse.Namespace, when: datetime) -> str:
     ladder = ", ".join(str(n) for n in options.ladder)
-    peer = ", ".join(str(n) for n in options.peer_ladder)
+    if PEER in options.servers:
+        ladder += f" ({PEER}: {', '.join(str(n) for n in options.peer_ladder)})"
     return (
-        f"Media benchmark, {when:%Y-%m-%d %H:%M} UTC: echo bot, {ladder} streams "
-        f"({PEER}: {peer}), "
+        f"Media benchmark, {when:%Y-%m-%d %H:%M} UTC: echo bot on "
+        f"{', '.join(options.servers)}, {ladder} streams, "
         f"{options.duration:g} s each (unmeasured: the first {options.warmup:g} s and the last "
         f"{COOLDOWN_S:g} s); "
         f"Python {platform.python_version()}, {os.cpu_count()} CPUs."
@@ -732,23 +774,34 @@ def write_results(
         "parameters": parameters(options),
         "rungs": [asdict(r) | {"within_target": r.within_target} for r in rungs],
         "largest_streams_within_target": {
-            name: largest_within_target(rungs, name) for name in (BASELINE, TARGET)
+            name: largest_within_target(rungs, name) for name in options.servers
         },
         "largest_streams_within_target_raw": {
-            name: largest_within_target(rungs, name, raw=True) for name in (BASELINE, TARGET)
+            name: largest_within_target(rungs, name, raw=True) for name in options.servers
         },
         "targets": [asdict(t) for t in targets],
     }
+    # A run against an earlier revision answers another question: it keeps its own files.
     write_report(
-        "media",
+        "media-against" if options.against else "media",
         document,
         headline(options, when),
         markdown_table(rungs),
-        report_lines(rungs, targets),
+        report_lines(rungs, targets, options.servers),
     )
 
 
 # --- entry point --------------------------------------------------------------------------
+
+
+def _servers(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = sorted(set(names) - set(SERVERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"servers are {', '.join(SERVERS)}; not {', '.join(unknown) or repr(text)}"
+        )
+    return list(dict.fromkeys(names))
 
 
 def _ladder(text: str) -> tuple[int, ...]:
@@ -786,12 +839,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="unmeasured seconds at the start of each stream (2)",
     )
     parser.add_argument(
+        "--servers",
+        type=_servers,
+        default=None,
+        help=f"comma-separated servers to run (default {','.join(SERVERS)}); with --against, "
+        f"{AGAINST_PREFIX}<revision> is added",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="REVISION",
+        default=None,
+        help=f"also run exoplane as it was at this git revision, on the same ladder, and check "
+        f"{TARGET} holds >= {AGAINST_RATIO:g} x its streams (results in media-against.*)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"a short run: {','.join(map(str, QUICK_LADDER))} streams, "
         f"{QUICK_DURATION_S:g} s each",
     )
     options = parser.parse_args(argv)
+    options.servers = list(options.servers or SERVERS)
+    if options.against:
+        options.servers.append(AGAINST_PREFIX + options.against)
+    if TARGET not in options.servers:
+        parser.error(f"--servers must include {TARGET}: every figure is about it")
     if options.ladder is None:
         options.ladder = QUICK_LADDER if options.quick else DEFAULT_LADDER
     if options.peer_ladder is None:
@@ -818,12 +890,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
 
-    targets = check_targets(rungs)
+    targets = check_targets(rungs, options.servers)
     print(headline(options, when))
     print()
     print(markdown_table(rungs))
     print()
-    for line in report_lines(rungs, targets):
+    for line in report_lines(rungs, targets, options.servers):
         print(line)
     write_results(options, when, rungs, targets)
     return 0
