@@ -7,8 +7,10 @@ import hashlib
 import io
 import wave
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 import pytest
 
 from exoplane.sandbox.audio import builtin_clip, echoed
@@ -182,6 +184,10 @@ async def test_a_test_calls_timeline_shows_the_stream_and_the_time_to_first_bot_
     assert details["test_call_placed"]["to"] == CALLER
     assert details["stream_start"]["bot_id"] == "echo"
     assert details["stream_start"]["sample_rate"] == 8000
+    # The URL's capability reached the bot as a custom parameter; the call log keeps no copy.
+    capability = parse_qs(urlsplit(echo_did["websocket_url"]).query)["sig"][0]
+    assert details["stream_start"]["custom_parameters"]["sig"] == "(redacted)"
+    assert capability not in orjson.dumps(call).decode()
     assert details["first_outbound_media"]["after_start_ms"] > 0
     assert details["stream_stop"] == {"reason": "callended"}
     assert details["stream_closed"]["code"] == 1000

@@ -513,7 +513,11 @@ class Stream:
             "from": start.from_number,
             "to": start.to_number,
             "sample_rate": rate,
-            "custom_parameters": start.custom_parameters,
+            # The URL's capability is a credential: the call log shows that it came, not what.
+            "custom_parameters": {
+                name: "(redacted)" if name == PARAMETER else value
+                for name, value in start.custom_parameters.items()
+            },
         }
         self.timeline.note("stream_start", started, at=self.started_at, always=True)
         self._record_opening(start.call_sid)
