@@ -76,7 +76,8 @@ async def test_two_server_processes_share_one_budget_through_redis(
         "EXOPLANE_RATE_LIMIT": "10/minute",
         "EXOPLANE_SECRET_KEY": "k" * 40,
     }
-    settings = make_settings(tmp_path, database_url)
+    # The servers' key: the secret is hashed with it.
+    settings = make_settings(tmp_path, database_url, secret_key=env["EXOPLANE_SECRET_KEY"])
     customer_id, secret = await create_customer(settings)
     first = await asyncio.to_thread(ServerProcess, tmp_path / "a", env)
     second = await asyncio.to_thread(ServerProcess, tmp_path / "b", env)
