@@ -20,6 +20,7 @@ from exoplane.capabilities import Capabilities
 from exoplane.cluster.service import check_cluster_key
 from exoplane.config import Settings
 from exoplane.console.errors import install_console_error_pages
+from exoplane.console.portal_routes import router as console_portal_router
 from exoplane.console.routes import router as console_router
 from exoplane.console.templates import CONSOLE_STATIC, console_static
 from exoplane.console.tenant_routes import router as console_tenants_router
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         console_router,
         console_tenants_router,
         console_traffic_router,
+        console_portal_router,
     )
     for router in routers:
         _add_routes(app, router)
