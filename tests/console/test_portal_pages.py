@@ -295,9 +295,8 @@ async def test_the_app_page_mints_lists_and_revokes_portal_links(
     after = await signed_in.get(revoked.headers["location"])
 
     assert minted.status_code == 200, minted.text
-    assert url and url.group(1).startswith(
-        settings.public_url.rstrip("/") + "/console/portal/open/"
-    )
+    assert url
+    assert url.group(1).startswith(settings.public_url.rstrip("/") + "/console/portal/open/")
     token = url.group(1).rsplit("/", 1)[1]
     assert token not in later.text
     assert "portal-link-url" not in later.text
