@@ -65,7 +65,8 @@ async def mint(
 
 
 def open_path(link: dict[str, Any]) -> str:
-    return "/console/portal/open/" + link["url"].rsplit("/", 1)[1]
+    url: str = link["url"]
+    return "/console/portal/open/" + url.rsplit("/", 1)[1]
 
 
 async def opened(signed_in: httpx.AsyncClient, link: dict[str, Any]) -> httpx.AsyncClient:
