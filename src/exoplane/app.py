@@ -36,7 +36,7 @@ from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
 from exoplane.media.bots import discover_bots
 from exoplane.media.endpoints import router as media_router
-from exoplane.middleware import RequestContextMiddleware
+from exoplane.middleware import RequestContextMiddleware, carries_secret
 from exoplane.openapi import install_openapi
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
@@ -202,7 +202,13 @@ def create_app_with_worker() -> FastAPI:
     return create_app(run_worker=True)
 
 
-TELEMETRY_ON: TelemetryConfig = {"tracing": True, "metrics": True, "logs": True}
+# A portal link being opened has its token in the path: no span or metric of it at all.
+TELEMETRY_ON: TelemetryConfig = {
+    "tracing": True,
+    "metrics": True,
+    "logs": True,
+    "exclude": carries_secret,
+}
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 

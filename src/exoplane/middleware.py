@@ -6,6 +6,8 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
@@ -32,6 +34,12 @@ def loggable_path(path: str) -> str:
         if path.startswith(prefix):
             return prefix + "[redacted]"
     return path
+
+
+def carries_secret(scope: MutableMapping[str, Any]) -> bool:
+    """Whether the request's path holds a credential: kept out of telemetry altogether."""
+    path = scope.get("path", "")
+    return isinstance(path, str) and path.startswith(SECRET_PATHS)
 
 
 def new_request_id() -> str:

@@ -14,6 +14,7 @@ import pytest
 
 from exoplane.config import Settings
 from exoplane.logs import configure_logging
+from exoplane.middleware import carries_secret
 from exoplane.models import PortalLink
 from tests.console.conftest import another_browser, csrf_of, post_form, sign_in
 from tests.console.test_pages import EXTERNAL
@@ -276,6 +277,8 @@ async def test_no_log_line_holds_a_links_token(
     assert log.count('"event": "request"') >= 5
     assert '"/console/portal/open/[redacted]"' in log
     assert token not in log
+    assert carries_secret({"path": open_path(link)})  # no OpenTelemetry span of it either
+    assert not carries_secret({"path": PORTAL})
     await browser.aclose()
 
 

@@ -76,6 +76,7 @@ def error_page(request: Request, status: int, message: str) -> Response:
         request_id=request_id_of(request.scope),
         operator=getattr(request.state, "console_operator", None),
         portal_error=is_portal(request),
+        base=PORTAL if is_portal(request) else CONSOLE,
     )
 
 
