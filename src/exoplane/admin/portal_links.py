@@ -76,11 +76,11 @@ def link_url(settings: Settings, token: str) -> str:
     return f"{settings.public_url.rstrip('/')}{PORTAL_OPEN}/{token}"
 
 
-def status_of(link: PortalLink, now: datetime | None = None) -> str:
+def status_of(link: PortalLink, now: datetime) -> str:
     """active, expired or revoked."""
     if link.revoked_at is not None:
         return "revoked"
-    return "expired" if link.expires_at <= (now or utcnow()) else "active"
+    return "expired" if link.expires_at <= now else "active"
 
 
 def _target(customer_id: str, app_id: str, link_id: str) -> str:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from exoplane.admin.portal_links import status_of
 from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.schemas import (
     MAX_GRACE_SECONDS,
@@ -240,8 +241,6 @@ class PortalLinkCreate(Body):
 
 
 def portal_link_view(link: PortalLink, now: datetime) -> dict[str, Any]:
-    from exoplane.admin.portal_links import status_of
-
     return {
         "id": link.id,
         "app_id": link.app_id,

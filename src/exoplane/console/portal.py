@@ -71,11 +71,9 @@ async def deliveries(
 
 
 async def delivery(session: AsyncSession, scope: PortalScope, delivery_id: int) -> DeliveryDetail:
-    try:
-        detail = await operators.any_delivery(session, delivery_id)
-    except NotFound:
-        detail = None
-    if detail is None or detail.delivery.app_id != scope.app_id:
+    """One of the app's deliveries; another app's is not found, as a missing one is."""
+    detail = await operators.any_delivery(session, delivery_id)
+    if detail.delivery.app_id != scope.app_id:
         raise NotFound(f"No webhook delivery {delivery_id}", code="delivery_not_found")
     return detail
 

@@ -106,7 +106,7 @@ async def webhooks(
     scope: Portal,
     cursor: Annotated[Int64 | None, Query(ge=1)] = None,
 ) -> Response:
-    """The app's deliveries, newest first; twin: ``GET /api/v1/webhooks/deliveries?app_id=``."""
+    """The app's deliveries, newest first; twin: ``GET /api/v1/webhooks/deliveries?app=``."""
     rows, next_cursor = await portal.deliveries(session, scope, cursor=cursor, limit=PAGE_SIZE)
     return portal_page(
         request,
