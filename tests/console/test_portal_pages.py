@@ -330,3 +330,26 @@ async def test_an_admin_cannot_mint_or_revoke_a_portal_link(
     assert minted.status_code == 403
     assert revoked.status_code == 403
     assert "super_admin" in minted.text
+
+
+async def test_the_portal_follows_its_apps_call_as_server_sent_events(
+    signed_in: httpx.AsyncClient, settings: Settings, super_admin: Operator
+) -> None:
+    # No webhook URLs: a delivery left pending (no worker runs here) would keep it following.
+    app = await app_with_token(signed_in, settings)
+    ended = {**CALL, "DialCallStatus": "completed", "DialCallDuration": "42"}
+    assert (await call_hook(signed_in, app, "popup", CALL)).status_code == 200
+    assert (await call_hook(signed_in, app, "incomingcallhungup", ended)).status_code == 200
+    browser = await opened(signed_in, await mint(signed_in, super_admin, app))
+
+    page = await browser.get(f"{PORTAL}/calls/{CALL['CallSid']}")
+    live = await browser.get(f"{PORTAL}/calls/{CALL['CallSid']}/events")
+
+    assert page.status_code == 200
+    assert 'data-testid="call-state">Call ended' in page.text
+    assert live.status_code == 200, live.text
+    assert live.headers["content-type"].startswith("text/event-stream")
+    assert live.headers["x-frame-options"] == "DENY"
+    assert "hook_received" in live.text
+    assert "event: end" in live.text
+    await browser.aclose()
