@@ -20,6 +20,7 @@ from exoplane.capabilities import Capabilities
 from exoplane.cluster.service import check_cluster_key
 from exoplane.config import Settings
 from exoplane.console.errors import install_console_error_pages
+from exoplane.console.portal_routes import router as console_portal_router
 from exoplane.console.routes import router as console_router
 from exoplane.console.templates import CONSOLE_STATIC, console_static
 from exoplane.console.tenant_routes import router as console_tenants_router
@@ -35,7 +36,7 @@ from exoplane.integrations.endpoints import routers as integrations_routers
 from exoplane.logs import configure_logging
 from exoplane.media.bots import discover_bots
 from exoplane.media.endpoints import router as media_router
-from exoplane.middleware import RequestContextMiddleware
+from exoplane.middleware import RequestContextMiddleware, carries_secret
 from exoplane.openapi import install_openapi
 from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
@@ -173,6 +174,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         console_router,
         console_tenants_router,
         console_traffic_router,
+        console_portal_router,
     )
     for router in routers:
         _add_routes(app, router)
@@ -200,7 +202,13 @@ def create_app_with_worker() -> FastAPI:
     return create_app(run_worker=True)
 
 
-TELEMETRY_ON: TelemetryConfig = {"tracing": True, "metrics": True, "logs": True}
+# A portal link being opened has its token in the path: no span or metric of it at all.
+TELEMETRY_ON: TelemetryConfig = {
+    "tracing": True,
+    "metrics": True,
+    "logs": True,
+    "exclude": carries_secret,
+}
 TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 

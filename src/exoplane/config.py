@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     console_idle_timeout_seconds: int = Field(default=1800, ge=1, le=86_400)
     console_session_lifetime_seconds: int = Field(default=43_200, ge=1, le=30 * 86_400)
     console_sign_in_limit: str = "5/minute"
+    # Per-app portal links: how long a new link lasts unless its minting says otherwise,
+    # and the longest any link may last.
+    portal_link_default_seconds: int = Field(default=7 * 86_400, ge=60, le=365 * 86_400)
+    portal_link_max_seconds: int = Field(default=30 * 86_400, ge=60, le=365 * 86_400)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # Browser origins allowed to call the API; empty: no cross-origin access.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -161,6 +165,15 @@ class Settings(BaseSettings):
                 )
             except UrlRefused as exc:
                 raise SettingInvalid("core_fleet", exc.message) from exc
+        return self
+
+    @model_validator(mode="after")
+    def _check_portal_links(self) -> Settings:
+        if self.portal_link_default_seconds > self.portal_link_max_seconds:
+            raise SettingInvalid(
+                "portal_link_default_seconds",
+                f"must not be longer than portal_link_max_seconds ({self.portal_link_max_seconds})",
+            )
         return self
 
     @model_validator(mode="after")

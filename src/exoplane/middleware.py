@@ -6,6 +6,8 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 from starlette.datastructures import Headers
@@ -21,6 +23,23 @@ from exoplane.responses import REQUEST_ID, JSONBytesResponse
 RATE_LIMIT_HEADERS = "rate_limit_headers"
 
 log = get_logger("exoplane.http")
+
+# Paths that carry a credential: logged only up to here (a portal link's token follows).
+SECRET_PATHS = ("/console/portal/open/",)
+
+
+def loggable_path(path: str) -> str:
+    """The request's path as the log may show it: a credential in it is redacted."""
+    for prefix in SECRET_PATHS:
+        if path.startswith(prefix):
+            return prefix + "[redacted]"
+    return path
+
+
+def carries_secret(scope: MutableMapping[str, Any]) -> bool:
+    """Whether the request's path holds a credential: kept out of telemetry altogether."""
+    path = scope.get("path", "")
+    return isinstance(path, str) and path.startswith(SECRET_PATHS)
 
 
 def new_request_id() -> str:
@@ -96,7 +115,7 @@ class RequestContextMiddleware:
                         scope, send_with_headers, status, error.code, error, headers=error.headers
                     )
                 return
-            log.exception("unhandled error", method=method, path=scope["path"])
+            log.exception("unhandled error", method=method, path=loggable_path(scope["path"]))
             if not response_started:
                 await self._send_error(
                     scope,
@@ -110,7 +129,7 @@ class RequestContextMiddleware:
                 log.info(
                     "request",
                     method=method,
-                    path=scope["path"],
+                    path=loggable_path(scope["path"]),
                     status=status,
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 )

@@ -9,16 +9,22 @@ from fastapi import APIRouter, Body, Header, Query, Request
 from starlette.responses import Response
 
 from exoplane.admin import apps as service
+from exoplane.admin import portal_links
 from exoplane.admin.schemas import (
     AgentPage,
     AppView,
+    CreatedPortalLink,
     ImportResult,
+    PortalLinkCreate,
+    PortalLinkList,
+    PortalLinkView,
     RotatedWebhookSecret,
     SecretRotation,
     WebhookSecret,
     agent_view,
     app_view,
     import_view,
+    portal_link_view,
 )
 from exoplane.db import Session
 from exoplane.errors import BadRequest, error_body
@@ -125,6 +131,52 @@ async def rotate_webhook_secret(
         session, state.vault, operator, customer_id, app_id, grace
     )
     return JSONBytesResponse({"secret": secret, "previous_secret_valid_for_seconds": grace})
+
+
+@router.post("/portal-links", status_code=201, response_model=CreatedPortalLink)
+async def mint_portal_link(
+    state: State,
+    session: Session,
+    operator: SuperAdminAuth,
+    customer_id: PathId,
+    app_id: PathId,
+    body: Annotated[PortalLinkCreate | None, Body()] = None,
+) -> Response:
+    """A signed, expiring, revocable link that shows this app's calls, deliveries (with
+    replay), flow URLs and settings to whoever opens it; its ``url`` is shown only here."""
+    minted = await portal_links.mint_link(
+        session,
+        state.settings,
+        operator,
+        customer_id,
+        app_id,
+        (body or PortalLinkCreate()).expires_in_seconds,
+    )
+    view = portal_link_view(minted.link, utcnow())
+    return JSONBytesResponse({**view, "url": minted.url}, status_code=201)
+
+
+@router.get("/portal-links", response_model=PortalLinkList)
+async def list_portal_links(
+    session: Session, _operator: SuperAdminAuth, customer_id: PathId, app_id: PathId
+) -> Response:
+    """Every link to this app, newest first, with its status; never a link's URL."""
+    links = await portal_links.list_links(session, customer_id, app_id)
+    now = utcnow()
+    return JSONBytesResponse({"portal_links": [portal_link_view(link, now) for link in links]})
+
+
+@router.post("/portal-links/{link_id}/revoke", response_model=PortalLinkView)
+async def revoke_portal_link(
+    session: Session,
+    operator: SuperAdminAuth,
+    customer_id: PathId,
+    app_id: PathId,
+    link_id: PathId,
+) -> Response:
+    """The link opens nothing from its next request on; revoking twice is 409."""
+    link = await portal_links.revoke_link(session, operator, customer_id, app_id, link_id)
+    return JSONBytesResponse(portal_link_view(link, utcnow()))
 
 
 @router.get("/agents", response_model=AgentPage)

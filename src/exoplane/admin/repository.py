@@ -1,13 +1,16 @@
-"""All SQL of the administration API: customers and operators, listed and changed."""
+"""All SQL of the administration API: customers, operators and portal links, listed and
+changed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.models import Customer, Operator, User
+from exoplane.db import Reader
+from exoplane.models import App, Customer, Operator, PortalLink, User
 
 
 async def customer_page(
@@ -85,3 +88,43 @@ async def agent_page(
             )
         )
     return (await session.scalars(query)).all()
+
+
+# --- portal links -------------------------------------------------------------------------
+
+
+async def app_portal_links(session: AsyncSession, app_id: str) -> Sequence[PortalLink]:
+    """Newest first."""
+    query = (
+        select(PortalLink)
+        .where(PortalLink.app_id == app_id)
+        .order_by(PortalLink.created_at.desc(), PortalLink.id)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def get_portal_link(session: AsyncSession, link_id: str) -> PortalLink | None:
+    return await session.get(PortalLink, link_id)
+
+
+_PORTAL_LINK = (
+    select(
+        PortalLink.id,
+        PortalLink.app_id,
+        App.customer_id,
+        App.name,
+        PortalLink.expires_at,
+        PortalLink.revoked_at,
+    )
+    .join(App, App.id == PortalLink.app_id)
+    .where(PortalLink.token_hash == bindparam("token_hash"))
+)
+
+
+async def portal_link_of(
+    reader: Reader, token_hash: str
+) -> tuple[str, str, str, str, datetime, datetime | None] | None:
+    """(link id, app id, customer id, app name, expires_at, revoked_at) of the link with
+    this token, read outside any transaction: it runs on every portal request."""
+    row = await reader.first(_PORTAL_LINK, {"token_hash": token_hash})
+    return (row[0], row[1], row[2], row[3], row[4], row[5]) if row else None

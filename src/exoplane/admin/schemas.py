@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from exoplane.admin.portal_links import status_of
 from exoplane.integrations.repository import AppRecord
 from exoplane.integrations.schemas import (
     MAX_GRACE_SECONDS,
@@ -15,7 +16,7 @@ from exoplane.integrations.schemas import (
     WholeNumber,
     user_resource,
 )
-from exoplane.models import Customer, Operator, User
+from exoplane.models import Customer, Operator, PortalLink, User
 from exoplane.responses import resource_time
 from exoplane.voicebot.schemas import Body, Text
 
@@ -222,3 +223,48 @@ class WebhookSecret(BaseModel):
 class RotatedWebhookSecret(BaseModel):
     secret: str
     previous_secret_valid_for_seconds: int
+
+
+# --- portal links -------------------------------------------------------------------------
+
+
+class PortalLinkCreate(Body):
+    expires_in_seconds: WholeNumber | None = Field(
+        default=None,
+        ge=60,
+        description=(
+            "How long the link lasts: at least 60 seconds, at most EXOPLANE_PORTAL_LINK_MAX_"
+            "SECONDS (30 days unless configured); omitted, EXOPLANE_PORTAL_LINK_DEFAULT_SECONDS"
+            " (7 days unless configured)"
+        ),
+    )
+
+
+def portal_link_view(link: PortalLink, now: datetime) -> dict[str, Any]:
+    return {
+        "id": link.id,
+        "app_id": link.app_id,
+        "status": status_of(link, now),
+        "created_by": link.created_by,
+        "created_at": resource_time(link.created_at),
+        "expires_at": resource_time(link.expires_at),
+        "revoked_at": resource_time(link.revoked_at) if link.revoked_at else None,
+    }
+
+
+class PortalLinkView(BaseModel):
+    id: str
+    app_id: str
+    status: Literal["active", "expired", "revoked"]
+    created_by: str
+    created_at: str
+    expires_at: str
+    revoked_at: str | None
+
+
+class PortalLinkList(BaseModel):
+    portal_links: list[PortalLinkView]
+
+
+class CreatedPortalLink(PortalLinkView):
+    url: str = Field(description="The link to hand over; shown only in this response")

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from exoplane.console.templates import CONSOLE, redirect, render
+from exoplane.console.templates import CONSOLE, PORTAL, redirect, render
 from exoplane.errors import (
     ExoplaneError,
     Forbidden,
@@ -61,6 +61,11 @@ def is_console(request: Request) -> bool:
     return path == CONSOLE or path.startswith(CONSOLE + "/")
 
 
+def is_portal(request: Request) -> bool:
+    path = request.url.path
+    return path == PORTAL or path.startswith(PORTAL + "/")
+
+
 def error_page(request: Request, status: int, message: str) -> Response:
     return render(
         "error.html",
@@ -70,6 +75,8 @@ def error_page(request: Request, status: int, message: str) -> Response:
         message=message,
         request_id=request_id_of(request.scope),
         operator=getattr(request.state, "console_operator", None),
+        portal_error=is_portal(request),
+        base=PORTAL if is_portal(request) else CONSOLE,
     )
 
 

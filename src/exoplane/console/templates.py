@@ -17,6 +17,8 @@ from exoplane.integrations.calls.service import LiveEntry
 HERE = Path(__file__).parent
 CONSOLE = "/console"
 CONSOLE_STATIC = CONSOLE + "/static"
+# A per-app portal link's pages (exoplane.console.portal_routes).
+PORTAL = CONSOLE + "/portal"
 
 # No inline script or style anywhere, nothing from another origin, never framed.
 CONTENT_SECURITY_POLICY = (
@@ -39,6 +41,8 @@ environment = Environment(
     auto_reload=False,
 )
 environment.globals["static"] = CONSOLE_STATIC
+# Where the page's own links start: the console, or a portal link's pages.
+environment.globals["base"] = CONSOLE
 
 
 def render(template: str, status_code: int = 200, **context: Any) -> Response:

@@ -13,10 +13,16 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from exoplane.admin import apps
+from exoplane.admin import apps, portal_links
 from exoplane.admin import service as admin
 from exoplane.admin.apps import ImportReport
-from exoplane.admin.schemas import CustomerCreate, CustomerUpdate, SecretRotation
+from exoplane.admin.schemas import (
+    CustomerCreate,
+    CustomerUpdate,
+    PortalLinkCreate,
+    SecretRotation,
+    portal_link_view,
+)
 from exoplane.console import tenants
 from exoplane.console.auth import SuperAdminConsole
 from exoplane.console.routes import FLASH, error_fields, field_errors, form_of, page
@@ -33,6 +39,7 @@ from exoplane.integrations.schemas import (
     UserUpdate,
 )
 from exoplane.integrations.service import etag
+from exoplane.models.base import utcnow
 from exoplane.state import AppState, State
 
 router = APIRouter(prefix=CONSOLE, include_in_schema=False)
@@ -46,6 +53,7 @@ FLASH.update(
         "agent_saved": "Agent saved.",
         "agent_deleted": "Agent deleted.",
         "devices_saved": "Devices saved.",
+        "portal_link_revoked": "Portal link revoked: it opens nothing any more.",
     }
 )
 CUSTOMERS = f"{CONSOLE}/customers"
@@ -285,6 +293,7 @@ async def _app_page(
     *,
     webhook_secret: str | None = None,
     rotated_grace: int | None = None,
+    minted_url: str | None = None,
     errors: dict[str, str] | None = None,
     form: dict[str, Any] | None = None,
     status_code: int = 200,
@@ -294,6 +303,8 @@ async def _app_page(
     urls = await apps.flow_urls(session, state.settings, state.capabilities, customer_id, app_id)
     row = await apps.app_settings(session, state.vault, customer_id, app_id)
     current = tenants.settings_form(row)
+    links = await portal_links.list_links(session, customer_id, app_id)
+    now = utcnow()
     return page(
         request,
         signed,
@@ -308,6 +319,10 @@ async def _app_page(
         webhook_secret=webhook_secret,
         rotated_grace=rotated_grace,
         grace_choices=GRACE_CHOICES,
+        portal_links=[portal_link_view(link, now) for link in links],
+        minted_url=minted_url,
+        expiry_choices=tenants.portal_expiry_choices(state.settings),
+        default_expiry=str(state.settings.portal_link_default_seconds),
         errors=errors or {},
         status_code=status_code,
     )
@@ -322,8 +337,9 @@ async def app_page(
     customer_id: PathId,
     app_id: PathId,
 ) -> Response:
-    """An app: details (no secret), flow URLs and settings. Twins: ``GET
-    /api/v1/customers/{id}/apps/{app_id}``, ``.../flow-urls``, ``.../settings``."""
+    """An app: details (no secret), flow URLs, settings and portal links. Twins: ``GET
+    /api/v1/customers/{id}/apps/{app_id}``, ``.../flow-urls``, ``.../settings``,
+    ``.../portal-links``."""
     return await _app_page(request, state, session, signed, customer_id, app_id)
 
 
@@ -425,6 +441,58 @@ async def rotate_webhook_secret(
         webhook_secret=secret,
         rotated_grace=body.grace_seconds,
     )
+
+
+@router.post("/customers/{customer_id}/apps/{app_id}/portal-links")
+async def mint_portal_link(
+    request: Request,
+    state: State,
+    session: Session,
+    signed: SuperAdminConsole,
+    customer_id: PathId,
+    app_id: PathId,
+) -> Response:
+    """A new portal link to the app, shown once on this page; twin: ``POST
+    /api/v1/customers/{id}/apps/{app_id}/portal-links``."""
+    form = await form_of(request)
+    try:
+        body = PortalLinkCreate.model_validate(
+            {"expires_in_seconds": int(form.get("expires_in_seconds", ""))}
+        )
+        minted = await portal_links.mint_link(
+            session,
+            state.settings,
+            signed.operator,
+            customer_id,
+            app_id,
+            body.expires_in_seconds,
+        )
+    except (ValueError, ValidationError, BadRequest) as exc:
+        errors = (
+            error_fields(exc)
+            if isinstance(exc, BadRequest)
+            else {"expires_in_seconds": "Choose how long the link lasts"}
+        )
+        return await _app_page(
+            request, state, session, signed, customer_id, app_id, errors=errors, status_code=400
+        )
+    return await _app_page(
+        request, state, session, signed, customer_id, app_id, minted_url=minted.url
+    )
+
+
+@router.post("/customers/{customer_id}/apps/{app_id}/portal-links/{link_id}/revoke")
+async def revoke_portal_link(
+    session: Session,
+    signed: SuperAdminConsole,
+    customer_id: PathId,
+    app_id: PathId,
+    link_id: PathId,
+) -> Response:
+    """The link opens nothing from now on; twin: ``POST
+    /api/v1/customers/{id}/apps/{app_id}/portal-links/{link_id}/revoke``."""
+    await portal_links.revoke_link(session, signed.operator, customer_id, app_id, link_id)
+    return redirect(f"{_app_path(customer_id, app_id)}?done=portal_link_revoked#portal-links")
 
 
 # --- agents -------------------------------------------------------------------------------

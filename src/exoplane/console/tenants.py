@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from exoplane.admin.apps import last_device
+from exoplane.config import Settings
 from exoplane.errors import BadRequest
 from exoplane.integrations.schemas import WEBHOOK_URL_FIELDS, devices_resource
 from exoplane.models import AppSettings, User
@@ -27,6 +28,13 @@ FLOW_PLACES = {
     ),
 }
 SETTINGS_URL_FIELDS = (*WEBHOOK_URL_FIELDS, "streaming_url")
+# How long a new portal link may last, as the app's page offers it.
+PORTAL_EXPIRIES = (
+    (3600, "1 hour"),
+    (86_400, "1 day"),
+    (7 * 86_400, "7 days"),
+    (30 * 86_400, "30 days"),
+)
 SETTINGS_SWITCHES = ("recording_enabled", "streaming_enabled")
 
 
@@ -46,6 +54,18 @@ def flow_url_rows(urls: dict[str, Any]) -> list[dict[str, str]]:
         for key, (label, place) in FLOW_PLACES.items()
         if key in found
     ]
+
+
+def portal_expiry_choices(settings: Settings) -> list[tuple[str, str]]:
+    """The expiries the page offers: those the configuration allows, and its default."""
+    choices = {
+        seconds: text
+        for seconds, text in PORTAL_EXPIRIES
+        if seconds <= settings.portal_link_max_seconds
+    }
+    for seconds in (settings.portal_link_default_seconds, settings.portal_link_max_seconds):
+        choices.setdefault(seconds, f"{seconds} seconds")
+    return [(str(seconds), choices[seconds]) for seconds in sorted(choices)]
 
 
 def settings_form(row: AppSettings) -> dict[str, Any]:

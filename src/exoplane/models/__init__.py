@@ -11,6 +11,7 @@ from exoplane.models.console_session import ConsoleSession
 from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
 from exoplane.models.operator import Operator
+from exoplane.models.portal_link import PortalLink
 from exoplane.models.token import Token
 from exoplane.models.user import User
 from exoplane.models.voicebot import Did, ExotelIntegration, PlatformSettings
@@ -36,6 +37,7 @@ __all__ = [
     "IdempotencyKey",
     "Operator",
     "PlatformSettings",
+    "PortalLink",
     "Token",
     "User",
     "WebhookAttempt",

@@ -82,15 +82,17 @@ def audit(
     action: str,
     target: str,
     details: dict[str, Any] | None = None,
+    *,
+    by: str | None = None,
 ) -> None:
-    """Record a change, by ``operator`` or (None) from the command line. ``details`` name
-    what changed, never a secret value."""
+    """Record a change, by ``operator`` or (None) from the command line, or by ``by`` when
+    no operator acted (a portal link). ``details`` name what changed, never a secret value."""
     repository.add(
         session,
         AuditEntry(
             at=utcnow(),
             operator_id=operator.id if operator else None,
-            operator_email=operator.email if operator else COMMAND_LINE,
+            operator_email=by or (operator.email if operator else COMMAND_LINE),
             action=action,
             target=target,
             details=json.dumps(details or {}, sort_keys=True),
