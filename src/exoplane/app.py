@@ -42,6 +42,7 @@ from exoplane.ratelimit import RateLimiter
 from exoplane.security import Vault, load_secret_key
 from exoplane.state import AppState
 from exoplane.stats.endpoints import router as stats_router
+from exoplane.stats.service import RecentStats
 from exoplane.voicebot.endpoints import router as voicebot_router
 from exoplane.webhooks.endpoints import router as webhooks_router
 from exoplane.webhooks.operator_endpoints import router as webhook_operators_router
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             bots=discover_bots(),
             wake_webhooks=wake_webhooks,
             hooks=hooks,
+            recent_stats=RecentStats(),
         )
         hooks.start()
         worker_task = asyncio.create_task(worker.run()) if worker else None
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             yield {"exoplane": state}
         finally:
             await hooks.stop()
+            await state.recent_stats.aclose()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

@@ -20,6 +20,7 @@ from exoplane.security import Vault
 if TYPE_CHECKING:  # db.py depends on this module for its session dependency
     from exoplane.db import Reader
     from exoplane.integrations.calls.writer import HookWriter
+    from exoplane.stats.service import RecentStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,8 @@ class AppState:
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
     hooks: HookWriter
+    # The last day's stats as the console's charts show them, kept between views.
+    recent_stats: RecentStats
 
 
 def app_state(request: Request) -> AppState:

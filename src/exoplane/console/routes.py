@@ -241,7 +241,7 @@ async def overview(
     """The set-up checklist; twins: ``GET /api/v1/integrations/exotel``, ``/settings``,
     ``/calls``, ``/bots``, and for the charts ``/api/v1/stats``."""
     checklist = await service.overview(session, state.settings, state.bots)
-    charts = await traffic.call_charts_now(session, traffic.recent_stats(request.app))
+    charts = await traffic.call_charts_now(session, state)
     return page(request, signed, "overview.html", title="Overview", charts=charts, **checklist)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from exoplane.integrations.calls import service as calls
 from exoplane.integrations.calls.schemas import call_view, platform_call_view
 from exoplane.integrations.calls.service import TimelineEntry
 from exoplane.responses import resource_time
+from exoplane.state import AppState
 from exoplane.stats import service as stats
 
 # The steps a call's page picks out, and the mark each gets.
@@ -95,22 +96,20 @@ def summary(timeline: Sequence[TimelineEntry]) -> Summary:
     return Summary(routed, list(webhooks.values()), first_audio, code, reason)
 
 
-def recent_stats(app: Any) -> stats.RecentStats:
-    """The app's cache of the last day's stats, made on first use."""
-    found = getattr(app.state, "console_recent_stats", None)
-    if found is None:
-        found = app.state.console_recent_stats = stats.RecentStats()
-    return cast(stats.RecentStats, found)
+async def last_day(session: AsyncSession, state: AppState) -> list[stats.Bucket]:
+    """The last 24 hours by hour, from what the process keeps (kept fresh from now on)."""
+    state.recent_stats.keep_fresh(state.sessions)
+    return await state.recent_stats.last_day(session)
 
 
-async def webhook_charts_now(session: AsyncSession, recent: stats.RecentStats) -> list[Chart]:
+async def webhook_charts_now(session: AsyncSession, state: AppState) -> list[Chart]:
     """Deliveries by outcome and attempt latency, per hour over the last 24 hours."""
-    return webhook_charts(await recent.last_day(session))
+    return webhook_charts(await last_day(session, state))
 
 
-async def call_charts_now(session: AsyncSession, recent: stats.RecentStats) -> list[Chart]:
+async def call_charts_now(session: AsyncSession, state: AppState) -> list[Chart]:
     """Calls by outcome and time to first bot audio, per hour over the last 24 hours."""
-    return call_charts(await recent.last_day(session))
+    return call_charts(await last_day(session, state))
 
 
 def pretty_payload(payload: str) -> str:

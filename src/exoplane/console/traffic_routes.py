@@ -44,6 +44,7 @@ CallSid = Annotated[str, Path(max_length=100)]
 @router.get("/webhooks")
 async def webhooks(
     request: Request,
+    state: State,
     session: Session,
     signed: AdminConsole,
     app: AppId = None,
@@ -84,7 +85,7 @@ async def webhooks(
         apps=await operators.app_choices(session),
         events=list(EVENT_TARGETS),
         statuses=STATUSES,
-        charts=await traffic.webhook_charts_now(session, traffic.recent_stats(request.app)),
+        charts=await traffic.webhook_charts_now(session, state),
         replays=await operators.latest_replays(session, REPLAYS_SHOWN),
     )
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.errors import BadRequest
 from exoplane.integrations.calls.service import OUTCOMES
+from exoplane.logs import get_logger
 from exoplane.models.base import utcnow
 from exoplane.stats import repository
+
+log = get_logger("exoplane.stats")
 
 BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}
 MAX_BUCKETS = 500
@@ -155,8 +160,8 @@ async def stats(session: AsyncSession, chosen: Window) -> list[Bucket]:
     return buckets
 
 
-# Pages that chart the last day on every view read its closed hours at most this often,
-# and the current hour at most this often.
+# Pages that chart the last day on every view: the closed hours are read again this often,
+# beside the requests, and the current hour at most this often on a view.
 RECENT_REFRESH_SECONDS = 300.0
 CURRENT_REFRESH_SECONDS = 10.0
 
@@ -164,11 +169,12 @@ CURRENT_REFRESH_SECONDS = 10.0
 class RecentStats:
     """The last 24 hours by hour, for pages that show them on every view.
 
-    The hours already over are read again at most every ``refresh_seconds`` (and whenever
-    another hour has closed), the current hour at most every ``current_seconds``: a page
-    view then costs a read of the day only now and then, and what it shows is never older
-    than those. A delivery of a closed hour that settles later shows within
-    ``refresh_seconds``.
+    Closed hours are kept by their start. A view reads only the closed hours not kept yet
+    (once an hour has closed, that one; the whole day only on a process's first view) and
+    the current hour at most every ``current_seconds``. Once ``keep_fresh`` has started it,
+    a task beside the requests reads every closed hour again each ``refresh_seconds``, so a
+    delivery of a closed hour that settles later shows within that, and no view waits for a
+    read of the whole day.
     """
 
     def __init__(
@@ -178,19 +184,62 @@ class RecentStats:
     ) -> None:
         self._refresh_seconds = refresh_seconds
         self._current_seconds = current_seconds
-        self._closed: tuple[Window, float, list[Bucket]] | None = None
+        self._hours: dict[datetime, Bucket] = {}
         self._current: tuple[Window, float, list[Bucket]] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     async def last_day(self, session: AsyncSession) -> list[Bucket]:
-        whole = window(None, None, "hour")
-        current_start = whole.until - timedelta(seconds=whole.width)
-        closed = Window(whole.since, current_start, whole.bucket)
-        current = Window(current_start, whole.until, whole.bucket)
+        closed, current = _last_day()
+        starts = [closed.since + timedelta(seconds=n * closed.width) for n in range(closed.count)]
+        missing = [start for start in starts if start not in self._hours]
+        if missing:
+            await self._read(session, Window(missing[0], closed.until, closed.bucket))
         now = time.monotonic()
-        kept = self._closed
-        if kept is None or kept[0] != closed or now - kept[1] >= self._refresh_seconds:
-            kept = self._closed = (closed, now, await stats(session, closed))
         latest = self._current
         if latest is None or latest[0] != current or now - latest[1] >= self._current_seconds:
             latest = self._current = (current, now, await stats(session, current))
-        return [*kept[2], *latest[2]]
+        return [*(self._hours[start] for start in starts), *latest[2]]
+
+    async def refresh(self, session: AsyncSession) -> None:
+        """Read every closed hour of the last day again."""
+        closed, _ = _last_day()
+        await self._read(session, closed)
+
+    async def _read(self, session: AsyncSession, span: Window) -> None:
+        for bucket in await stats(session, span):
+            self._hours[bucket.start] = bucket
+        oldest = span.until - DEFAULT_SPAN
+        for start in [start for start in self._hours if start < oldest]:
+            del self._hours[start]
+
+    def keep_fresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Start the task that reads the closed hours again every ``refresh_seconds``
+        (once; ``aclose`` stops it)."""
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_every(sessions))
+
+    async def _refresh_every(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_seconds)
+            try:
+                async with sessions() as session:
+                    await self.refresh(session)
+            except Exception:  # a database outage: the charts stay as they were until then
+                log.exception("could not read the last day's stats again")
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+
+
+def _last_day() -> tuple[Window, Window]:
+    """The last day's closed hours, and the current one."""
+    whole = window(None, None, "hour")
+    current_start = whole.until - timedelta(seconds=whole.width)
+    return (
+        Window(whole.since, current_start, whole.bucket),
+        Window(current_start, whole.until, whole.bucket),
+    )
