@@ -3,59 +3,37 @@ server on 127.0.0.1 and the Exotel sandbox."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
-from tests.console.browser import Browser, chromium
+from tests.console.browser import Browser
+from tests.console.journeys import browser, exoplane, sandbox, super_admin
 from tests.e2e.conftest import (
     ACCOUNT_SID,
     CALLER,
     EXOTEL_KEY,
     EXOTEL_TOKEN,
     Exoplane,
-    running_exoplane,
 )
-from tests.e2e.servers import Sandbox, running_sandbox
+from tests.e2e.servers import Sandbox
 from tests.voicebot.factories import Operator, create_operator
 from tests.waiting import WAIT_SECONDS
+
+__all__ = ["browser", "exoplane", "sandbox", "super_admin"]  # the journeys' fixtures
 
 EXOPHONE = "+918047491803"
 FLOW_ID = "2001"
 FLOW_URL = f"http://my.exotel.com/{ACCOUNT_SID}/exoml/start_voice/{FLOW_ID}"
 # Calls ring and talk in real time here, so the timeline is seen filling in live.
 CALL_LASTS = {"time_scale": 1.0, "ring_seconds": 2.0, "caller_turns": 1}
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(ACCOUNT_SID, EXOTEL_KEY, EXOTEL_TOKEN, **CALL_LASTS) as running:
-        yield running
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, sandbox: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, sandbox) as running:
-        yield running
-
-
-@pytest.fixture
-async def super_admin(exoplane: Exoplane) -> Operator:
-    return await create_operator(exoplane.settings, "root@example.com", "super_admin")
+SANDBOX_TIMING = CALL_LASTS
 
 
 @pytest.fixture
 async def admin(exoplane: Exoplane) -> Operator:
     return await create_operator(exoplane.settings, "ops@example.com", "admin")
-
-
-@pytest.fixture
-async def browser(exoplane: Exoplane, tmp_path: Path) -> AsyncIterator[Browser]:
-    async with chromium(exoplane.url, tmp_path) as running:
-        yield running
 
 
 async def api(exoplane: Exoplane, operator: Operator, method: str, path: str, **body: Any) -> Any:

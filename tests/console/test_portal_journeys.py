@@ -5,69 +5,36 @@ settings, and nothing else; revoked or expired, it is refused with a page that s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.async_api import expect
 
 from exoplane.models import PortalLink
-from tests.console.browser import Browser, chromium
+from tests.console.browser import Browser
+from tests.console.journeys import browser, exoplane, receiver, sandbox, super_admin
 from tests.console.test_journeys import api
 from tests.console.test_traffic_journeys import AGENT_PHONE, EXOPHONE, ONE_RETRY, failed_delivery
 from tests.e2e.conftest import (
-    ACCOUNT_SID,
     CALLER,
-    EXOTEL_KEY,
-    EXOTEL_TOKEN,
     CallCentre,
     Exoplane,
     call_centre,
-    running_exoplane,
 )
-from tests.e2e.servers import Sandbox, running_sandbox
+from tests.e2e.servers import Sandbox
 from tests.factories import app_with_token, database_session
-from tests.voicebot.factories import Operator, create_operator
+from tests.voicebot.factories import Operator
 from tests.waiting import polled
 from tests.webhooks.conftest import auth, call_hook
-from tests.webhooks.receiver import Receiver, running_receiver
+from tests.webhooks.receiver import Receiver
 
-__all__ = ["call_centre"]  # the e2e tests' app whose webhooks all go to the receiver
+# The e2e tests' app whose webhooks all go to the receiver, and the journeys' fixtures.
+__all__ = ["browser", "call_centre", "exoplane", "receiver", "sandbox", "super_admin"]
+EXOPLANE_SETTINGS = ONE_RETRY
+VIEWPORT = {"width": 1100, "height": 720}
 
 APPS = "/api/v1/customers"
 OTHER_CALL = {"CallSid": "call_of_another_app", "CallFrom": CALLER, "CallTo": "08047491899"}
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(ACCOUNT_SID, EXOTEL_KEY, EXOTEL_TOKEN) as running:
-        yield running
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, sandbox: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, sandbox, **ONE_RETRY) as running:
-        yield running
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-
-
-@pytest.fixture
-async def super_admin(exoplane: Exoplane) -> Operator:
-    return await create_operator(exoplane.settings, "root@example.com", "super_admin")
-
-
-@pytest.fixture
-async def browser(exoplane: Exoplane, tmp_path: Path) -> AsyncIterator[Browser]:
-    async with chromium(exoplane.url, tmp_path) as running:
-        await running.page.set_viewport_size({"width": 1100, "height": 720})
-        yield running
 
 
 async def another_apps_delivery(exoplane: Exoplane, operator: Operator) -> str:

@@ -3,44 +3,20 @@ real server on 127.0.0.1."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.async_api import expect
 
-from tests.console.browser import Browser, chromium
-from tests.e2e.conftest import ACCOUNT_SID, EXOTEL_KEY, EXOTEL_TOKEN, Exoplane, running_exoplane
-from tests.e2e.servers import Sandbox, running_sandbox
+from tests.console.browser import Browser
+from tests.console.journeys import browser, exoplane, sandbox, super_admin
+from tests.e2e.conftest import Exoplane
 from tests.factories import APP_BODY
 from tests.voicebot.factories import Operator, create_operator
 
+__all__ = ["browser", "exoplane", "sandbox", "super_admin"]  # the journeys' fixtures
+
+VIEWPORT = {"width": 1100, "height": 720}
 CSV_HEADER = "AppUserId,AppUsername,Email,ExotelUserName,AgentNumber,VirtualNumber,Role"
-
-
-@pytest.fixture
-async def sandbox() -> AsyncIterator[Sandbox]:
-    async with running_sandbox(ACCOUNT_SID, EXOTEL_KEY, EXOTEL_TOKEN) as running:
-        yield running
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, sandbox: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, sandbox) as running:
-        yield running
-
-
-@pytest.fixture
-async def super_admin(exoplane: Exoplane) -> Operator:
-    return await create_operator(exoplane.settings, "root@example.com", "super_admin")
-
-
-@pytest.fixture
-async def browser(exoplane: Exoplane, tmp_path: Path) -> AsyncIterator[Browser]:
-    async with chromium(exoplane.url, tmp_path) as running:
-        await running.page.set_viewport_size({"width": 1100, "height": 720})
-        yield running
 
 
 async def call(

@@ -4,13 +4,13 @@ against a real server on 127.0.0.1, the Exotel sandbox and a real webhook receiv
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import expect
 
-from tests.console.browser import Browser, chromium
+from tests.console.browser import Browser
+from tests.console.journeys import browser, exoplane, receiver, super_admin
 from tests.console.test_journeys import CALL_LASTS, api, configure_for_sandbox
 from tests.e2e.conftest import (
     ACCOUNT_SID,
@@ -20,49 +20,27 @@ from tests.e2e.conftest import (
     CallCentre,
     Exoplane,
     call_centre,
-    running_exoplane,
 )
 from tests.e2e.servers import Sandbox, running_sandbox
-from tests.voicebot.factories import Operator, create_operator
+from tests.voicebot.factories import Operator
 from tests.waiting import WAIT_SECONDS, polled
-from tests.webhooks.receiver import Receiver, running_receiver
+from tests.webhooks.receiver import Receiver
 
-__all__ = ["call_centre"]  # the e2e tests' app whose webhooks all go to the receiver
+# The e2e tests' app whose webhooks all go to the receiver, and the journeys' fixtures.
+__all__ = ["browser", "call_centre", "exoplane", "receiver", "super_admin"]
 
 EXOPHONE = "+918047491803"
 AGENT_PHONE = "+919876500013"
 # One retry: a webhook refused twice has failed for good, until an operator replays it.
 ONE_RETRY = {"webhook_retry_schedule": [0.05]}
+EXOPLANE_SETTINGS = ONE_RETRY
+VIEWPORT = {"width": 1100, "height": 720}
 
 
 @pytest.fixture
 async def sandbox(request: pytest.FixtureRequest) -> AsyncIterator[Sandbox]:
     timing = CALL_LASTS if "live" in request.node.name else {}
     async with running_sandbox(ACCOUNT_SID, EXOTEL_KEY, EXOTEL_TOKEN, **timing) as running:
-        yield running
-
-
-@pytest.fixture
-async def exoplane(tmp_path: Path, database_url: str, sandbox: Sandbox) -> AsyncIterator[Exoplane]:
-    async with running_exoplane(tmp_path / "home", database_url, sandbox, **ONE_RETRY) as running:
-        yield running
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    async with running_receiver() as running:
-        yield running
-
-
-@pytest.fixture
-async def super_admin(exoplane: Exoplane) -> Operator:
-    return await create_operator(exoplane.settings, "root@example.com", "super_admin")
-
-
-@pytest.fixture
-async def browser(exoplane: Exoplane, tmp_path: Path) -> AsyncIterator[Browser]:
-    async with chromium(exoplane.url, tmp_path) as running:
-        await running.page.set_viewport_size({"width": 1100, "height": 720})
         yield running
 
 
