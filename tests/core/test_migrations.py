@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -14,6 +15,7 @@ from sqlalchemy import Connection, insert, text
 
 from exoplane.config import Settings
 from exoplane.db import alembic_config, create_engine
+from exoplane.integrations import repository as integrations_repository
 from exoplane.models import App, Call, Customer
 from exoplane.models.base import Base
 from exoplane.security import Vault, hash_secret, load_secret_key
@@ -192,3 +194,27 @@ async def test_a_previous_secret_stored_unkeyed_works_for_its_grace_and_is_store
         vault.hash_secret("new"),
         vault.hash_secret("old"),
     )
+
+
+async def test_a_rotation_between_the_check_and_the_rehash_is_not_undone(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The secret is checked before the token's transaction; a rotation in between wins over
+    storing the checked (unkeyed) hash again in the keyed form."""
+    app = await app_with_token(client, settings)
+    await _store_as_an_earlier_version_did(settings, App, app.id, app.secret)
+    vault = Vault(load_secret_key(settings))
+    read = integrations_repository.find_secret_holder
+
+    async def read_then_rotate(reader: Any, entity: str, holder_id: str) -> Any:
+        holder = await read(reader, entity, holder_id)
+        async with database_session(settings) as session:
+            row = await session.get(App, holder_id)
+            assert row is not None
+            row.secret_hash = vault.hash_secret("rotated")
+        return holder
+
+    monkeypatch.setattr(integrations_repository, "find_secret_holder", read_then_rotate)
+    await get_token(client, "app", app.id, app.secret)
+
+    assert (await _stored_secrets(settings, App, app.id))[0] == vault.hash_secret("rotated")

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
+from exoplane.integrations import repository
 from exoplane.models import App, Customer, Token
 from exoplane.security import Vault, hash_secret, load_secret_key
-from tests.factories import app_with_token, customer_with_token, get_token, register_app
+from tests.factories import (
+    app_with_token,
+    customer_with_token,
+    database_session,
+    get_token,
+    register_app,
+)
 
 TOKEN_URL = "/v2/integrations/token"
 
@@ -142,6 +150,30 @@ async def test_an_app_secret_does_not_make_a_customer_token(
     )
 
     failed(response, 401)
+
+
+async def test_an_app_deleted_between_the_check_and_the_insert_gets_401(
+    client: httpx.AsyncClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The secret is checked before the token's transaction; if the app goes in between,
+    the insert is refused by its foreign key and the answer is the usual 401, not a 500."""
+    app = await register_app(client, await customer_with_token(client, settings))
+    read = repository.find_secret_holder
+
+    async def read_then_delete(reader: Any, entity: str, holder_id: str) -> Any:
+        holder = await read(reader, entity, holder_id)
+        async with database_session(settings) as session:
+            await session.execute(delete(App).where(App.id == holder_id))
+        return holder
+
+    monkeypatch.setattr(repository, "find_secret_holder", read_then_delete)
+    response = await client.post(
+        TOKEN_URL, json={"Id": app.id, "Secret": app.secret, "Entity": "app"}
+    )
+
+    failed(response, 401)
+    async with database_session(settings) as session:
+        assert (await session.scalars(select(Token).where(Token.app_id == app.id))).all() == []
 
 
 async def test_bare_and_bearer_forms_are_both_accepted(

@@ -92,9 +92,9 @@ async def create_token(
 ) -> Response:
     """Exchange an Id and Secret (customer or app) for a token valid up to 90 days."""
     await enforce_rate_limit(request, state, client_key(request))
-    issued = await service.issue_token(session, state.vault, body)
+    issued = await service.issue_token(session, state.reader, state.vault, body)
     response = legacy_ok(request.scope, issued.token)
-    response.headers["X-Token-Expires-At"] = issued.row.expires_at.isoformat()
+    response.headers["X-Token-Expires-At"] = issued.expires_at.isoformat()
     return response
 
 
@@ -106,7 +106,7 @@ async def create_agent_token(
     for 12 hours by default, at most 24 hours and never past the app token."""
     issued = await service.issue_agent_token(session, principal, body)
     response = legacy_ok(request.scope, issued.token)
-    response.headers["X-Token-Expires-At"] = issued.row.expires_at.isoformat()
+    response.headers["X-Token-Expires-At"] = issued.expires_at.isoformat()
     return response
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, literal, or_, select, update
+from sqlalchemy import bindparam, delete, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.db import Reader
@@ -49,6 +49,20 @@ class AppRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class SecretHolder:
+    """A customer or an app, with what checking its secret needs: for an app, its
+    customer's ``disabled_at``."""
+
+    entity: str
+    id: str
+    customer_id: str
+    secret_hash: str
+    previous_secret_hash: str | None
+    previous_secret_expires_at: datetime | None
+    customer_disabled_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Credential:
     """A token with, for app and agent tokens, the app it belongs to, and for agent tokens
     the ``user_id`` of the user it acts as (None once that user is gone)."""
@@ -83,11 +97,55 @@ _CREDENTIAL = (
     .outerjoin(User, (Token.user_id == User.id) & (User.app_id == Token.app_id))
     .where(Token.token_hash == bindparam("token_hash"))
 )
+_CUSTOMER_HOLDER = select(
+    Customer.id,
+    Customer.id.label("customer_id"),
+    Customer.secret_hash,
+    Customer.previous_secret_hash,
+    Customer.previous_secret_expires_at,
+    Customer.disabled_at,
+).where(Customer.id == bindparam("id"))
+_APP_HOLDER = (
+    select(
+        App.id,
+        App.customer_id,
+        App.secret_hash,
+        App.previous_secret_hash,
+        App.previous_secret_expires_at,
+        Customer.disabled_at,
+    )
+    .join(Customer, App.customer_id == Customer.id)
+    .where(App.id == bindparam("id"))
+)
 _APPS_OF_CUSTOMER = (
     select(*_APP_RECORD)
     .where(App.customer_id == bindparam("customer_id"))
     .order_by(App.created_at, App.id)
 )
+
+
+async def find_secret_holder(reader: Reader, entity: str, holder_id: str) -> SecretHolder | None:
+    """The customer (``entity`` "customer") or app with this id, as its secret is checked."""
+    query = _CUSTOMER_HOLDER if entity == "customer" else _APP_HOLDER
+    row = await reader.first(query, {"id": holder_id})
+    return SecretHolder(entity, *row) if row is not None else None
+
+
+async def rehash_secret(
+    session: AsyncSession, holder: SecretHolder, column: str, stored: str, rehashed: str
+) -> None:
+    """Replace the hash in ``column`` (``secret_hash`` or ``previous_secret_hash``) by its
+    keyed form, unless it changed since it was read (a rotation meanwhile wins)."""
+    table = Customer if holder.entity == "customer" else App
+    await session.execute(
+        update(table)
+        .where(table.id == holder.id, getattr(table, column) == stored)
+        .values({column: rehashed})
+    )
+
+
+async def insert_token(session: AsyncSession, values: Mapping[str, object]) -> None:
+    await session.execute(insert(Token), values)
 
 
 async def find_credential(reader: Reader, token_hash: str) -> Credential | None:

@@ -46,7 +46,7 @@ from exoplane.integrations.schemas import (
     UserFields,
     created_app_data,
 )
-from exoplane.models import App, AppSettings, Customer, Token, User
+from exoplane.models import App, AppSettings, Customer, User
 from exoplane.models.base import utcnow
 from exoplane.responses import legacy_time
 from exoplane.security import Vault, hash_secret, new_id, new_secret, new_token
@@ -71,42 +71,61 @@ async def create_customer(session: AsyncSession, vault: Vault, name: str) -> tup
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
-    row: Token
+    expires_at: datetime
 
 
-async def issue_token(session: AsyncSession, vault: Vault, request: TokenRequest) -> IssuedToken:
-    app_id: str | None = None
-    if request.Entity == "customer":
-        customer = await repository.get_customer(session, request.Id)
-        if customer is None or not _secret_matches(vault, customer, request.Secret):
-            raise _bad_credentials()
-    else:
-        app = await repository.get_app(session, request.Id)
-        if app is None or not _secret_matches(vault, app, request.Secret):
-            raise _bad_credentials()
-        app_id = app.id
-        customer = await repository.get_customer(session, app.customer_id)
-        if customer is None:
-            raise _bad_credentials()
-    if customer.disabled_at is not None:
-        raise customer_disabled(customer.id)
-    customer_id = customer.id
+async def issue_token(
+    session: AsyncSession, reader: Reader, vault: Vault, request: TokenRequest
+) -> IssuedToken:
+    """A token for a customer's or an app's Id and Secret.
 
+    The credentials are read and checked before the transaction: it only inserts the token
+    (and, once, stores an unkeyed secret hash again in the keyed form).
+    """
+    holder = await repository.find_secret_holder(reader, request.Entity, request.Id)
+    if holder is None or not await _secret_matches(session, vault, holder, request.Secret):
+        raise _bad_credentials()
+    if holder.customer_disabled_at is not None:
+        raise customer_disabled(holder.customer_id)
     now = utcnow()
     ttl = request.TTLSeconds or MAX_TOKEN_TTL_SECONDS
-    token = new_token()
-    row = Token(
-        id=new_id(),
-        token_hash=hash_secret(token),
+    return await _insert_token(
+        session,
         entity=request.Entity,
-        customer_id=customer_id,
-        app_id=app_id,
+        customer_id=holder.customer_id,
+        app_id=holder.id if request.Entity == "app" else None,
+        user_id=None,
         created_at=now,
         expires_at=now + timedelta(seconds=ttl),
     )
-    session.add(row)
-    await session.flush()
-    return IssuedToken(token, row)
+
+
+async def _insert_token(
+    session: AsyncSession,
+    *,
+    entity: str,
+    customer_id: str,
+    app_id: str | None,
+    user_id: int | None,
+    created_at: datetime,
+    expires_at: datetime,
+) -> IssuedToken:
+    token = new_token()
+    values = {
+        "id": new_id(),
+        "token_hash": hash_secret(token),
+        "entity": entity,
+        "customer_id": customer_id,
+        "app_id": app_id,
+        "user_id": user_id,
+        "created_at": created_at,
+        "expires_at": expires_at,
+    }
+    try:
+        await repository.insert_token(session, values)
+    except IntegrityError as exc:  # its customer, app or user was deleted since it was read
+        raise _bad_credentials() from exc
+    return IssuedToken(token, expires_at)
 
 
 async def issue_agent_token(
@@ -117,10 +136,8 @@ async def issue_agent_token(
     user = await get_user(session, principal, request.user_id)
     now = utcnow()
     ttl = timedelta(seconds=request.TTLSeconds or DEFAULT_AGENT_TOKEN_TTL_SECONDS)
-    token = new_token()
-    row = Token(
-        id=new_id(),
-        token_hash=hash_secret(token),
+    return await _insert_token(
+        session,
         entity="agent",
         customer_id=principal.customer_id,
         app_id=principal.app_id,
@@ -128,9 +145,6 @@ async def issue_agent_token(
         created_at=now,
         expires_at=min(now + ttl, principal.expires_at),
     )
-    session.add(row)
-    await session.flush()
-    return IssuedToken(token, row)
 
 
 def check_own_user(principal: AppScoped, user_id: str) -> None:
@@ -143,27 +157,30 @@ def _bad_credentials() -> InvalidCredentials:
     return InvalidCredentials("Invalid Id or Secret for this Entity")
 
 
-def _secret_matches(vault: Vault, holder: App | Customer, secret: str) -> bool:
+async def _secret_matches(
+    session: AsyncSession, vault: Vault, holder: repository.SecretHolder, secret: str
+) -> bool:
     """The current secret, or the one it replaced while that one's grace period lasts.
 
     A secret stored in an earlier version's unkeyed form is stored again in the keyed form
     once it has matched, in the transaction that issues the token.
     """
-    if vault.secret_matches(secret, holder.secret_hash):
-        if vault.needs_rehash(holder.secret_hash):
-            holder.secret_hash = vault.hash_secret(secret)
-        return True
-    previous = holder.previous_secret_hash
-    if (
+    current, previous = holder.secret_hash, holder.previous_secret_hash
+    if vault.secret_matches(secret, current):
+        matched = ("secret_hash", current)
+    elif (
         previous is not None
         and holder.previous_secret_expires_at is not None
         and holder.previous_secret_expires_at > utcnow()
         and vault.secret_matches(secret, previous)
     ):
-        if vault.needs_rehash(previous):
-            holder.previous_secret_hash = vault.hash_secret(secret)
-        return True
-    return False
+        matched = ("previous_secret_hash", previous)
+    else:
+        return False
+    column, stored = matched
+    if vault.needs_rehash(stored):
+        await repository.rehash_secret(session, holder, column, stored, vault.hash_secret(secret))
+    return True
 
 
 def describe_token(principal: Principal) -> dict[str, Any]:
