@@ -126,7 +126,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             yield {"exoplane": state}
         finally:
             await hooks.stop()
-            await state.recent_stats.aclose()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
