@@ -11,7 +11,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, cast, delete, extract, func, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    Integer,
+    cast,
+    delete,
+    extract,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,12 +49,20 @@ async def _counts(
     width: int,
     *where: Any,
 ) -> Counts:
-    bucket = _bucket(session, time, since, width)
-    query = (
-        select(bucket, value, func.count())
-        .where(time >= since, time < until, *where)
-        .group_by(bucket, value)
-    )
+    if (until - since).total_seconds() <= width:
+        # One bucket (the current hour): every row is in it, with no arithmetic per row.
+        query = (
+            select(literal_column("0"), value, func.count())
+            .where(time >= since, time < until, *where)
+            .group_by(value)
+        )
+    else:
+        bucket = _bucket(session, time, since, width)
+        query = (
+            select(bucket, value, func.count())
+            .where(time >= since, time < until, *where)
+            .group_by(bucket, value)
+        )
     return [(int(b), v, int(n)) for b, v, n in await session.execute(query)]
 
 

@@ -194,7 +194,7 @@ def encode_counts(counts: Iterable[tuple[Any, int]]) -> str:
 def decode_counts(series: str, text: str) -> list[tuple[Any, int]]:
     counts: dict[str, int] = orjson.loads(text)
     if series in NUMERIC_SERIES:
-        return [(int(value), count) for value, count in counts.items()]
+        return list(zip(map(int, counts), counts.values(), strict=True))
     return list(counts.items())
 
 
@@ -207,8 +207,14 @@ async def rolled_up(session: AsyncSession, closed: Window) -> dict[datetime, Buc
             continue
         bucket = found.setdefault(hour, Bucket(hour))
         seen[hour] = seen.get(hour, 0) + 1
-        for value, count in decode_counts(series, text):
-            _add(bucket, series, value, count)
+        counts = decode_counts(series, text)
+        if series == "latency":
+            bucket.latency.extend(counts)
+        elif series == "first_audio":
+            bucket.first_audio.extend(counts)
+        else:
+            for value, count in counts:
+                _add(bucket, series, value, count)
     whole = {hour: bucket for hour, bucket in found.items() if seen[hour] == len(SERIES)}
     _settle(whole.values())
     return whole
