@@ -6,7 +6,8 @@ Run from the repository root: ``.venv/bin/python bench/console.py [--requests 50
 process with its lifespan, on a fresh SQLite database (and on PostgreSQL when a URL is given),
 seeded straight through SQLAlchemy (the calls, deliveries and bot streams as
 ``bench/stats.py`` seeds them, over the last 24 hours, one delivery in ten failed); a
-signed-in super_admin then requests each page in turn over ASGI (no sockets, so what is
+rollup round then stores the day's closed hours as the worker would, and a
+signed-in super_admin requests each page in turn over ASGI (no sockets, so what is
 timed is the server's work: middleware, session, queries, rendering). ``/healthz`` is
 measured the same way as the baseline. Prints a markdown table and writes
 ``bench/results/console.json`` and ``bench/results/console.md``.
@@ -42,6 +43,7 @@ from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.models import App, AuditEntry, Did, WebhookDelivery
 from exoplane.security import Vault, load_secret_key
+from exoplane.stats.rollup import roll_up
 from exoplane.voicebot.service import create_operator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +127,9 @@ async def seed(database_url: str, settings: Settings) -> tuple[str, str]:
             app = update(App).values(exotel_api_key_enc=sealed, exotel_api_token_enc=sealed)
             await connection.execute(app)
         await analyze(engine)
+        # What a deployed system's worker has done by then: the last day's closed hours rolled
+        # up, so the charts read them from the rollup rather than counting the day.
+        await roll_up(create_session_factory(engine), settings.retention_days, everything=True)
         return email, password
     finally:
         await engine.dispose()
@@ -157,7 +162,8 @@ async def measure(settings: Settings, email: str, password: str, requests: int) 
                 results[path] = {
                     "median_ms": round(statistics.median(timings), 2),
                     "p95_ms": round(timings[int(len(timings) * 0.95) - 1], 2),
-                    # The first view: nothing cached (for the charts, the day's closed hours).
+                    # The first view of a fresh process: nothing cached in it (the charts'
+                    # closed hours come from the worker's rollup, rolled up after seeding).
                     "first_ms": round(first or 0.0, 2),
                     "bytes": len(response.content),
                 }
@@ -182,7 +188,8 @@ def table(runs: list[dict[str, Any]]) -> str:
         f"Console pages with {DIDS:,} DIDs, {AUDIT_ENTRIES:,} audit entries, {CALLS:,} calls "
         f"and {2 * CALLS:,} webhook deliveries (server time over ASGI; target: median "
         f"< {TARGET_MS:g} ms, < {TRAFFIC_TARGET_MS:g} ms for the webhook and call pages and "
-        "the overview with its charts)",
+        "the overview with its charts; one rollup round, as the worker runs, after seeding, so "
+        "the charts read the closed hours from the rollup as in a deployed system)",
         "",
         "| backend | page | median ms | p95 ms | first view ms | ratio to /healthz | KiB |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -212,6 +219,19 @@ def table(runs: list[dict[str, Any]]) -> str:
             "",
             f"{verdict}: slowest {name} page median {slowest:.2f} ms (target < {target:g} ms)",
         ]
+    # A process's first view of a traffic page, with the charts' closed hours rolled up.
+    first = max(
+        figures["first_ms"]
+        for result in runs
+        for path, figures in result["pages"].items()
+        if path in TRAFFIC_PAGES
+    )
+    verdict = "PASS" if first < TRAFFIC_TARGET_MS else "FAIL"
+    lines += [
+        "",
+        f"{verdict}: slowest traffic page first view {first:.2f} ms "
+        f"(target < {TRAFFIC_TARGET_MS:g} ms)",
+    ]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ from exoplane.config import Settings
 from exoplane.console.errors import install_console_error_pages
 from exoplane.console.portal_routes import router as console_portal_router
 from exoplane.console.routes import router as console_router
-from exoplane.console.templates import CONSOLE_STATIC, console_static
+from exoplane.console.templates import CONSOLE_STATIC, compile_templates, console_static
 from exoplane.console.tenant_routes import router as console_tenants_router
 from exoplane.console.traffic_routes import router as console_traffic_router
 from exoplane.db import Reader, create_engine, create_session_factory
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
         )
         hooks.start()
         worker_task = asyncio.create_task(worker.run()) if worker else None
+        compile_templates()
         # Modules, routes, models and this state live as long as the process. Left to the
         # collector, each full collection walks all of them (~170,000 objects, 50-100 ms)
         # while every request waits; frozen, a full collection only sees what requests make.
@@ -126,7 +127,6 @@ def create_app(settings: Settings | None = None, *, run_worker: bool = False) ->
             yield {"exoplane": state}
         finally:
             await hooks.stop()
-            await state.recent_stats.aclose()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task

@@ -40,7 +40,8 @@ class AppState:
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
     hooks: HookWriter
-    # The last day's stats as the console's charts show them, kept between views.
+    # The console's charts of the last day: closed hours from the rollup, the current hour
+    # kept between views for a few seconds.
     recent_stats: RecentStats
 
 

@@ -11,12 +11,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, insert, inspect, text
 
 from exoplane.config import Settings
 from exoplane.db import alembic_config, create_engine
 from exoplane.integrations import repository as integrations_repository
-from exoplane.models import App, Call, Customer
+from exoplane.models import App, Call, Customer, StatsHour
 from exoplane.models.base import Base
 from exoplane.security import Vault, hash_secret, load_secret_key
 from tests.factories import app_with_token, create_user, database_session, get_token
@@ -218,3 +218,31 @@ async def test_a_rotation_between_the_check_and_the_rehash_is_not_undone(
     await get_token(client, "app", app.id, app.secret)
 
     assert (await _stored_secrets(settings, App, app.id))[0] == vault.hash_secret("rotated")
+
+
+async def test_migration_0014_adds_the_stats_rollup_and_can_be_undone(database_url: str) -> None:
+    def tables(connection: Connection) -> set[str]:
+        return set(inspect(connection).get_table_names())
+
+    def add_hour(connection: Connection) -> None:
+        row = {
+            "hour": datetime(2026, 12, 1, 10, tzinfo=UTC),
+            "series": "calls",
+            "counts": '{"completed":3}',
+            "computed_at": datetime(2026, 12, 1, 11, tzinfo=UTC),
+        }
+        connection.execute(insert(StatsHour), row)
+
+    def hours(connection: Connection) -> list[Any]:
+        return list(connection.execute(text("SELECT series, counts FROM stats_hours")))
+
+    await _run(database_url, add_hour)
+    assert await _run(database_url, hours) == [("calls", '{"completed":3}')]
+    await _run(database_url, _migrate("0013", down=True))
+    downgraded = await _run(database_url, tables)
+    await _run(database_url, _migrate("head"))
+
+    assert "stats_hours" not in downgraded
+    assert "portal_links" in downgraded
+    assert "stats_hours" in await _run(database_url, tables)
+    assert await _run(database_url, hours) == []

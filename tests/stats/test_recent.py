@@ -1,5 +1,5 @@
-"""The last day's stats as the console's charts read them: the closed hours kept for a
-while, the current hour read on every call."""
+"""The last day's stats as the console's charts read them: the closed hours from the
+rollup (counted on the spot where it lacks them), the current hour counted now and then."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import httpx
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory
 from exoplane.models.base import utcnow
-from exoplane.stats.service import Bucket, RecentStats
+from exoplane.stats.rollup import roll_up
+from exoplane.stats.service import Bucket, RecentStats, stats, window
 from tests.factories import app_with_token, database_session
 from tests.stats.factories import add_calls
+from tests.stats.test_rollup import seed_hours
 from tests.stats.test_stats import admin, client, settings
-from tests.waiting import polled, until
+from tests.waiting import until
 
 __all__ = ["admin", "client", "settings"]
 
@@ -32,60 +34,78 @@ def answered(buckets: list[Bucket]) -> tuple[int, int]:
     return sum(b.calls["answered"] for b in closed), current.calls["answered"]
 
 
-async def test_a_view_reads_the_current_hour_again_and_the_closed_ones_only_when_refreshed(
+async def a_round(settings: Settings, *, everything: bool) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await roll_up(create_session_factory(engine), 30, everything=everything)
+    finally:
+        await engine.dispose()
+
+
+async def last_day_and_stats(settings: Settings, recent: RecentStats) -> tuple[list[Bucket], ...]:
+    """What the charts read, and what the stats service counts over the same day."""
+    async with database_session(settings) as session:
+        return await recent.last_day(session), await stats(session, window(None, None, "hour"))
+
+
+async def test_without_a_rollup_the_last_day_is_counted_as_the_stats_count_it(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await until(clear_of_the_hours_end, what="a time not at the end of an hour")
+    await seed_hours(client, settings, utcnow())
+
+    shown, counted = await last_day_and_stats(settings, RecentStats(current_seconds=0))
+
+    assert len(shown) == 24
+    assert shown == counted
+    assert answered(shown) == (1, 1)
+
+
+async def test_the_closed_hours_come_from_the_rollup_as_the_stats_count_them(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await until(clear_of_the_hours_end, what="a time not at the end of an hour")
+    app_id = await seed_hours(client, settings, utcnow())
+    await a_round(settings, everything=False)
+    recent = RecentStats(current_seconds=0)
+
+    shown, counted = await last_day_and_stats(settings, recent)
+    assert shown == counted
+
+    # A call of a closed hour written after the round shows once the hours are counted again.
+    async with database_session(settings) as session:
+        await add_calls(session, app_id, [(utcnow() - timedelta(hours=3), "completed")], "b")
+    async with database_session(settings) as session:
+        before_recount = await recent.last_day(session)
+    await a_round(settings, everything=True)
+    shown, counted = await last_day_and_stats(settings, recent)
+
+    assert answered(before_recount) == (1, 1)  # the closed hours as the rollup held them
+    assert answered(shown) == (2, 1)
+    assert shown == counted
+
+
+async def test_a_view_counts_the_current_hour_again_at_most_every_current_seconds(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     app = await app_with_token(client, settings)
     await until(clear_of_the_hours_end, what="a time not at the end of an hour")
     now = utcnow()
-    earlier = now - timedelta(hours=3)
     kept = RecentStats(current_seconds=0)
     held = RecentStats(current_seconds=3600)
     async with database_session(settings) as session:
-        await add_calls(session, app.id, [(earlier, "completed"), (now, "completed")], "a")
+        await add_calls(session, app.id, [(now, "completed")], "a")
     async with database_session(settings) as session:
         first = await kept.last_day(session)
         await held.last_day(session)
     async with database_session(settings) as session:
-        await add_calls(session, app.id, [(earlier, "completed"), (now, "completed")], "b")
+        await add_calls(session, app.id, [(now, "completed")], "b")
     async with database_session(settings) as session:
         second = await kept.last_day(session)
         unchanged = await held.last_day(session)
-        await kept.refresh(session)
-        refreshed = await kept.last_day(session)
 
     assert len(first) == len(second) == 24
-    assert answered(first) == (1, 1)
-    assert answered(second) == (1, 2)  # the closed hours as they were read
-    assert answered(unchanged) == (1, 1)
-    assert answered(refreshed) == (2, 2)
+    assert answered(first) == (0, 1)
+    assert answered(second) == (0, 2)
+    assert answered(unchanged) == (0, 1)
     assert second[-1].start <= now < second[-1].start + timedelta(hours=1)
-
-
-async def test_once_kept_fresh_the_closed_hours_are_read_again_beside_the_views(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
-    app = await app_with_token(client, settings)
-    await until(clear_of_the_hours_end, what="a time not at the end of an hour")
-    earlier = utcnow() - timedelta(hours=3)
-    recent = RecentStats(refresh_seconds=0.05, current_seconds=3600)
-    engine = create_engine(settings.database_url)
-    sessions = create_session_factory(engine)
-    try:
-        async with sessions() as session:
-            await add_calls(session, app.id, [(earlier, "completed")], "a")
-            await session.commit()
-            assert answered(await recent.last_day(session)) == (1, 0)
-            recent.keep_fresh(sessions)
-            recent.keep_fresh(sessions)  # a second start changes nothing
-            await add_calls(session, app.id, [(earlier, "completed")], "b")
-            await session.commit()
-
-        async def closed_hours() -> int:
-            async with sessions() as session:
-                return answered(await recent.last_day(session))[0]
-
-        await polled(closed_hours, lambda seen: seen == 2, what="the closed hours read again")
-    finally:
-        await recent.aclose()
-        await engine.dispose()

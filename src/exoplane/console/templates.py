@@ -45,6 +45,13 @@ environment.globals["static"] = CONSOLE_STATIC
 environment.globals["base"] = CONSOLE
 
 
+def compile_templates() -> None:
+    """Compile every template now; each is compiled once per process and kept, so no page's
+    first view waits for it (the overview with its layout and macros takes 30-70 ms)."""
+    for name in environment.list_templates():
+        environment.get_template(name)
+
+
 def render(template: str, status_code: int = 200, **context: Any) -> Response:
     body = environment.get_template(template).render(**context)
     return HTMLResponse(body, status_code=status_code, headers=SECURITY_HEADERS)

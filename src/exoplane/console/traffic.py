@@ -97,8 +97,8 @@ def summary(timeline: Sequence[TimelineEntry]) -> Summary:
 
 
 async def last_day(session: AsyncSession, state: AppState) -> list[stats.Bucket]:
-    """The last 24 hours by hour, from what the process keeps (kept fresh from now on)."""
-    state.recent_stats.keep_fresh(state.sessions)
+    """The last 24 hours by hour: the closed hours from the worker's rollup, the current
+    one counted now and then."""
     return await state.recent_stats.last_day(session)
 
 

@@ -12,6 +12,7 @@ from exoplane.models.customer import Customer
 from exoplane.models.idempotency_key import IdempotencyKey
 from exoplane.models.operator import Operator
 from exoplane.models.portal_link import PortalLink
+from exoplane.models.stats_hour import StatsHour
 from exoplane.models.token import Token
 from exoplane.models.user import User
 from exoplane.models.voicebot import Did, ExotelIntegration, PlatformSettings
@@ -38,6 +39,7 @@ __all__ = [
     "Operator",
     "PlatformSettings",
     "PortalLink",
+    "StatsHour",
     "Token",
     "User",
     "WebhookAttempt",

@@ -7,13 +7,25 @@ attempts took each whole millisecond), which are exact and far fewer rows than t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, cast, extract, func, select, type_coerce
+from sqlalchemy import (
+    JSON,
+    Integer,
+    cast,
+    delete,
+    extract,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from exoplane.models import Call, CallEvent, WebhookAttempt, WebhookDelivery
+from exoplane.models import Call, CallEvent, StatsHour, WebhookAttempt, WebhookDelivery
 
 # (bucket, value, count) rows.
 Counts = list[tuple[int, Any, int]]
@@ -37,12 +49,20 @@ async def _counts(
     width: int,
     *where: Any,
 ) -> Counts:
-    bucket = _bucket(session, time, since, width)
-    query = (
-        select(bucket, value, func.count())
-        .where(time >= since, time < until, *where)
-        .group_by(bucket, value)
-    )
+    if (until - since).total_seconds() <= width:
+        # One bucket (the current hour): every row is in it, with no arithmetic per row.
+        query = (
+            select(literal_column("0"), value, func.count())
+            .where(time >= since, time < until, *where)
+            .group_by(value)
+        )
+    else:
+        bucket = _bucket(session, time, since, width)
+        query = (
+            select(bucket, value, func.count())
+            .where(time >= since, time < until, *where)
+            .group_by(bucket, value)
+        )
     return [(int(b), v, int(n)) for b, v, n in await session.execute(query)]
 
 
@@ -102,3 +122,56 @@ async def first_bot_audio(
         CallEvent.kind == "first_outbound_media",
         CallEvent.app_id.is_(None),
     )
+
+
+# --- the hourly rollup ----------------------------------------------------------------------
+
+
+async def stats_hours(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[datetime, str, str]]:
+    """The rollup's (hour, series, counts) rows of the hours from ``since`` to ``until``."""
+    rows = await session.execute(
+        select(StatsHour.hour, StatsHour.series, StatsHour.counts).where(
+            StatsHour.hour >= since, StatsHour.hour < until
+        )
+    )
+    return [(hour, series, counts) for hour, series, counts in rows]
+
+
+async def stats_hours_kept(
+    session: AsyncSession, since: datetime, until: datetime
+) -> list[tuple[datetime, str]]:
+    """The (hour, series) pairs the rollup holds from ``since`` to ``until``."""
+    rows = await session.execute(
+        select(StatsHour.hour, StatsHour.series).where(
+            StatsHour.hour >= since, StatsHour.hour < until
+        )
+    )
+    return [(hour, series) for hour, series in rows]
+
+
+async def put_stats_hours(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert each (hour, series) row, or replace the one there unless that one was computed
+    later: one statement, so rounds of several workers at once never fail on the key."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(StatsHour)
+    statement = statement.on_conflict_do_update(
+        index_elements=[StatsHour.hour, StatsHour.series],
+        set_={"counts": statement.excluded.counts, "computed_at": statement.excluded.computed_at},
+        where=StatsHour.computed_at <= statement.excluded.computed_at,
+    )
+    await session.execute(statement, list(rows))
+
+
+async def delete_stats_hours(session: AsyncSession, before: datetime) -> int:
+    """Delete the rollup's rows of hours before ``before``; how many went."""
+    result = await session.execute(
+        delete(StatsHour)
+        .where(StatsHour.hour < before)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

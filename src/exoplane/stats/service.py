@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from exoplane.errors import BadRequest
 from exoplane.integrations.calls.service import OUTCOMES
-from exoplane.logs import get_logger
 from exoplane.models.base import utcnow
 from exoplane.stats import repository
-
-log = get_logger("exoplane.stats")
 
 BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}
 MAX_BUCKETS = 500
@@ -129,115 +126,135 @@ class Bucket:
         return percentiles(self.first_audio)
 
 
+# The series each bucket counts, as the repository reads them: (bucket, value, how many).
+SERIES = ("deliveries", "latency", "calls", "streams", "first_audio")
+# Series whose values are whole milliseconds (the others' are statuses or a step's kind).
+NUMERIC_SERIES = frozenset({"latency", "first_audio"})
+
+
+async def series_counts(
+    session: AsyncSession, since: datetime, until: datetime, width: int
+) -> dict[str, repository.Counts]:
+    """Each series' counts per (bucket, value) from ``since`` to ``until``."""
+    return {
+        "deliveries": await repository.deliveries_by_status(session, since, until, width),
+        "latency": await repository.attempt_latencies(session, since, until, width),
+        "calls": await repository.calls_by_status(session, since, until, width),
+        "streams": await repository.platform_steps(session, "stream_start", since, until, width),
+        "first_audio": await repository.first_bot_audio(session, since, until, width),
+    }
+
+
+def _add(bucket: Bucket, series: str, value: Any, count: int) -> None:
+    if series == "deliveries":
+        bucket.deliveries[value] = bucket.deliveries.get(value, 0) + count
+    elif series == "latency":
+        bucket.latency.append((value, count))
+    elif series == "calls":
+        bucket.calls[OUTCOMES.get(value, "ongoing")] += count
+    elif series == "streams":
+        bucket.streams += count
+    elif series == "first_audio" and value is not None:
+        bucket.first_audio.append((value, count))
+
+
+def _settle(buckets: Iterable[Bucket]) -> None:
+    for bucket in buckets:
+        bucket.latency.sort()
+        bucket.first_audio.sort()
+
+
 async def stats(session: AsyncSession, chosen: Window) -> list[Bucket]:
     """Per bucket: webhook deliveries queued, by status, and their attempts' latency;
     the apps' calls started, by outcome; voice-bot streams started, and their time to
     first bot audio."""
     since, until, width = chosen.since, chosen.until, chosen.width
     buckets = [Bucket(since + timedelta(seconds=n * width)) for n in range(chosen.count)]
-
-    def at(n: int) -> Bucket | None:
-        return buckets[n] if 0 <= n < len(buckets) else None
-
-    for n, status, count in await repository.deliveries_by_status(session, since, until, width):
-        if (bucket := at(n)) is not None:
-            bucket.deliveries[status] = bucket.deliveries.get(status, 0) + count
-    for n, latency, count in await repository.attempt_latencies(session, since, until, width):
-        if (bucket := at(n)) is not None:
-            bucket.latency.append((latency, count))
-    for n, status, count in await repository.calls_by_status(session, since, until, width):
-        if (bucket := at(n)) is not None:
-            outcome = OUTCOMES.get(status, "ongoing")
-            bucket.calls[outcome] += count
-    for n, _, count in await repository.platform_steps(
-        session, "stream_start", since, until, width
-    ):
-        if (bucket := at(n)) is not None:
-            bucket.streams += count
-    for n, after, count in await repository.first_bot_audio(session, since, until, width):
-        if (bucket := at(n)) is not None and after is not None:
-            bucket.first_audio.append((after, count))
+    for series, counts in (await series_counts(session, since, until, width)).items():
+        for n, value, count in counts:
+            if 0 <= n < len(buckets):
+                _add(buckets[n], series, value, count)
+    _settle(buckets)
     return buckets
 
 
-# Pages that chart the last day on every view: the closed hours are read again this often,
-# beside the requests, and the current hour at most this often on a view.
-RECENT_REFRESH_SECONDS = 300.0
+# --- the hourly rollup ----------------------------------------------------------------------
+
+
+def encode_counts(counts: Iterable[tuple[Any, int]]) -> str:
+    """One hour's counts of a series as kept in ``stats_hours``: a JSON object of value ->
+    how many (values without one, such as a stream whose bot never spoke, are left out)."""
+    kept: dict[str, int] = {}
+    for value, count in counts:
+        if value is not None:
+            kept[str(value)] = kept.get(str(value), 0) + count
+    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def decode_counts(series: str, text: str) -> list[tuple[Any, int]]:
+    counts: dict[str, int] = orjson.loads(text)
+    if series in NUMERIC_SERIES:
+        return list(zip(map(int, counts), counts.values(), strict=True))
+    return list(counts.items())
+
+
+async def rolled_up(session: AsyncSession, closed: Window) -> dict[datetime, Bucket]:
+    """The hours of ``closed`` that the rollup holds every series of, by their start."""
+    found: dict[datetime, Bucket] = {}
+    seen: dict[datetime, int] = {}
+    for hour, series, text in await repository.stats_hours(session, closed.since, closed.until):
+        if series not in SERIES:
+            continue
+        bucket = found.setdefault(hour, Bucket(hour))
+        seen[hour] = seen.get(hour, 0) + 1
+        counts = decode_counts(series, text)
+        if series == "latency":
+            bucket.latency.extend(counts)
+        elif series == "first_audio":
+            bucket.first_audio.extend(counts)
+        else:
+            for value, count in counts:
+                _add(bucket, series, value, count)
+    whole = {hour: bucket for hour, bucket in found.items() if seen[hour] == len(SERIES)}
+    _settle(whole.values())
+    return whole
+
+
+# The current hour is read at most this often on a view.
 CURRENT_REFRESH_SECONDS = 10.0
 
 
 class RecentStats:
     """The last 24 hours by hour, for pages that show them on every view.
 
-    Closed hours are kept by their start. A view reads only the closed hours not kept yet
-    (once an hour has closed, that one; the whole day only on a process's first view) and
-    the current hour at most every ``current_seconds``. Once ``keep_fresh`` has started it,
-    a task beside the requests reads every closed hour again each ``refresh_seconds``, so a
-    delivery of a closed hour that settles later shows within that, and no view waits for a
-    read of the whole day.
+    The closed hours come from the hourly rollup the worker keeps (``stats.rollup``), in one
+    small query; an hour it does not hold yet (before the worker's first round, or just after
+    the hour closed) is counted here. The current hour is counted at most every
+    ``current_seconds``.
     """
 
-    def __init__(
-        self,
-        refresh_seconds: float = RECENT_REFRESH_SECONDS,
-        current_seconds: float = CURRENT_REFRESH_SECONDS,
-    ) -> None:
-        self._refresh_seconds = refresh_seconds
+    def __init__(self, current_seconds: float = CURRENT_REFRESH_SECONDS) -> None:
         self._current_seconds = current_seconds
-        self._hours: dict[datetime, Bucket] = {}
         self._current: tuple[Window, float, list[Bucket]] | None = None
-        self._refresher: asyncio.Task[None] | None = None
 
     async def last_day(self, session: AsyncSession) -> list[Bucket]:
-        closed, current = _last_day()
+        closed, current = last_day_windows()
         starts = [closed.since + timedelta(seconds=n * closed.width) for n in range(closed.count)]
-        missing = [start for start in starts if start not in self._hours]
+        hours = await rolled_up(session, closed)
+        missing = [start for start in starts if start not in hours]
         if missing:
-            await self._read(session, Window(missing[0], closed.until, closed.bucket))
+            for bucket in await stats(session, Window(missing[0], closed.until, closed.bucket)):
+                hours.setdefault(bucket.start, bucket)
         now = time.monotonic()
         latest = self._current
         if latest is None or latest[0] != current or now - latest[1] >= self._current_seconds:
             latest = self._current = (current, now, await stats(session, current))
-        return [*(self._hours[start] for start in starts), *latest[2]]
-
-    async def refresh(self, session: AsyncSession) -> None:
-        """Read every closed hour of the last day again."""
-        closed, _ = _last_day()
-        await self._read(session, closed)
-
-    async def _read(self, session: AsyncSession, span: Window) -> None:
-        for bucket in await stats(session, span):
-            self._hours[bucket.start] = bucket
-        oldest = span.until - DEFAULT_SPAN
-        for start in [start for start in self._hours if start < oldest]:
-            del self._hours[start]
-
-    def keep_fresh(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        """Start the task that reads the closed hours again every ``refresh_seconds``
-        (once; ``aclose`` stops it)."""
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_every(sessions))
-
-    async def _refresh_every(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_seconds)
-            try:
-                async with sessions() as session:
-                    await self.refresh(session)
-            except Exception:  # a database outage: the charts stay as they were until then
-                log.exception("could not read the last day's stats again")
-
-    async def aclose(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+        return [*(hours[start] for start in starts), *latest[2]]
 
 
-def _last_day() -> tuple[Window, Window]:
+def last_day_windows(now: datetime | None = None) -> tuple[Window, Window]:
     """The last day's closed hours, and the current one."""
-    whole = window(None, None, "hour")
+    whole = window(None, None, "hour", now)
     current_start = whole.until - timedelta(seconds=whole.width)
     return (
         Window(whole.since, current_start, whole.bucket),

@@ -31,6 +31,7 @@ from exoplane.logs import enabled_for, get_logger
 from exoplane.models.base import utcnow
 from exoplane.retention.service import prune_until
 from exoplane.security import Vault
+from exoplane.stats.rollup import rollup_until
 from exoplane.webhooks import repository
 from exoplane.webhooks.operators import replay_until
 from exoplane.webhooks.repository import Claimed
@@ -149,6 +150,9 @@ class WebhookWorker:
             prune_until(self._stopping, self._sessions, settings.retention_days)
         )
         replayer = asyncio.create_task(replay_until(self._stopping, self._sessions, self.wake))
+        roller = asyncio.create_task(
+            rollup_until(self._stopping, self._sessions, settings.retention_days)
+        )
         async with aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers
         ) as http:
@@ -182,6 +186,7 @@ class WebhookWorker:
         await recorder
         await pruner
         await replayer
+        await roller
         await self._release_leases(set(cut_off.values()) | self._unrecorded)
 
     async def _pause(self) -> None:
