@@ -3,6 +3,7 @@ resource-style user endpoints (SPEC §4.4)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request
@@ -27,6 +28,7 @@ from exoplane.integrations.auth import (
     client_key,
     enforce_rate_limit,
 )
+from exoplane.integrations.repository import UserRecord
 from exoplane.integrations.schemas import (
     AgentTokenRequest,
     AppCreate,
@@ -202,7 +204,9 @@ async def rotate_app_secret(
 # --- users, Exotel-compatible -------------------------------------------------------------
 
 
-def _mappings(state: AppState, principal: AppScoped, users: list[User]) -> list[dict[str, Any]]:
+def _mappings(
+    state: AppState, principal: AppScoped, users: Sequence[User | UserRecord]
+) -> list[dict[str, Any]]:
     app = service.get_app(principal)
     return [
         user_mapping(user, app, encode_for_sdk(service.sip_secret_of(state.vault, user)))
@@ -247,7 +251,6 @@ async def create_user_mappings(
 async def get_user_mappings(
     request: Request,
     state: State,
-    session: Session,
     principal: AppOrAgentAuth,
     user_id: Annotated[str | None, Query(min_length=1)] = None,
     last_value: Annotated[Int64, Query()] = 0,
@@ -256,12 +259,12 @@ async def get_user_mappings(
     """``?user_id=``: one mapping with its SIP credentials; otherwise a page of mappings.
     An agent token reads its own mapping only."""
     if user_id is not None:
-        user = await service.get_user(session, principal, user_id)
+        user = await service.read_user(state.reader, principal, user_id)
         return legacy_ok(request.scope, (_mappings(state, principal, [user]))[0])
     if isinstance(principal, AgentPrincipal):
         raise agent_scope_error()
     users, next_cursor = await service.list_users(
-        session, principal, after=last_value, limit=page_size
+        state.reader, principal, after=last_value, limit=page_size
     )
     data = {
         "Users": _mappings(state, principal, list(users)),
@@ -369,7 +372,7 @@ async def create_user(
 
 @resources.get(USERS, response_model=Resource[UserPage])
 async def list_users(
-    session: Session,
+    state: State,
     principal: AppAuth,
     customer_id: PathId,
     app_id: PathId,
@@ -378,7 +381,9 @@ async def list_users(
 ) -> Response:
     """A page of users in creation order; pass ``next_cursor`` back as ``cursor``."""
     service.check_app_path(principal, customer_id, app_id)
-    users, next_cursor = await service.list_users(session, principal, after=cursor, limit=limit)
+    users, next_cursor = await service.list_users(
+        state.reader, principal, after=cursor, limit=limit
+    )
     return resource_ok(
         {
             "users": [user_resource(user) for user in users],
@@ -390,11 +395,11 @@ async def list_users(
 
 @resources.get(USERS + "/{user_id}", response_model=Resource[UserResource])
 async def get_user(
-    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
+    state: State, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
     """One user with its devices."""
     service.check_app_path(principal, customer_id, app_id)
-    return resource_ok(user_resource(await service.get_user(session, principal, user_id)))
+    return resource_ok(user_resource(await service.read_user(state.reader, principal, user_id)))
 
 
 @resources.put(USERS + "/{user_id}", response_model=Resource[UserResource])
@@ -528,11 +533,11 @@ async def update_devices(
 
 @resources.get(DEVICES, tags=["devices"], response_model=Resource[DevicesResource])
 async def get_devices(
-    session: Session, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
+    state: State, principal: AppAuth, customer_id: PathId, app_id: PathId, user_id: str
 ) -> Response:
     """The user's devices, with the SIP device's registration."""
     service.check_app_path(principal, customer_id, app_id)
-    user = await service.get_user(session, principal, user_id)
+    user = await service.read_user(state.reader, principal, user_id)
     return resource_ok(devices_resource(user, now=utcnow(), detailed=True))
 
 

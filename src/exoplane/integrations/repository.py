@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import bindparam, delete, insert, literal, or_, select, update
@@ -44,6 +44,30 @@ class AppRecord:
     exotel_account_sid: str
     exotel_domain: str
     is_active: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as read on the hot path, outside any session."""
+
+    id: int
+    app_id: str
+    user_id: str
+    name: str
+    exotel_user_name: str
+    email: str
+    phone_number: str | None
+    virtual_number: str | None
+    role: str
+    sip_username: str
+    sip_secret_enc: str
+    phone_enabled: bool
+    sip_enabled: bool
+    devices_updated_at: datetime | None
+    sip_registered_until: datetime | None
+    sip_last_seen: datetime | None
     created_at: datetime
     updated_at: datetime
 
@@ -117,6 +141,16 @@ _APP_HOLDER = (
     .join(Customer, App.customer_id == Customer.id)
     .where(App.id == bindparam("id"))
 )
+_USER_RECORD = tuple(getattr(User, field.name) for field in fields(UserRecord))
+_USER = select(*_USER_RECORD).where(
+    User.app_id == bindparam("app_id"), User.user_id == bindparam("user_id")
+)
+_USERS_PAGE = (
+    select(*_USER_RECORD)
+    .where(User.app_id == bindparam("app_id"), User.id > bindparam("after_id"))
+    .order_by(User.id)
+    .limit(bindparam("limit"))
+)
 _APPS_OF_CUSTOMER = (
     select(*_APP_RECORD)
     .where(App.customer_id == bindparam("customer_id"))
@@ -177,13 +211,14 @@ async def find_existing_users(
     return (await session.scalars(query)).all()
 
 
-async def list_users(
-    session: AsyncSession, app_id: str, *, after_id: int, limit: int
-) -> Sequence[User]:
-    query = (
-        select(User).where(User.app_id == app_id, User.id > after_id).order_by(User.id).limit(limit)
-    )
-    return (await session.scalars(query)).all()
+async def read_user(reader: Reader, app_id: str, user_id: str) -> UserRecord | None:
+    row = await reader.first(_USER, {"app_id": app_id, "user_id": user_id})
+    return UserRecord(*row) if row is not None else None
+
+
+async def list_users(reader: Reader, app_id: str, *, after_id: int, limit: int) -> list[UserRecord]:
+    rows = await reader.all(_USERS_PAGE, {"app_id": app_id, "after_id": after_id, "limit": limit})
+    return [UserRecord(*row) for row in rows]
 
 
 async def delete_users(session: AsyncSession, app_id: str, user_ids: Sequence[str]) -> int:

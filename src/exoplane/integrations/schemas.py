@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from exoplane.exotel.numbers import normalise_phone_number
-from exoplane.integrations.repository import AppRecord
+from exoplane.integrations.repository import AppRecord, UserRecord
 from exoplane.models import App, AppSettings, User
 from exoplane.responses import legacy_time, resource_time
 
@@ -287,11 +287,11 @@ def mapping_update_from(body: Any) -> UserMappingUpdate:
         ) from None
 
 
-def sip_domain_of(user: User) -> str:
+def sip_domain_of(user: User | UserRecord) -> str:
     return user.sip_username.split("@", 1)[1]
 
 
-def user_resource(user: User, *, sip_secret: str | None = None) -> dict[str, Any]:
+def user_resource(user: User | UserRecord, *, sip_secret: str | None = None) -> dict[str, Any]:
     sip: dict[str, Any] = {"username": user.sip_username, "domain": sip_domain_of(user)}
     if sip_secret is not None:
         sip["secret"] = sip_secret
@@ -312,7 +312,9 @@ def user_resource(user: User, *, sip_secret: str | None = None) -> dict[str, Any
     }
 
 
-def user_mapping(user: User, app: App | AppRecord, sdk_sip_secret: str) -> dict[str, Any]:
+def user_mapping(
+    user: User | UserRecord, app: App | AppRecord, sdk_sip_secret: str
+) -> dict[str, Any]:
     """A user as Exotel's ``/usermapping`` returns it (exotel-facts §1.7.2)."""
     phone_device, sip_device = f"phone-{user.id}", f"sip-{user.id}"
     return {
@@ -412,7 +414,7 @@ class DeviceIn(Strict):
     DeviceStatus: bool
 
 
-def devices_resource(user: User, *, now: datetime, detailed: bool) -> dict[str, Any]:
+def devices_resource(user: User | UserRecord, *, now: datetime, detailed: bool) -> dict[str, Any]:
     """Seed 03's shape: the PUT answer has ``updated_at``; the GET adds SIP registration."""
     sip: dict[str, Any] = {"enabled": user.sip_enabled, "username": user.sip_username}
     data: dict[str, Any] = {

@@ -36,7 +36,7 @@ from exoplane.integrations.errors import (
     UserExists,
     UserNotFound,
 )
-from exoplane.integrations.repository import AppRecord
+from exoplane.integrations.repository import AppRecord, UserRecord
 from exoplane.integrations.schemas import (
     DEFAULT_AGENT_TOKEN_TTL_SECONDS,
     MAX_TOKEN_TTL_SECONDS,
@@ -426,11 +426,20 @@ async def get_user(session: AsyncSession, principal: AppScoped, user_id: str) ->
     return user
 
 
+async def read_user(reader: Reader, principal: AppScoped, user_id: str) -> UserRecord:
+    """One user, read outside any transaction (for answers that change nothing)."""
+    check_own_user(principal, user_id)
+    user = await repository.read_user(reader, principal.app_id, user_id)
+    if user is None:
+        raise UserNotFound(f"No user {user_id!r} in this app")
+    return user
+
+
 async def list_users(
-    session: AsyncSession, principal: AppPrincipal, *, after: int, limit: int
-) -> tuple[Sequence[User], int | None]:
+    reader: Reader, principal: AppPrincipal, *, after: int, limit: int
+) -> tuple[list[UserRecord], int | None]:
     """A page of users in creation order, and the cursor of the next page (None at the end)."""
-    rows = await repository.list_users(session, principal.app_id, after_id=after, limit=limit + 1)
+    rows = await repository.list_users(reader, principal.app_id, after_id=after, limit=limit + 1)
     page = rows[:limit]
     next_cursor = page[-1].id if len(rows) > limit else None
     return page, next_cursor
@@ -481,7 +490,7 @@ async def delete_all_users(session: AsyncSession, principal: AppPrincipal) -> in
     return await repository.delete_all_users(session, principal.app_id)
 
 
-def sip_secret_of(vault: Vault, user: User) -> str:
+def sip_secret_of(vault: Vault, user: User | UserRecord) -> str:
     return vault.decrypt(user.sip_secret_enc)
 
 
