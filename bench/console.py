@@ -6,7 +6,8 @@ Run from the repository root: ``.venv/bin/python bench/console.py [--requests 50
 process with its lifespan, on a fresh SQLite database (and on PostgreSQL when a URL is given),
 seeded straight through SQLAlchemy (the calls, deliveries and bot streams as
 ``bench/stats.py`` seeds them, over the last 24 hours, one delivery in ten failed); a
-rollup round then stores the day's closed hours as the worker would, and a
+rollup round then stores the day's closed hours as the worker would, the hour under way is
+counted every ten seconds while the pages are measured, as the worker does, and a
 signed-in super_admin requests each page in turn over ASGI (no sockets, so what is
 timed is the server's work: middleware, session, queries, rendering). ``/healthz`` is
 measured the same way as the baseline. Prints a markdown table and writes
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import platform
 import re
@@ -43,7 +45,7 @@ from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work, upgrade_schema
 from exoplane.models import App, AuditEntry, Did, WebhookDelivery
 from exoplane.security import Vault, load_secret_key
-from exoplane.stats.rollup import roll_up
+from exoplane.stats.rollup import CURRENT_EVERY_SECONDS, roll_up, roll_up_current
 from exoplane.voicebot.service import create_operator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +137,30 @@ async def seed(database_url: str, settings: Settings) -> tuple[str, str]:
         await engine.dispose()
 
 
+async def count_current_hour(settings: Settings, stopping: asyncio.Event) -> None:
+    """What a deployed system's worker does while the pages are viewed: count the hour under
+    way every ``CURRENT_EVERY_SECONDS``, so the charts read it from the rollup."""
+    engine = create_engine(settings.database_url)
+    try:
+        while not stopping.is_set():
+            await roll_up_current(create_session_factory(engine))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), CURRENT_EVERY_SECONDS)
+    finally:
+        await engine.dispose()
+
+
 async def measure(settings: Settings, email: str, password: str, requests: int) -> dict[str, Any]:
+    stopping = asyncio.Event()
+    counting = asyncio.create_task(count_current_hour(settings, stopping))
+    try:
+        return await _measure(settings, email, password, requests)
+    finally:
+        stopping.set()
+        await counting
+
+
+async def _measure(settings: Settings, email: str, password: str, requests: int) -> dict[str, Any]:
     async with LifespanManager(create_app(settings)) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+from sqlalchemy import update
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory
+from exoplane.models import StatsHour
 from exoplane.models.base import utcnow
-from exoplane.stats.rollup import roll_up
+from exoplane.stats.rollup import roll_up, roll_up_current
 from exoplane.stats.service import Bucket, RecentStats, stats, window
 from tests.factories import app_with_token, database_session
 from tests.stats.factories import add_calls
@@ -109,3 +111,31 @@ async def test_a_view_counts_the_current_hour_again_at_most_every_current_second
     assert answered(second) == (0, 2)
     assert answered(unchanged) == (0, 1)
     assert second[-1].start <= now < second[-1].start + timedelta(hours=1)
+
+
+async def test_the_current_hour_comes_from_the_rollup_while_its_count_is_fresh(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    app = await app_with_token(client, settings)
+    await until(clear_of_the_hours_end, what="a time not at the end of an hour")
+    async with database_session(settings) as session:
+        await add_calls(session, app.id, [(utcnow(), "completed")], "a")
+    engine = create_engine(settings.database_url)
+    try:
+        await roll_up_current(create_session_factory(engine))
+    finally:
+        await engine.dispose()
+    async with database_session(settings) as session:
+        await add_calls(session, app.id, [(utcnow(), "completed")], "b")
+    recent = RecentStats(current_seconds=0)
+
+    async with database_session(settings) as session:
+        from_rollup = await recent.last_day(session)
+    async with database_session(settings) as session:  # the worker stopped counting a while ago
+        stale = utcnow() - timedelta(minutes=5)
+        await session.execute(update(StatsHour).values(computed_at=stale))
+    async with database_session(settings) as session:
+        counted = await recent.last_day(session)
+
+    assert answered(from_rollup) == (0, 1)  # as the worker last counted it
+    assert answered(counted) == (0, 2)

@@ -20,7 +20,7 @@ from exoplane.models import StatsHour, WebhookDelivery
 from exoplane.models.base import Base, utcnow
 from exoplane.security import Vault, load_secret_key
 from exoplane.stats import repository
-from exoplane.stats.rollup import RolledUp, roll_up, rollup_until
+from exoplane.stats.rollup import RolledUp, roll_up, roll_up_current, rollup_until
 from exoplane.stats.service import SERIES, Bucket, last_day_windows, rolled_up, stats
 from exoplane.webhooks.worker import WebhookWorker
 from tests.factories import app_with_token, database_session
@@ -102,7 +102,7 @@ async def rolled_up_and_counted(
     stats service counts them."""
     closed, _ = last_day_windows(now)
     async with database_session(settings) as session:
-        return await rolled_up(session, closed), await stats(session, closed)
+        return await rolled_up(session, closed, now), await stats(session, closed)
 
 
 async def a_round(
@@ -193,6 +193,36 @@ async def test_an_hour_that_closes_is_stored_by_the_next_round(
     kept, counted = await rolled_up_and_counted(settings, later)
     assert [kept[bucket.start] for bucket in counted] == counted
     assert counted[-1].calls["answered"] == 1
+
+
+async def test_the_hour_under_way_is_stored_and_counted_again_by_the_round_after_it_closed(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    now = utcnow()
+    app_id = await seed_hours(client, settings, now)
+    hour = start_of_hour(now)
+    await a_round(settings, everything=True, now=now)
+    engine = create_engine(settings.database_url)
+    try:
+        await roll_up_current(create_session_factory(engine), now=now)
+    finally:
+        await engine.dispose()
+    under_way = {(at, series): counts for at, series, counts in await stored(settings)}
+    async with database_session(settings) as session:  # later in the same hour
+        await add_calls(session, app_id, [(hour + timedelta(minutes=59), "completed")], "late")
+
+    done = await a_round(settings, everything=False, now=now + HOUR)
+    after = {(at, series): counts for at, series, counts in await stored(settings)}
+
+    assert {at for at, _ in under_way} == {hour - n * HOUR for n in range(24)}
+    assert under_way[(hour, "calls")] == {"completed": 1}
+    assert under_way[(hour, "deliveries")] == {"pending": 1}
+    # Once closed, the hour counted while under way is not taken as it stood: it is counted
+    # again, alone (the other hours were counted after they closed).
+    assert done.hours == 1
+    assert after[(hour, "calls")] == {"completed": 2}
+    kept, counted = await rolled_up_and_counted(settings, now + HOUR)
+    assert [kept[bucket.start] for bucket in counted] == counted
 
 
 async def test_two_rounds_at_once_both_succeed_and_leave_one_row_per_hour_and_series(

@@ -129,26 +129,27 @@ async def first_bot_audio(
 
 async def stats_hours(
     session: AsyncSession, since: datetime, until: datetime
-) -> list[tuple[datetime, str, str]]:
-    """The rollup's (hour, series, counts) rows of the hours from ``since`` to ``until``."""
+) -> list[tuple[datetime, str, str, datetime]]:
+    """The rollup's (hour, series, counts, computed at) rows of the hours from ``since`` to
+    ``until``."""
     rows = await session.execute(
-        select(StatsHour.hour, StatsHour.series, StatsHour.counts).where(
+        select(StatsHour.hour, StatsHour.series, StatsHour.counts, StatsHour.computed_at).where(
             StatsHour.hour >= since, StatsHour.hour < until
         )
     )
-    return [(hour, series, counts) for hour, series, counts in rows]
+    return [(hour, series, counts, computed_at) for hour, series, counts, computed_at in rows]
 
 
 async def stats_hours_kept(
     session: AsyncSession, since: datetime, until: datetime
-) -> list[tuple[datetime, str]]:
-    """The (hour, series) pairs the rollup holds from ``since`` to ``until``."""
+) -> list[tuple[datetime, str, datetime]]:
+    """The (hour, series, computed at) of the rollup's rows from ``since`` to ``until``."""
     rows = await session.execute(
-        select(StatsHour.hour, StatsHour.series).where(
+        select(StatsHour.hour, StatsHour.series, StatsHour.computed_at).where(
             StatsHour.hour >= since, StatsHour.hour < until
         )
     )
-    return [(hour, series) for hour, series in rows]
+    return [(hour, series, computed_at) for hour, series, computed_at in rows]
 
 
 async def put_stats_hours(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:

@@ -198,15 +198,27 @@ def decode_counts(series: str, text: str) -> list[tuple[Any, int]]:
     return list(counts.items())
 
 
-async def rolled_up(session: AsyncSession, closed: Window) -> dict[datetime, Bucket]:
-    """The hours of ``closed`` that the rollup holds every series of, by their start."""
+# The rollup's count of the hour under way is used while it is at most this old.
+CURRENT_FRESH_SECONDS = 30.0
+
+
+async def rolled_up(
+    session: AsyncSession, span: Window, now: datetime | None = None
+) -> dict[datetime, Bucket]:
+    """The hours of ``span`` that the rollup holds every series of, by their start: a closed
+    hour once counted after it closed (not as it stood while under way), the hour under way
+    if counted within ``CURRENT_FRESH_SECONDS`` of ``now``."""
+    now = now or utcnow()
     found: dict[datetime, Bucket] = {}
     seen: dict[datetime, int] = {}
-    for hour, series, text in await repository.stats_hours(session, closed.since, closed.until):
+    oldest: dict[datetime, datetime] = {}
+    rows = await repository.stats_hours(session, span.since, span.until)
+    for hour, series, text, computed_at in rows:
         if series not in SERIES:
             continue
         bucket = found.setdefault(hour, Bucket(hour))
         seen[hour] = seen.get(hour, 0) + 1
+        oldest[hour] = min(oldest.get(hour, computed_at), computed_at)
         counts = decode_counts(series, text)
         if series == "latency":
             bucket.latency.extend(counts)
@@ -215,22 +227,30 @@ async def rolled_up(session: AsyncSession, closed: Window) -> dict[datetime, Buc
         else:
             for value, count in counts:
                 _add(bucket, series, value, count)
-    whole = {hour: bucket for hour, bucket in found.items() if seen[hour] == len(SERIES)}
+    fresh = now - timedelta(seconds=CURRENT_FRESH_SECONDS)
+
+    def usable(hour: datetime) -> bool:
+        end = hour + timedelta(seconds=span.width)
+        counted = oldest[hour]
+        return seen[hour] == len(SERIES) and (counted >= end or (end > now and counted >= fresh))
+
+    whole = {hour: bucket for hour, bucket in found.items() if usable(hour)}
     _settle(whole.values())
     return whole
 
 
-# The current hour is read at most this often on a view.
+# The current hour is counted at most this often on a view, when the rollup lacks it.
 CURRENT_REFRESH_SECONDS = 10.0
 
 
 class RecentStats:
     """The last 24 hours by hour, for pages that show them on every view.
 
-    The closed hours come from the hourly rollup the worker keeps (``stats.rollup``), in one
-    small query; an hour it does not hold yet (before the worker's first round, or just after
-    the hour closed) is counted here. The current hour is counted at most every
-    ``current_seconds``.
+    Every hour comes from the hourly rollup the worker keeps (``stats.rollup``), in one small
+    query: the closed ones as counted after they closed, the current one as counted in the
+    last ``CURRENT_FRESH_SECONDS``. An hour the rollup does not hold so (before the worker's
+    first round, just after an hour closed, or with no worker running) is counted here, the
+    current hour at most every ``current_seconds``.
     """
 
     def __init__(self, current_seconds: float = CURRENT_REFRESH_SECONDS) -> None:
@@ -238,17 +258,20 @@ class RecentStats:
         self._current: tuple[Window, float, list[Bucket]] | None = None
 
     async def last_day(self, session: AsyncSession) -> list[Bucket]:
-        closed, current = last_day_windows()
+        now = utcnow()
+        closed, current = last_day_windows(now)
         starts = [closed.since + timedelta(seconds=n * closed.width) for n in range(closed.count)]
-        hours = await rolled_up(session, closed)
+        hours = await rolled_up(session, Window(closed.since, current.until, closed.bucket), now)
         missing = [start for start in starts if start not in hours]
         if missing:
             for bucket in await stats(session, Window(missing[0], closed.until, closed.bucket)):
                 hours.setdefault(bucket.start, bucket)
-        now = time.monotonic()
+        if current.since in hours:
+            return [hours[start] for start in [*starts, current.since]]
+        moment = time.monotonic()
         latest = self._current
-        if latest is None or latest[0] != current or now - latest[1] >= self._current_seconds:
-            latest = self._current = (current, now, await stats(session, current))
+        if latest is None or latest[0] != current or moment - latest[1] >= self._current_seconds:
+            latest = self._current = (current, moment, await stats(session, current))
         return [*(hours[start] for start in starts), *latest[2]]
 
 
