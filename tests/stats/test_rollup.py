@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import httpx
 import orjson
 from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exoplane.config import Settings
 from exoplane.db import create_engine, create_session_factory, unit_of_work
@@ -290,12 +291,9 @@ async def test_the_webhook_worker_rolls_up_from_its_start_and_stops_the_loop_wit
     worker = WebhookWorker(settings, sessions, Vault(load_secret_key(settings)))
     running = asyncio.create_task(worker.run())
     try:
-
-        async def rows() -> int:
-            async with unit_of_work(sessions) as session:
-                return await count_rows(session)
-
-        await polled(rows, lambda n: n >= 23 * len(SERIES), what="the worker's first round")
+        await polled(
+            rows_in(sessions), lambda n: n >= 23 * len(SERIES), what="the worker's first round"
+        )
     finally:
         worker.stop()
         await asyncio.wait_for(running, WAIT_SECONDS)
@@ -306,6 +304,16 @@ async def test_the_webhook_worker_rolls_up_from_its_start_and_stops_the_loop_wit
 
 async def count_rows(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).select_from(StatsHour)) or 0)
+
+
+def rows_in(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Awaitable[int]]:
+    """How many rows the rollup holds, read anew on each call."""
+
+    async def rows() -> int:
+        async with unit_of_work(sessions) as session:
+            return await count_rows(session)
+
+    return rows
 
 
 async def test_a_failed_round_is_logged_and_tried_again_by_the_next(
@@ -329,12 +337,9 @@ async def test_a_failed_round_is_logged_and_tried_again_by_the_next(
         assert not loop.done()
         async with engine.begin() as connection:
             await connection.run_sync(ROLLUP_TABLE.create)
-
-        async def rows() -> int:
-            async with unit_of_work(sessions) as session:
-                return await count_rows(session)
-
-        await polled(rows, lambda n: n >= 23 * len(SERIES), what="a later round storing")
+        await polled(
+            rows_in(sessions), lambda n: n >= 23 * len(SERIES), what="a later round storing"
+        )
     finally:
         stopping.set()
         await asyncio.wait_for(loop, WAIT_SECONDS)

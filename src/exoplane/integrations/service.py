@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -420,16 +420,19 @@ async def _flush_unique(session: AsyncSession, message: str) -> None:
 
 async def get_user(session: AsyncSession, principal: AppScoped, user_id: str) -> User:
     check_own_user(principal, user_id)
-    user = await repository.get_user(session, principal.app_id, user_id)
-    if user is None:
-        raise UserNotFound(f"No user {user_id!r} in this app")
-    return user
+    return _found(await repository.get_user(session, principal.app_id, user_id), user_id)
 
 
 async def read_user(reader: Reader, principal: AppScoped, user_id: str) -> UserRecord:
     """One user, read outside any transaction (for answers that change nothing)."""
     check_own_user(principal, user_id)
-    user = await repository.read_user(reader, principal.app_id, user_id)
+    return _found(await repository.read_user(reader, principal.app_id, user_id), user_id)
+
+
+_User = TypeVar("_User", User, UserRecord)
+
+
+def _found(user: _User | None, user_id: str) -> _User:
     if user is None:
         raise UserNotFound(f"No user {user_id!r} in this app")
     return user
