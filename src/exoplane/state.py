@@ -40,8 +40,8 @@ class AppState:
     # Called after a request commits webhook events, so delivery starts without a poll.
     wake_webhooks: Callable[[], None]
     hooks: HookWriter
-    # The console's charts of the last day: closed hours from the rollup, the current hour
-    # kept between views for a few seconds.
+    # The console's charts of the last day, read from the worker's hourly rollup (an hour it
+    # lacks is counted on the spot, the current one kept between views for a few seconds).
     recent_stats: RecentStats
 
 

@@ -20,7 +20,6 @@ from exoplane.integrations.calls.schemas import call_view, platform_call_view
 from exoplane.integrations.calls.service import TimelineEntry
 from exoplane.responses import resource_time
 from exoplane.state import AppState
-from exoplane.stats import service as stats
 
 # The steps a call's page picks out, and the mark each gets.
 MILESTONES = {
@@ -96,20 +95,14 @@ def summary(timeline: Sequence[TimelineEntry]) -> Summary:
     return Summary(routed, list(webhooks.values()), first_audio, code, reason)
 
 
-async def last_day(session: AsyncSession, state: AppState) -> list[stats.Bucket]:
-    """The last 24 hours by hour: the closed hours from the worker's rollup, the current
-    one counted now and then."""
-    return await state.recent_stats.last_day(session)
-
-
 async def webhook_charts_now(session: AsyncSession, state: AppState) -> list[Chart]:
     """Deliveries by outcome and attempt latency, per hour over the last 24 hours."""
-    return webhook_charts(await last_day(session, state))
+    return webhook_charts(await state.recent_stats.last_day(session))
 
 
 async def call_charts_now(session: AsyncSession, state: AppState) -> list[Chart]:
     """Calls by outcome and time to first bot audio, per hour over the last 24 hours."""
-    return call_charts(await last_day(session, state))
+    return call_charts(await state.recent_stats.last_day(session))
 
 
 def pretty_payload(payload: str) -> str:

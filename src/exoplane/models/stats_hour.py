@@ -9,8 +9,9 @@ from exoplane.models.base import Base, UTCDateTime, utcnow
 
 
 class StatsHour(Base):
-    """One closed hour's counts of one series the charts show, kept by the worker so a view
-    reads the last day's closed hours in one small query instead of counting them again.
+    """One hour's counts of one series the charts show (the hour under way included, as
+    counted so far), kept by the worker so a view reads the last day in one small query
+    instead of counting it.
 
     ``counts`` is a JSON object of value -> how many (a status, or a whole number of
     milliseconds), counted by each row's value when ``computed_at``."""
